@@ -1,0 +1,2 @@
+//! weft-pool: placeholder until its issue lands.
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! weft-process: placeholder until its issue lands.
+#![deny(missing_docs)]

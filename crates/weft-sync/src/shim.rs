@@ -1,0 +1,113 @@
+//! The few synchronisation building blocks weft-sync's hand-written protocols
+//! stand on, with one face for normal builds (parking_lot and std) and one for
+//! `--cfg loom` builds (loom's model-checked versions).
+//!
+//! Only the protocols that loom models (the task handle's completion/wake
+//! protocol and the semaphore's permit accounting) go through this module.
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use std::sync::Arc;
+
+    use std::time::Instant;
+
+    /// A mutex with parking_lot's shape (`lock` cannot fail).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+    pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Mutex(parking_lot::Mutex::new(value))
+        }
+        #[inline]
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock()
+        }
+    }
+
+    /// A condition variable working with [`Mutex`].
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub(crate) const fn new() -> Self {
+            Condvar(parking_lot::Condvar::new())
+        }
+        #[inline]
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            self.0.wait(guard)
+        }
+        /// Waits until notified or `deadline`; returns `true` if the deadline passed.
+        #[inline]
+        pub(crate) fn wait_until<T>(
+            &self,
+            guard: &mut MutexGuard<'_, T>,
+            deadline: Instant,
+        ) -> bool {
+            self.0.wait_until(guard, deadline).timed_out()
+        }
+        #[inline]
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::sync::Arc;
+
+    use std::time::Instant;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    /// A guard that can be handed to the condition variable and back.
+    pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
+
+    impl<T> std::ops::Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            self.0.as_ref().expect("guard present")
+        }
+    }
+    impl<T> std::ops::DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            self.0.as_mut().expect("guard present")
+        }
+    }
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            MutexGuard(Some(self.0.lock().unwrap()))
+        }
+    }
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
+            let g = guard.0.take().expect("guard present");
+            guard.0 = Some(self.0.wait(g).unwrap());
+        }
+        /// Loom has no timed waits: this waits for a notification, and a
+        /// model that needs the timeout path must not rely on it.
+        pub(crate) fn wait_until<T>(&self, guard: &mut MutexGuard<'_, T>, _: Instant) -> bool {
+            self.wait(guard);
+            false
+        }
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+pub(crate) use imp::*;

@@ -1,0 +1,371 @@
+//! Waiting on many tasks at once: [`wait`] and [`as_completed`], as in
+//! `concurrent.futures`. They work on [`TaskHandle`]s from any engine, mixed.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use crate::error::Timeout;
+use crate::task::{TaskError, TaskHandle};
+use crate::waker::{ThreadWaker, deadline_after};
+
+/// When [`wait`] returns, as Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`
+/// and `ALL_COMPLETED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ReturnWhen {
+    /// As soon as any task finishes (or is cancelled).
+    FirstCompleted,
+    /// As soon as any task finishes with an error ([`TaskError`]); if none
+    /// does, when all have finished.
+    FirstException,
+    /// When every task has finished.
+    #[default]
+    AllCompleted,
+}
+
+/// What [`wait`] found: indices into the slice it was given, in ascending order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WaitResult {
+    /// The tasks that had finished.
+    pub done: Vec<usize>,
+    /// The tasks that had not.
+    pub not_done: Vec<usize>,
+}
+
+fn evaluate<T>(handles: &[TaskHandle<T>], when: ReturnWhen) -> (bool, WaitResult) {
+    let mut result = WaitResult::default();
+    let mut any_error = false;
+    for (i, h) in handles.iter().enumerate() {
+        match h.finished_with_error() {
+            Some(failed) => {
+                any_error |= failed;
+                result.done.push(i);
+            }
+            None => result.not_done.push(i),
+        }
+    }
+    let satisfied = result.not_done.is_empty()
+        || match when {
+            ReturnWhen::FirstCompleted => !result.done.is_empty(),
+            ReturnWhen::FirstException => any_error,
+            ReturnWhen::AllCompleted => false,
+        };
+    (satisfied, result)
+}
+
+/// Blocks until the tasks meet `return_when`, or `timeout` passes (`None`:
+/// no limit), and says which have finished (Python's
+/// `concurrent.futures.wait`). The handles keep their results; take them
+/// with `join`.
+///
+/// An empty slice returns at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_sync::{ReturnWhen, TaskHandle, wait};
+///
+/// let (c0, h0) = TaskHandle::<u32>::pair();
+/// let (_c1, h1) = TaskHandle::<u32>::pair();
+/// c0.set_result(10);
+/// let handles = vec![h0, h1];
+/// let r = wait(&handles, ReturnWhen::FirstCompleted, None);
+/// assert_eq!((r.done, r.not_done), (vec![0], vec![1]));
+/// let r = wait(&handles, ReturnWhen::AllCompleted, Some(Duration::from_millis(10)));
+/// assert_eq!(r.not_done, vec![1]);
+/// ```
+pub fn wait<T>(
+    handles: &[TaskHandle<T>],
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> WaitResult {
+    let (satisfied, result) = evaluate(handles, return_when);
+    if satisfied {
+        return result;
+    }
+    let deadline = timeout.and_then(deadline_after);
+    let forever = timeout.is_none() || deadline.is_none();
+    let (parker, waker) = ThreadWaker::current();
+    let keys: Vec<Option<u64>> = handles.iter().map(|h| h.watch(&waker)).collect();
+    let result = loop {
+        let (satisfied, result) = evaluate(handles, return_when);
+        if satisfied {
+            break result;
+        }
+        if !parker.park_until(if forever { None } else { deadline }) {
+            break evaluate(handles, return_when).1;
+        }
+    };
+    for (h, key) in handles.iter().zip(keys) {
+        if let Some(key) = key {
+            h.unwatch(key);
+        }
+    }
+    result
+}
+
+/// The async form of [`wait`], for use inside any executor. For a time limit,
+/// wrap it in your runtime's timeout (weft-async's `timeout`).
+///
+/// Dropping the future before it completes is safe: it unregisters itself.
+pub fn wait_async<T>(handles: &[TaskHandle<T>], return_when: ReturnWhen) -> WaitAsync<'_, T> {
+    WaitAsync {
+        handles,
+        return_when,
+        keys: Vec::new(),
+    }
+}
+
+/// The future returned by [`wait_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct WaitAsync<'a, T> {
+    handles: &'a [TaskHandle<T>],
+    return_when: ReturnWhen,
+    keys: Vec<Option<u64>>,
+}
+
+impl<T> WaitAsync<'_, T> {
+    fn unregister(&mut self) {
+        for (h, key) in self.handles.iter().zip(self.keys.drain(..)) {
+            if let Some(key) = key {
+                h.unwatch(key);
+            }
+        }
+    }
+}
+
+impl<T> Future for WaitAsync<'_, T> {
+    type Output = WaitResult;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<WaitResult> {
+        let this = self.get_mut();
+        // Re-register with the current waker each time: simple, and correct
+        // when the future moves between tasks.
+        this.unregister();
+        let (satisfied, result) = evaluate(this.handles, this.return_when);
+        if satisfied {
+            return Poll::Ready(result);
+        }
+        this.keys = this.handles.iter().map(|h| h.watch(cx.waker())).collect();
+        // A task may have finished between the check and the registration.
+        let (satisfied, result) = evaluate(this.handles, this.return_when);
+        if satisfied {
+            this.unregister();
+            return Poll::Ready(result);
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for WaitAsync<'_, T> {
+    fn drop(&mut self) {
+        self.unregister();
+    }
+}
+
+/// The finished-task queue behind [`AsCompleted`].
+struct Ready {
+    state: parking_lot::Mutex<ReadyState>,
+}
+
+struct ReadyState {
+    indices: VecDeque<usize>,
+    consumer: Option<Waker>,
+}
+
+impl Ready {
+    fn push(&self, index: usize) {
+        let mut st = self.state.lock();
+        st.indices.push_back(index);
+        let consumer = st.consumer.take();
+        drop(st);
+        if let Some(w) = consumer {
+            w.wake();
+        }
+    }
+}
+
+/// Wakes the [`AsCompleted`] consumer with the index of the task that finished.
+struct IndexWaker {
+    ready: Arc<Ready>,
+    index: usize,
+}
+
+impl Wake for IndexWaker {
+    fn wake(self: Arc<Self>) {
+        self.ready.push(self.index);
+    }
+}
+
+/// Yields tasks' outcomes in the order they finish (Python's
+/// `concurrent.futures.as_completed`).
+///
+/// Takes ownership of the handles and returns an [`AsCompleted`], which is
+/// an [`Iterator`] (blocking) and a [`Stream`](futures_core::Stream) (async)
+/// of `(index, outcome)` pairs, where `index` is the handle's position in
+/// the input.
+///
+/// ```
+/// use weft_sync::{TaskHandle, as_completed};
+///
+/// let (c0, h0) = TaskHandle::pair();
+/// let (c1, h1) = TaskHandle::pair();
+/// c1.set_result("second submitted, first done");
+/// let mut it = as_completed([h0, h1]);
+/// assert_eq!(it.next(), Some((1, Ok("second submitted, first done"))));
+/// c0.set_result("first submitted");
+/// assert_eq!(it.next(), Some((0, Ok("first submitted"))));
+/// assert_eq!(it.next(), None);
+/// ```
+pub fn as_completed<T, I>(handles: I) -> AsCompleted<T>
+where
+    I: IntoIterator<Item = TaskHandle<T>>,
+{
+    let handles: Vec<Option<TaskHandle<T>>> = handles.into_iter().map(Some).collect();
+    let ready = Arc::new(Ready {
+        state: parking_lot::Mutex::new(ReadyState {
+            indices: VecDeque::new(),
+            consumer: None,
+        }),
+    });
+    let mut keys = Vec::with_capacity(handles.len());
+    for (index, h) in handles.iter().enumerate() {
+        let h = h.as_ref().expect("just filled");
+        let waker = Waker::from(Arc::new(IndexWaker {
+            ready: ready.clone(),
+            index,
+        }));
+        let key = h.watch(&waker);
+        if key.is_none() {
+            ready.push(index);
+        }
+        keys.push(key);
+    }
+    AsCompleted {
+        remaining: handles.len(),
+        handles,
+        keys,
+        ready,
+    }
+}
+
+/// The iterator and stream returned by [`as_completed`].
+pub struct AsCompleted<T> {
+    handles: Vec<Option<TaskHandle<T>>>,
+    keys: Vec<Option<u64>>,
+    ready: Arc<Ready>,
+    remaining: usize,
+}
+
+impl<T> AsCompleted<T> {
+    /// How many outcomes are still to come.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn take_ready(&mut self, consumer: Option<&Waker>) -> Option<(usize, Result<T, TaskError>)> {
+        let mut st = self.ready.state.lock();
+        match st.indices.pop_front() {
+            Some(index) => {
+                drop(st);
+                let handle = self.handles[index]
+                    .take()
+                    .expect("each index is reported once");
+                self.keys[index] = None;
+                self.remaining -= 1;
+                Some((index, handle.join()))
+            }
+            None => {
+                if let Some(w) = consumer {
+                    st.consumer = Some(w.clone());
+                }
+                None
+            }
+        }
+    }
+
+    /// The next outcome, waiting at most `timeout` for it. `Ok(None)` when
+    /// all have been yielded; `Err(Timeout)` if the time ran out first
+    /// (Python's `TimeoutError`). Iteration can go on after a timeout.
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<(usize, Result<T, TaskError>)>, Timeout> {
+        self.next_until(deadline_after(timeout)).ok_or(Timeout)
+    }
+
+    /// `None` if the deadline passed; `Some(None)` when exhausted.
+    fn next_until(
+        &mut self,
+        deadline: Option<std::time::Instant>,
+    ) -> Option<Option<(usize, Result<T, TaskError>)>> {
+        if self.remaining == 0 {
+            return Some(None);
+        }
+        let (parker, waker) = ThreadWaker::current();
+        loop {
+            if let Some(item) = self.take_ready(Some(&waker)) {
+                return Some(Some(item));
+            }
+            if !parker.park_until(deadline) {
+                // One last look, then give up for now.
+                let item = self.take_ready(None);
+                self.ready.state.lock().consumer = None;
+                return item.map(Some);
+            }
+        }
+    }
+}
+
+impl<T> Iterator for AsCompleted<T> {
+    type Item = (usize, Result<T, TaskError>);
+
+    /// Blocks until the next task finishes.
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_until(None).flatten()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<T> futures_core::Stream for AsCompleted<T> {
+    type Item = (usize, Result<T, TaskError>);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match this.take_ready(Some(cx.waker())) {
+            Some(item) => Poll::Ready(Some(item)),
+            None => Poll::Pending,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<T> Unpin for AsCompleted<T> {}
+
+impl<T> Drop for AsCompleted<T> {
+    fn drop(&mut self) {
+        for (h, key) in self.handles.iter().zip(&self.keys) {
+            if let (Some(h), Some(key)) = (h, key) {
+                h.unwatch(*key);
+            }
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for AsCompleted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,2 @@
+//! weft: placeholder until its issue lands.
+#![deny(missing_docs)]
