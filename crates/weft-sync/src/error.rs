@@ -88,3 +88,9 @@ pub enum GetError {
     #[error("the queue has been shut down and has no items left")]
     ShutDown,
 }
+
+/// `Queue::task_done` was called more times than items were put (Python
+/// raises `ValueError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("task_done() called more times than items were put on the queue")]
+pub struct TaskDoneError;

@@ -1,6 +1,7 @@
 //! The few synchronisation building blocks weft-sync's hand-written protocols
 //! stand on, with one face for normal builds (parking_lot and std) and one for
-//! `--cfg loom` builds (loom's model-checked versions).
+//! `--cfg loom` builds (loom's model-checked versions; event-listener is
+//! switched to its loom build at the same time).
 //!
 //! Only the protocols that loom models (the task handle's completion/wake
 //! protocol and the semaphore's permit accounting) go through this module.
@@ -8,6 +9,7 @@
 #[cfg(not(loom))]
 mod imp {
     pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
 
     use std::time::Instant;
 
@@ -57,6 +59,7 @@ mod imp {
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
 
     use std::time::Instant;
 

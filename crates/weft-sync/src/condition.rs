@@ -1,0 +1,177 @@
+//! [`Condition`]: Python's `threading.Condition`, over a weft [`Mutex`].
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, IntoNotification, Listener};
+
+use crate::mutex::{Mutex, MutexGuard};
+use crate::waker::deadline_after;
+
+/// A condition variable: threads and tasks wait on it, holding a
+/// [`Mutex`]'s guard, until another notifies them (Python's
+/// `threading.Condition`).
+///
+/// Waiting releases the mutex and takes it again before returning. As with
+/// every condition variable, wake-ups may be spurious: wait in a loop, or
+/// use [`wait_for`](Condition::wait_for) with a predicate. `notify(n)` wakes
+/// exactly `n` of the waiters present at that moment (fewer if fewer wait),
+/// never a waiter that starts waiting afterwards.
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_sync::{Condition, Mutex};
+///
+/// let pair = Arc::new((Mutex::new(Vec::new()), Condition::new()));
+/// let consumer = {
+///     let pair = pair.clone();
+///     std::thread::spawn(move || {
+///         let (items, cond) = &*pair;
+///         let mut items = items.lock();
+///         cond.wait_for(&mut items, |items| !items.is_empty());
+///         items.pop().unwrap()
+///     })
+/// };
+/// let (items, cond) = &*pair;
+/// items.lock().push("work");
+/// cond.notify_one();
+/// assert_eq!(consumer.join().unwrap(), "work");
+/// ```
+#[derive(Default)]
+pub struct Condition {
+    event: Event,
+}
+
+impl Condition {
+    /// A new condition variable.
+    pub const fn new() -> Condition {
+        Condition {
+            event: Event::new(),
+        }
+    }
+
+    /// Releases the guard's mutex, blocks until notified, and locks it again.
+    pub fn wait<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>) {
+        let listener = self.event.listen();
+        MutexGuard::unlocked(guard, || listener.wait());
+    }
+
+    /// As [`wait`](Self::wait), giving up after `timeout`. Returns `false` if
+    /// the time ran out without a notification (Python returns `False` too).
+    pub fn wait_timeout<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        timeout: Duration,
+    ) -> bool {
+        match deadline_after(timeout) {
+            Some(deadline) => self.wait_until(guard, deadline),
+            None => {
+                self.wait(guard);
+                true
+            }
+        }
+    }
+
+    /// As [`wait`](Self::wait), giving up at `deadline`.
+    pub fn wait_until<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Instant) -> bool {
+        let listener = self.event.listen();
+        MutexGuard::unlocked(guard, || listener.wait_deadline(deadline).is_some())
+    }
+
+    /// Waits until `predicate` returns `true` for the guarded value (Python's
+    /// `wait_for`). Returns at once if it already does.
+    pub fn wait_for<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        mut predicate: impl FnMut(&mut T) -> bool,
+    ) {
+        while !predicate(guard) {
+            self.wait(guard);
+        }
+    }
+
+    /// As [`wait_for`](Self::wait_for), giving up after `timeout`. Returns the
+    /// predicate's last value.
+    pub fn wait_for_timeout<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        timeout: Duration,
+        mut predicate: impl FnMut(&mut T) -> bool,
+    ) -> bool {
+        let deadline = deadline_after(timeout);
+        loop {
+            if predicate(guard) {
+                return true;
+            }
+            match deadline {
+                None => self.wait(guard),
+                Some(d) => {
+                    if !self.wait_until(guard, d) {
+                        return predicate(guard);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The async form of [`wait`](Self::wait): takes the guard, waits
+    /// without blocking the thread, and returns the guard re-locked.
+    ///
+    /// Dropping the future while it waits leaves the mutex unlocked.
+    ///
+    /// ```
+    /// use weft_sync::{Condition, Mutex};
+    /// let (m, c) = (Mutex::new(false), Condition::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| futures_lite::future::block_on(async {
+    ///         let mut ready = m.lock_async().await;
+    ///         while !*ready {
+    ///             ready = c.wait_async(ready).await;
+    ///         }
+    ///     }));
+    ///     std::thread::sleep(std::time::Duration::from_millis(10));
+    ///     *m.lock() = true;
+    ///     c.notify_all();
+    /// });
+    /// ```
+    pub async fn wait_async<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        let mutex: &'a Mutex<T> = MutexGuard::mutex(&guard);
+        let listener = self.event.listen();
+        drop(guard);
+        listener.await;
+        mutex.lock_async().await
+    }
+
+    /// The async form of [`wait_for`](Self::wait_for).
+    pub async fn wait_for_async<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut predicate: impl FnMut(&mut T) -> bool,
+    ) -> MutexGuard<'a, T> {
+        while !predicate(&mut guard) {
+            guard = self.wait_async(guard).await;
+        }
+        guard
+    }
+
+    /// Wakes one waiter, if any.
+    pub fn notify_one(&self) {
+        self.notify(1);
+    }
+
+    /// Wakes up to `n` of the current waiters (Python's `notify(n)`).
+    pub fn notify(&self, n: usize) {
+        self.event.notify(n.additional());
+    }
+
+    /// Wakes every current waiter.
+    pub fn notify_all(&self) {
+        self.event.notify(usize::MAX);
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition").finish_non_exhaustive()
+    }
+}

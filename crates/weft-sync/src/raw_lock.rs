@@ -1,0 +1,258 @@
+//! The raw lock under [`Mutex`](crate::Mutex), [`Lock`](crate::Lock) and
+//! [`RLock`](crate::RLock): one byte of state, parking_lot_core's parking
+//! lot for blocked threads, and an `event_listener::Event` for blocked async
+//! tasks, so that threads and tasks can wait on the same lock.
+//!
+//! State bits:
+//! - `LOCKED`: someone holds the lock.
+//! - `PARKED`: threads may be parked on the lock's address (managed exactly
+//!   as in parking_lot's `RawMutex`: set before parking, cleared under the
+//!   parking-lot bucket lock by the unlocker when the last one is woken).
+//! - `ASYNC`: async tasks may be listening on `event`. Set by a task after it
+//!   registers its listener and every time it retries after a wake-up;
+//!   cleared by the unlocker, which then notifies one listener. The woken
+//!   task sets it again before retrying, so a listener is never stranded.
+//!
+//! Unlocking with no waiters is a single compare-and-swap, as in parking_lot.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use event_listener::Event;
+use parking_lot_core::{DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN, ParkResult, SpinWait};
+
+const LOCKED: u8 = 0b001;
+const PARKED: u8 = 0b010;
+const ASYNC: u8 = 0b100;
+
+pub(crate) struct RawLock {
+    state: AtomicU8,
+    event: Event,
+}
+
+impl RawLock {
+    pub(crate) const fn new() -> RawLock {
+        RawLock {
+            state: AtomicU8::new(0),
+            event: Event::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn try_lock(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & LOCKED != 0 {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) {
+        if self
+            .state
+            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_slow(None);
+        }
+    }
+
+    /// Locks, giving up at `deadline`. Returns whether the lock was taken.
+    #[inline]
+    pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> bool {
+        self.state
+            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            || self.lock_slow(deadline)
+    }
+
+    #[inline]
+    pub(crate) fn is_locked(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & LOCKED != 0
+    }
+
+    #[cold]
+    fn lock_slow(&self, deadline: Option<Instant>) -> bool {
+        let mut spin = SpinWait::new();
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & LOCKED == 0 {
+                match self.state.compare_exchange_weak(
+                    state,
+                    state | LOCKED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return true,
+                    Err(s) => state = s,
+                }
+                continue;
+            }
+            // Nobody parked yet: spin a little, the holder may be quick.
+            if state & PARKED == 0 && spin.spin() {
+                state = self.state.load(Ordering::Relaxed);
+                continue;
+            }
+            if state & PARKED == 0 {
+                if let Err(s) = self.state.compare_exchange_weak(
+                    state,
+                    state | PARKED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    state = s;
+                    continue;
+                }
+            }
+            let addr = self as *const RawLock as usize;
+            let validate =
+                || self.state.load(Ordering::Relaxed) & (LOCKED | PARKED) == LOCKED | PARKED;
+            let timed_out = |_, was_last: bool| {
+                if was_last {
+                    self.state.fetch_and(!PARKED, Ordering::Relaxed);
+                }
+            };
+            // SAFETY: `addr` is the address of this lock, which outlives the
+            // call; `validate` and `timed_out` only touch our atomic and do
+            // not panic or call back into parking_lot; `before_sleep` is empty.
+            let result = unsafe {
+                parking_lot_core::park(
+                    addr,
+                    validate,
+                    || {},
+                    timed_out,
+                    DEFAULT_PARK_TOKEN,
+                    deadline,
+                )
+            };
+            if let ParkResult::TimedOut = result {
+                return false;
+            }
+            spin.reset();
+            state = self.state.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Unlocks. The caller must hold the lock.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.unlock_slow();
+        }
+    }
+
+    /// Unlocks if locked (by anyone); returns `false` if it was not locked.
+    /// Python's `Lock.release`, which any thread may call.
+    pub(crate) fn try_unlock(&self) -> bool {
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        self.unlock_slow()
+    }
+
+    /// Releases the lock when other bits are set; wakes one parked thread
+    /// and/or one async listener. Returns `false` (changing nothing) if the
+    /// lock was not held.
+    #[cold]
+    fn unlock_slow(&self) -> bool {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            if state & LOCKED == 0 {
+                return false;
+            }
+            if state & PARKED == 0 {
+                match self.state.compare_exchange_weak(
+                    state,
+                    0,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        if state & ASYNC != 0 {
+                            self.event.notify(1);
+                        }
+                        return true;
+                    }
+                    Err(s) => {
+                        state = s;
+                        continue;
+                    }
+                }
+            }
+            // Threads are parked: release inside the parking-lot callback,
+            // which runs under the bucket lock that `park`'s validation also
+            // takes, so a thread cannot park after we looked and miss us.
+            let addr = self as *const RawLock as usize;
+            let mut released = false;
+            let mut had_async = false;
+            let callback = |result: parking_lot_core::UnparkResult| {
+                let keep = if result.have_more_threads { PARKED } else { 0 };
+                let mut s = self.state.load(Ordering::Relaxed);
+                loop {
+                    if s & LOCKED == 0 {
+                        // A racing `try_unlock` released it first.
+                        break;
+                    }
+                    match self.state.compare_exchange_weak(
+                        s,
+                        keep,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => {
+                            released = true;
+                            had_async = s & ASYNC != 0;
+                            break;
+                        }
+                        Err(x) => s = x,
+                    }
+                }
+                DEFAULT_UNPARK_TOKEN
+            };
+            // SAFETY: `addr` is this lock's address; the callback only
+            // touches our atomic, does not panic and does not call into
+            // parking_lot.
+            unsafe {
+                parking_lot_core::unpark_one(addr, callback);
+            }
+            if had_async {
+                self.event.notify(1);
+            }
+            return released;
+        }
+    }
+
+    /// The future-friendly acquisition step: called with `registered ==
+    /// true` once a listener on [`Self::event`] is registered, so that the
+    /// unlocker knows to notify it.
+    #[inline]
+    pub(crate) fn try_lock_async(&self, registered: bool) -> bool {
+        if registered {
+            self.state.fetch_or(ASYNC, Ordering::SeqCst);
+        }
+        self.try_lock()
+    }
+
+    pub(crate) fn event(&self) -> &Event {
+        &self.event
+    }
+}

@@ -1,0 +1,261 @@
+//! [`RLock`]: Python's `threading.RLock`, a lock its owner may take again.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::ReleaseError;
+use crate::raw_lock::RawLock;
+use crate::waker::deadline_after;
+
+/// A reentrant lock: the thread that holds it may acquire it again, and must
+/// release it as many times (Python's `threading.RLock`).
+///
+/// It guards a `T` that it hands out by shared reference only (a reentrant
+/// lock cannot give `&mut T`: the owner may hold two guards at once); put a
+/// `Cell` or `RefCell` inside for mutation.
+///
+/// Ownership belongs to a thread, so an `RLock` has blocking and timed forms
+/// but no async form: an async task may move between threads while it holds
+/// a lock. Use [`Mutex`](crate::Mutex) in async code.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use weft_sync::RLock;
+///
+/// let log = RLock::new(RefCell::new(Vec::new()));
+/// fn record(log: &RLock<RefCell<Vec<&'static str>>>, what: &'static str) {
+///     log.lock().borrow_mut().push(what);
+/// }
+/// let outer = log.lock();
+/// record(&log, "inner call takes the lock again");
+/// outer.borrow_mut().push("outer");
+/// drop(outer);
+/// assert_eq!(log.lock().borrow().len(), 2);
+/// ```
+pub struct RLock<T: ?Sized = ()> {
+    raw: RawLock,
+    /// The owning thread's id, 0 when free.
+    owner: AtomicUsize,
+    /// Recursion depth; only touched by the owner.
+    count: Cell<usize>,
+    data: T,
+}
+
+// SAFETY: `count` is only accessed by the thread recorded in `owner`, while it
+// holds `raw`; the data is only handed out as `&T`, so sharing needs `T: Sync`
+// and sending needs `T: Send`.
+unsafe impl<T: ?Sized + Send> Send for RLock<T> {}
+// SAFETY: see above. Guards are `!Send`, so `&T` stays on the owner thread,
+// but several threads hold `&RLock<T>`; `T: Send` suffices as for
+// parking_lot's `ReentrantMutex`.
+unsafe impl<T: ?Sized + Send> Sync for RLock<T> {}
+
+/// A non-zero id unique to each live thread: the address of a thread-local.
+fn thread_id() -> usize {
+    thread_local!(static ID: u8 = const { 0 });
+    ID.with(|id| id as *const u8 as usize)
+}
+
+impl<T> RLock<T> {
+    /// A new, unlocked reentrant lock guarding `value`.
+    pub const fn new(value: T) -> RLock<T> {
+        RLock {
+            raw: RawLock::new(),
+            owner: AtomicUsize::new(0),
+            count: Cell::new(0),
+            data: value,
+        }
+    }
+
+    /// Consumes the lock and returns the value.
+    pub fn into_inner(self) -> T {
+        self.data
+    }
+}
+
+impl<T: ?Sized> RLock<T> {
+    fn owned_here(&self) -> bool {
+        self.owner.load(Ordering::Relaxed) == thread_id()
+    }
+
+    /// If this thread holds the lock, takes it again.
+    fn reenter(&self) -> bool {
+        if self.owned_here() {
+            let n = self
+                .count
+                .get()
+                .checked_add(1)
+                .expect("RLock recursion count overflowed");
+            self.count.set(n);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn become_owner(&self) {
+        self.owner.store(thread_id(), Ordering::Relaxed);
+        self.count.set(1);
+    }
+
+    fn acquire_until(&self, deadline: Option<Instant>) -> bool {
+        if self.reenter() {
+            return true;
+        }
+        if self.raw.lock_until(deadline) {
+            self.become_owner();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Blocks until this thread holds the lock (at once if it already does).
+    pub fn lock(&self) -> RLockGuard<'_, T> {
+        self.acquire();
+        self.guard()
+    }
+
+    /// Takes the lock if it is free or already held by this thread.
+    pub fn try_lock(&self) -> Option<RLockGuard<'_, T>> {
+        self.try_acquire().then(|| self.guard())
+    }
+
+    /// Waits at most `timeout` for the lock.
+    pub fn try_lock_for(&self, timeout: Duration) -> Option<RLockGuard<'_, T>> {
+        self.acquire_timeout(timeout).then(|| self.guard())
+    }
+
+    /// Acquires without a guard (Python's `acquire()`); pair it with
+    /// [`release`](Self::release) on the same thread.
+    pub fn acquire(&self) {
+        if !self.reenter() {
+            self.raw.lock();
+            self.become_owner();
+        }
+    }
+
+    /// Acquires if possible without waiting (Python's `acquire(blocking=False)`).
+    pub fn try_acquire(&self) -> bool {
+        if self.reenter() {
+            return true;
+        }
+        if self.raw.try_lock() {
+            self.become_owner();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Waits at most `timeout` to acquire (Python's `acquire(timeout=t)`).
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.acquire_until(deadline_after(timeout))
+    }
+
+    /// Releases one level of ownership (Python's `release()`); the lock is
+    /// free once every acquisition has been released.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::NotOwner`] if this thread does not hold the lock.
+    ///
+    /// ```
+    /// use weft_sync::{RLock, ReleaseError};
+    /// let lock = RLock::new(());
+    /// lock.acquire();
+    /// lock.acquire();
+    /// lock.release().unwrap();
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert_eq!(lock.release(), Err(ReleaseError::NotOwner)));
+    /// });
+    /// lock.release().unwrap();
+    /// assert_eq!(lock.release(), Err(ReleaseError::NotOwner));
+    /// ```
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        if !self.owned_here() {
+            return Err(ReleaseError::NotOwner);
+        }
+        let n = self.count.get() - 1;
+        self.count.set(n);
+        if n == 0 {
+            self.owner.store(0, Ordering::Relaxed);
+            self.raw.unlock();
+        }
+        Ok(())
+    }
+
+    /// Whether any thread holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.raw.is_locked()
+    }
+
+    /// Whether the current thread holds the lock.
+    pub fn is_owned_by_current_thread(&self) -> bool {
+        self.owned_here()
+    }
+
+    /// Mutable access without locking: `&mut self` proves no one else has it.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.data
+    }
+
+    fn guard(&self) -> RLockGuard<'_, T> {
+        RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T: Default> Default for RLock<T> {
+    fn default() -> Self {
+        RLock::new(T::default())
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RLock");
+        match self.try_lock() {
+            Some(guard) => d.field("data", &&*guard),
+            None => d.field("data", &format_args!("<locked>")),
+        };
+        d.finish()
+    }
+}
+
+/// Shared access to the value in an [`RLock`]; releases one level when
+/// dropped. Not `Send`: it must be dropped on the owning thread.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct RLockGuard<'a, T: ?Sized> {
+    lock: &'a RLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: sharing the guard only shares `&T`.
+unsafe impl<T: ?Sized + Sync> Sync for RLockGuard<'_, T> {}
+
+impl<T: ?Sized> Deref for RLockGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.lock.data
+    }
+}
+
+impl<T: ?Sized> Drop for RLockGuard<'_, T> {
+    fn drop(&mut self) {
+        // The guard exists only on the owner thread, so this cannot fail.
+        let _ = self.lock.release();
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RLockGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

@@ -1,0 +1,298 @@
+//! [`Semaphore`] and [`BoundedSemaphore`]: Python's counting semaphores,
+//! shared by threads and async tasks.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use event_listener::{Event, IntoNotification};
+
+use crate::error::ReleaseError;
+use crate::shim::{AtomicUsize, Ordering};
+use crate::waiting::{EventWait, block_on_event};
+use crate::waker::deadline_after;
+
+/// A counting semaphore (Python's `threading.Semaphore`): `acquire` takes a
+/// permit, waiting while there are none; `release` gives one back.
+///
+/// Threads and async tasks can wait on the same semaphore. Taking a free
+/// permit is one atomic compare-and-swap; waiters are woken in the order
+/// they started waiting, one per released permit.
+///
+/// `acquire` returns a [`SemaphoreGuard`] that releases the permit when
+/// dropped; [`SemaphoreGuard::forget`] keeps it taken, for Python-style
+/// explicit [`release`](Semaphore::release) calls.
+///
+/// # Examples
+///
+/// At most two workers in the critical section at once:
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use weft_sync::Semaphore;
+///
+/// let slots = Semaphore::new(2);
+/// let inside = AtomicUsize::new(0);
+/// std::thread::scope(|s| {
+///     for _ in 0..8 {
+///         s.spawn(|| {
+///             let _permit = slots.acquire();
+///             assert!(inside.fetch_add(1, Ordering::SeqCst) < 2);
+///             std::thread::sleep(std::time::Duration::from_millis(1));
+///             inside.fetch_sub(1, Ordering::SeqCst);
+///         });
+///     }
+/// });
+/// assert_eq!(slots.available_permits(), 2);
+/// ```
+pub struct Semaphore {
+    permits: AtomicUsize,
+    event: Event,
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` permits available.
+    #[cfg(not(loom))]
+    pub const fn new(permits: usize) -> Semaphore {
+        Semaphore {
+            permits: AtomicUsize::new(permits),
+            event: Event::new(),
+        }
+    }
+
+    /// A semaphore with `permits` permits available.
+    #[cfg(loom)]
+    pub fn new(permits: usize) -> Semaphore {
+        Semaphore {
+            permits: AtomicUsize::new(permits),
+            event: Event::new(),
+        }
+    }
+
+    /// How many permits are free right now.
+    pub fn available_permits(&self) -> usize {
+        self.permits.load(Ordering::Acquire)
+    }
+
+    fn try_take(&self) -> bool {
+        let mut n = self.permits.load(Ordering::Acquire);
+        loop {
+            if n == 0 {
+                return false;
+            }
+            match self
+                .permits
+                .compare_exchange_weak(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(x) => n = x,
+            }
+        }
+    }
+
+    fn put_back(&self, n: usize) {
+        self.permits.fetch_add(n, Ordering::AcqRel);
+        self.event.notify(n.additional());
+    }
+
+    /// Takes a permit, blocking the thread while none is free.
+    pub fn acquire(&self) -> SemaphoreGuard<'_> {
+        block_on_event(&self.event, None, |_| self.try_take().then_some(()));
+        SemaphoreGuard { sem: self }
+    }
+
+    /// Takes a permit if one is free right now (Python's
+    /// `acquire(blocking=False)`).
+    pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
+        self.try_take().then_some(SemaphoreGuard { sem: self })
+    }
+
+    /// Waits at most `timeout` for a permit (Python's `acquire(timeout=t)`).
+    pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
+        block_on_event(&self.event, deadline_after(timeout), |_| {
+            self.try_take().then_some(())
+        })
+        .map(|()| SemaphoreGuard { sem: self })
+    }
+
+    /// Waits for a permit without blocking the thread; usable from any
+    /// executor. Dropping the future gives up the wait; a wake-up it had
+    /// received passes to the next waiter.
+    ///
+    /// ```
+    /// use weft_sync::Semaphore;
+    /// let sem = Semaphore::new(1);
+    /// futures_lite::future::block_on(async {
+    ///     let permit = sem.acquire_async().await;
+    ///     assert!(sem.try_acquire().is_none());
+    ///     drop(permit);
+    ///     assert!(sem.try_acquire().is_some());
+    /// });
+    /// ```
+    pub fn acquire_async(&self) -> AcquireFuture<'_> {
+        AcquireFuture {
+            wait: EventWait::new(&self.event, self, |s, _| s.try_take().then_some(())),
+        }
+    }
+
+    /// Adds `n` permits, waking up to `n` waiters (Python's `release(n)`).
+    pub fn release(&self, n: usize) {
+        if n > 0 {
+            self.put_back(n);
+        }
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("available_permits", &self.available_permits())
+            .finish()
+    }
+}
+
+/// A permit taken from a [`Semaphore`] (or a [`BoundedSemaphore`]); gives it
+/// back when dropped.
+#[must_use = "the permit is released as soon as the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    sem: &'a Semaphore,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Keeps the permit taken: it is then given back only by an explicit
+    /// `release`, as in Python.
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        self.sem.put_back(1);
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphoreGuard").finish_non_exhaustive()
+    }
+}
+
+/// The future returned by [`Semaphore::acquire_async`] and
+/// [`BoundedSemaphore::acquire_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct AcquireFuture<'a> {
+    wait: EventWait<'a, &'a Semaphore, ()>,
+}
+
+impl<'a> Future for AcquireFuture<'a> {
+    type Output = SemaphoreGuard<'a>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SemaphoreGuard<'a>> {
+        let sem = *self.wait.ctx();
+        Pin::new(&mut self.wait)
+            .poll(cx)
+            .map(|()| SemaphoreGuard { sem })
+    }
+}
+
+impl fmt::Debug for AcquireFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquireFuture").finish_non_exhaustive()
+    }
+}
+
+/// A semaphore that refuses to be released past its initial value (Python's
+/// `threading.BoundedSemaphore`), catching a release without an acquire.
+///
+/// ```
+/// use weft_sync::{BoundedSemaphore, ReleaseError};
+/// let sem = BoundedSemaphore::new(1);
+/// sem.acquire().forget();
+/// assert_eq!(sem.release(1), Ok(()));
+/// assert_eq!(sem.release(1), Err(ReleaseError::OverRelease));
+/// assert_eq!(sem.available_permits(), 1);
+/// ```
+pub struct BoundedSemaphore {
+    sem: Semaphore,
+    max: usize,
+}
+
+impl BoundedSemaphore {
+    /// A bounded semaphore with `permits` permits, which is also its limit.
+    pub fn new(permits: usize) -> BoundedSemaphore {
+        BoundedSemaphore {
+            sem: Semaphore::new(permits),
+            max: permits,
+        }
+    }
+
+    /// The initial (and largest) number of permits.
+    pub fn max_permits(&self) -> usize {
+        self.max
+    }
+
+    /// How many permits are free right now.
+    pub fn available_permits(&self) -> usize {
+        self.sem.available_permits()
+    }
+
+    /// Takes a permit, blocking while none is free.
+    pub fn acquire(&self) -> SemaphoreGuard<'_> {
+        self.sem.acquire()
+    }
+
+    /// Takes a permit if one is free right now.
+    pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
+        self.sem.try_acquire()
+    }
+
+    /// Waits at most `timeout` for a permit.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
+        self.sem.acquire_timeout(timeout)
+    }
+
+    /// Waits for a permit without blocking the thread.
+    pub fn acquire_async(&self) -> AcquireFuture<'_> {
+        self.sem.acquire_async()
+    }
+
+    /// Gives back `n` permits.
+    ///
+    /// # Errors
+    ///
+    /// [`ReleaseError::OverRelease`] if that would exceed the initial value;
+    /// nothing is released then.
+    pub fn release(&self, n: usize) -> Result<(), ReleaseError> {
+        let mut cur = self.sem.permits.load(Ordering::Acquire);
+        loop {
+            let next = cur
+                .checked_add(n)
+                .filter(|&next| next <= self.max)
+                .ok_or(ReleaseError::OverRelease)?;
+            match self.sem.permits.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(x) => cur = x,
+            }
+        }
+        if n > 0 {
+            self.sem.event.notify(n.additional());
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for BoundedSemaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSemaphore")
+            .field("available_permits", &self.available_permits())
+            .field("max_permits", &self.max)
+            .finish()
+    }
+}
