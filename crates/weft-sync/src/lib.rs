@@ -25,4 +25,7 @@ pub use queue::{GetFuture, PutFuture, Queue};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{AcquireFuture, BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use task::{Completer, TaskError, TaskHandle, WorkerExit, panic_message};
-pub use wait::{AsCompleted, ReturnWhen, WaitAsync, WaitResult, as_completed, wait, wait_async};
+pub use wait::{
+    AsCompleted, AsCompletedStream, ReturnWhen, WaitAsync, WaitResult, as_completed, wait,
+    wait_async,
+};

@@ -106,7 +106,7 @@ impl Semaphore {
     /// Takes a permit if one is free right now (Python's
     /// `acquire(blocking=False)`).
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        self.try_take().then_some(SemaphoreGuard { sem: self })
+        self.try_take().then(|| SemaphoreGuard { sem: self })
     }
 
     /// Waits at most `timeout` for a permit (Python's `acquire(timeout=t)`).

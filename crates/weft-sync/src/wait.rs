@@ -201,10 +201,10 @@ impl Wake for IndexWaker {
 /// Yields tasks' outcomes in the order they finish (Python's
 /// `concurrent.futures.as_completed`).
 ///
-/// Takes ownership of the handles and returns an [`AsCompleted`], which is
-/// an [`Iterator`] (blocking) and a [`Stream`](futures_core::Stream) (async)
-/// of `(index, outcome)` pairs, where `index` is the handle's position in
-/// the input.
+/// Takes ownership of the handles and returns an [`AsCompleted`]: a
+/// blocking [`Iterator`] of `(index, outcome)` pairs, where `index` is the
+/// handle's position in the input. For async code, turn it into a stream
+/// with [`AsCompleted::into_stream`].
 ///
 /// ```
 /// use weft_sync::{TaskHandle, as_completed};
@@ -250,7 +250,7 @@ where
     }
 }
 
-/// The iterator and stream returned by [`as_completed`].
+/// The iterator returned by [`as_completed`].
 pub struct AsCompleted<T> {
     handles: Vec<Option<TaskHandle<T>>>,
     keys: Vec<Option<u64>>,
@@ -331,11 +331,43 @@ impl<T> Iterator for AsCompleted<T> {
     }
 }
 
-impl<T> futures_core::Stream for AsCompleted<T> {
+/// The async form of [`AsCompleted`]: a [`Stream`](futures_core::Stream)
+/// of `(index, outcome)` pairs in completion order, made by
+/// [`AsCompleted::into_stream`].
+///
+/// ```
+/// use futures_lite::StreamExt;
+/// use weft_sync::{TaskHandle, as_completed};
+///
+/// let (c0, h0) = TaskHandle::pair();
+/// let (c1, h1) = TaskHandle::pair();
+/// let mut stream = as_completed([h0, h1]).into_stream();
+/// c1.set_result('b');
+/// c0.set_result('a');
+/// futures_lite::future::block_on(async {
+///     assert_eq!(stream.next().await, Some((1, Ok('b'))));
+///     assert_eq!(stream.next().await, Some((0, Ok('a'))));
+///     assert_eq!(stream.next().await, None);
+/// });
+/// ```
+#[must_use = "streams do nothing unless polled"]
+#[derive(Debug)]
+pub struct AsCompletedStream<T> {
+    inner: AsCompleted<T>,
+}
+
+impl<T> AsCompleted<T> {
+    /// Turns the blocking iterator into an async stream.
+    pub fn into_stream(self) -> AsCompletedStream<T> {
+        AsCompletedStream { inner: self }
+    }
+}
+
+impl<T> futures_core::Stream for AsCompletedStream<T> {
     type Item = (usize, Result<T, TaskError>);
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
+        let this = &mut self.get_mut().inner;
         if this.remaining == 0 {
             return Poll::Ready(None);
         }
@@ -346,9 +378,11 @@ impl<T> futures_core::Stream for AsCompleted<T> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
+        (self.inner.remaining, Some(self.inner.remaining))
     }
 }
+
+impl<T> Unpin for AsCompletedStream<T> {}
 
 impl<T> Unpin for AsCompleted<T> {}
 

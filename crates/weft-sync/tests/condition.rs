@@ -1,0 +1,170 @@
+//! Condition, modelled on CPython's lock_tests.py ConditionTests.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{deadline, eventually, settle};
+use futures_lite::future::block_on;
+use weft_sync::{Condition, Mutex};
+
+type Shared = Arc<(Mutex<u32>, Condition, AtomicUsize)>;
+
+fn waiters(shared: &Shared, n: usize) -> Vec<thread::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let s = shared.clone();
+            thread::spawn(move || {
+                let (m, c, woken) = &*s;
+                let mut g = m.lock();
+                *g += 1; // registered as waiting
+                c.wait(&mut g);
+                woken.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn notify_wakes_exactly_n() {
+    deadline(20, || {
+        let shared: Shared = Arc::new((Mutex::new(0), Condition::new(), AtomicUsize::new(0)));
+        let hs = waiters(&shared, 5);
+        let (m, c, woken) = &*shared;
+        assert!(eventually(|| *m.lock() == 5), "all five are waiting");
+        // Holding the lock while notifying guarantees they are all inside wait.
+        {
+            let _g = m.lock();
+            c.notify(2);
+        }
+        assert!(eventually(|| woken.load(Ordering::SeqCst) == 2));
+        settle();
+        assert_eq!(
+            woken.load(Ordering::SeqCst),
+            2,
+            "notify(2) woke more than two"
+        );
+        c.notify_one();
+        assert!(eventually(|| woken.load(Ordering::SeqCst) == 3));
+        settle();
+        assert_eq!(woken.load(Ordering::SeqCst), 3);
+        c.notify_all();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 5);
+    });
+}
+
+#[test]
+fn notify_does_not_reach_later_waiters() {
+    deadline(10, || {
+        let (m, c) = (Mutex::new(()), Condition::new());
+        c.notify_all(); // nobody waiting: lost, as in Python
+        let mut g = m.lock();
+        assert!(!c.wait_timeout(&mut g, Duration::from_millis(30)));
+    });
+}
+
+#[test]
+fn wait_timeout_expires_and_relocks() {
+    let (m, c) = (Mutex::new(7), Condition::new());
+    let mut g = m.lock();
+    let start = Instant::now();
+    assert!(!c.wait_timeout(&mut g, Duration::from_millis(40)));
+    assert!(start.elapsed() >= Duration::from_millis(40));
+    assert!(
+        m.try_lock().is_none(),
+        "the lock is held again after the wait"
+    );
+    assert_eq!(*g, 7);
+    assert!(!c.wait_for_timeout(&mut g, Duration::from_millis(10), |v| *v == 8));
+}
+
+#[test]
+fn wait_for_predicate_across_threads_and_tasks() {
+    deadline(10, || {
+        let s = Arc::new((Mutex::new(0u32), Condition::new()));
+        let t = {
+            let s = s.clone();
+            thread::spawn(move || {
+                let (m, c) = &*s;
+                let mut g = m.lock();
+                c.wait_for(&mut g, |v| *v >= 3);
+                *g
+            })
+        };
+        let task = {
+            let s = s.clone();
+            thread::spawn(move || {
+                block_on(async {
+                    let (m, c) = &*s;
+                    let g = m.lock_async().await;
+                    let g = c.wait_for_async(g, |v| *v >= 3).await;
+                    *g
+                })
+            })
+        };
+        for _ in 0..3 {
+            settle();
+            let (m, c) = &*s;
+            *m.lock() += 1;
+            c.notify_all();
+        }
+        assert!(t.join().unwrap() >= 3);
+        assert!(task.join().unwrap() >= 3);
+        let (m, c) = &*s;
+        let mut g = m.lock();
+        assert!(c.wait_for_timeout(&mut g, Duration::from_millis(1), |v| *v == 3));
+    });
+}
+
+#[test]
+fn dropped_async_wait_leaves_mutex_unlocked() {
+    let (m, c) = (Mutex::new(()), Condition::new());
+    let g = m.lock();
+    let mut fut = Box::pin(c.wait_async(g));
+    assert!(block_on(futures_lite::future::poll_once(&mut fut)).is_none());
+    assert!(m.try_lock().is_none() || m.try_lock().is_some());
+    drop(fut);
+    assert!(m.try_lock().is_some(), "mutex released by the dropped wait");
+}
+
+#[test]
+fn producer_consumer() {
+    deadline(20, || {
+        let s = Arc::new((Mutex::new(Vec::<u32>::new()), Condition::new()));
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let s = s.clone();
+                thread::spawn(move || {
+                    let (m, c) = &*s;
+                    let mut sum = 0u64;
+                    loop {
+                        let mut g = m.lock();
+                        c.wait_for(&mut g, |q| !q.is_empty());
+                        let v = g.pop().unwrap();
+                        if v == 0 {
+                            return sum;
+                        }
+                        sum += u64::from(v);
+                    }
+                })
+            })
+            .collect();
+        let (m, c) = &*s;
+        for v in 1..=300 {
+            m.lock().insert(0, v);
+            c.notify_one();
+        }
+        for _ in 0..3 {
+            m.lock().insert(0, 0);
+            c.notify_one();
+        }
+        let total: u64 = consumers.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(total, (1..=300u64).sum::<u64>());
+    });
+}

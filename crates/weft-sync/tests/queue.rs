@@ -1,0 +1,302 @@
+//! Queue, modelled on CPython's test_queue.py (including 3.13's shutdown).
+
+mod common;
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{deadline, eventually, settle};
+use futures_lite::future::{block_on, poll_once};
+use weft_sync::{GetError, PutError, Queue, TaskDoneError, Timeout};
+
+#[test]
+fn fifo_and_sizes() {
+    let q = Queue::bounded(3);
+    assert!(q.is_empty());
+    assert_eq!(q.capacity(), Some(3));
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    assert!(q.is_full());
+    assert_eq!(q.len(), 3);
+    assert!(matches!(q.try_put(9), Err(PutError::Full(9))));
+    let start = Instant::now();
+    match q.put_timeout(10, Duration::from_millis(30)) {
+        Err(PutError::Full(v)) => assert_eq!(v, 10, "the item comes back"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert_eq!(
+        (
+            q.get(),
+            q.try_get(),
+            q.get_timeout(Duration::from_millis(1))
+        ),
+        (Ok(0), Ok(1), Ok(2))
+    );
+    assert_eq!(q.try_get(), Err(GetError::Empty));
+    assert_eq!(
+        q.get_timeout(Duration::from_millis(20)),
+        Err(GetError::Empty)
+    );
+    assert_eq!(Queue::<u8>::unbounded().capacity(), None);
+}
+
+#[test]
+fn bounded_put_waits_for_room() {
+    deadline(10, || {
+        let q = Arc::new(Queue::bounded(1));
+        q.put(1).unwrap();
+        let t = {
+            let q = q.clone();
+            thread::spawn(move || q.put(2))
+        };
+        settle();
+        assert!(!t.is_finished(), "put must wait while full");
+        assert_eq!(q.get(), Ok(1));
+        t.join().unwrap().unwrap();
+        assert_eq!(q.get(), Ok(2));
+    });
+}
+
+#[test]
+fn get_waits_for_an_item_from_a_thread_or_task() {
+    deadline(10, || {
+        let q = Arc::new(Queue::unbounded());
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || block_on(q.get_async()))
+        };
+        let blocking = {
+            let q = q.clone();
+            thread::spawn(move || q.get())
+        };
+        settle();
+        block_on(q.put_async("a")).unwrap();
+        q.put("b").unwrap();
+        let mut got = vec![
+            getter.join().unwrap().unwrap(),
+            blocking.join().unwrap().unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got, vec!["a", "b"]);
+    });
+}
+
+#[test]
+fn async_put_waits_for_room() {
+    deadline(10, || {
+        let q = Arc::new(Queue::bounded(1));
+        q.put(0).unwrap();
+        let t = {
+            let q = q.clone();
+            thread::spawn(move || block_on(q.put_async(1)))
+        };
+        settle();
+        assert!(!t.is_finished());
+        assert_eq!(q.get(), Ok(0));
+        t.join().unwrap().unwrap();
+        assert_eq!(q.get(), Ok(1));
+    });
+}
+
+#[test]
+fn dropped_get_future_loses_no_item() {
+    let q = Queue::unbounded();
+    let mut a = Box::pin(q.get_async());
+    let mut b = Box::pin(q.get_async());
+    assert!(block_on(poll_once(&mut a)).is_none());
+    assert!(block_on(poll_once(&mut b)).is_none());
+    q.put(42).unwrap(); // wakes `a`
+    drop(a); // which never takes it
+    assert_eq!(block_on(b), Ok(42));
+}
+
+#[test]
+fn task_done_and_join_accounting() {
+    deadline(10, || {
+        let q = Arc::new(Queue::unbounded());
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+        q.join(); // nothing put: returns at once
+        for i in 0..10 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(q.unfinished_tasks(), 10);
+        assert_eq!(q.join_timeout(Duration::from_millis(20)), Err(Timeout));
+        let worker = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut sum = 0;
+                for _ in 0..10 {
+                    sum += q.get().unwrap();
+                    q.task_done().unwrap();
+                }
+                sum
+            })
+        };
+        q.join();
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert_eq!(worker.join().unwrap(), 45);
+        assert_eq!(
+            q.task_done(),
+            Err(TaskDoneError),
+            "more task_done than puts"
+        );
+        block_on(q.join_async());
+    });
+}
+
+#[test]
+fn join_waits_for_processing_not_just_removal() {
+    deadline(10, || {
+        let q = Arc::new(Queue::unbounded());
+        q.put(1).unwrap();
+        assert_eq!(q.get(), Ok(1));
+        assert!(q.is_empty());
+        assert_eq!(q.join_timeout(Duration::from_millis(20)), Err(Timeout));
+        let j = {
+            let q = q.clone();
+            thread::spawn(move || block_on(q.join_async()))
+        };
+        settle();
+        assert!(!j.is_finished());
+        q.task_done().unwrap();
+        j.join().unwrap();
+    });
+}
+
+#[test]
+fn shutdown_drains_then_fails() {
+    let q = Queue::unbounded();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    q.shutdown(false);
+    assert!(q.is_shut_down());
+    assert!(matches!(q.put(3), Err(PutError::ShutDown(3))));
+    assert!(matches!(q.try_put(3), Err(PutError::ShutDown(3))));
+    assert!(matches!(
+        block_on(q.put_async(3)),
+        Err(PutError::ShutDown(3))
+    ));
+    assert_eq!(q.unfinished_tasks(), 2, "refused puts are not counted");
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(block_on(q.get_async()), Ok(2));
+    assert_eq!(q.get(), Err(GetError::ShutDown));
+    assert_eq!(q.try_get(), Err(GetError::ShutDown));
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(5)),
+        Err(GetError::ShutDown)
+    );
+}
+
+#[test]
+fn immediate_shutdown_discards_and_releases_join() {
+    deadline(10, || {
+        let q = Arc::new(Queue::unbounded());
+        for i in 0..5 {
+            q.put(i).unwrap();
+        }
+        let joiner = {
+            let q = q.clone();
+            thread::spawn(move || q.join())
+        };
+        settle();
+        q.shutdown(true);
+        joiner.join().unwrap();
+        assert_eq!(q.len(), 0);
+        assert_eq!(q.get(), Err(GetError::ShutDown));
+    });
+}
+
+#[test]
+fn shutdown_wakes_blocked_getters_and_putters() {
+    deadline(10, || {
+        let empty = Arc::new(Queue::<u8>::unbounded());
+        let full = Arc::new(Queue::bounded(1));
+        full.put(0u8).unwrap();
+        let g = {
+            let q = empty.clone();
+            thread::spawn(move || q.get())
+        };
+        let ga = {
+            let q = empty.clone();
+            thread::spawn(move || block_on(q.get_async()))
+        };
+        let p = {
+            let q = full.clone();
+            thread::spawn(move || q.put(7).map_err(|e| e.into_inner()))
+        };
+        settle();
+        empty.shutdown(false);
+        full.shutdown(false);
+        assert_eq!(g.join().unwrap(), Err(GetError::ShutDown));
+        assert_eq!(ga.join().unwrap(), Err(GetError::ShutDown));
+        assert_eq!(
+            p.join().unwrap(),
+            Err(7),
+            "a refused put hands its item back"
+        );
+        assert!(eventually(|| full.get() == Ok(0)));
+    });
+}
+
+#[test]
+fn many_producers_and_consumers_lose_nothing() {
+    deadline(30, || {
+        let q = Arc::new(Queue::bounded(8));
+        let producers: Vec<_> = (0..3u64)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for i in 0..2000u64 {
+                        if i % 2 == 0 {
+                            q.put(p * 10_000 + i).unwrap();
+                        } else {
+                            block_on(q.put_async(p * 10_000 + i)).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..3)
+            .map(|c| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut sum = 0u64;
+                    loop {
+                        let got = if c == 0 {
+                            block_on(q.get_async())
+                        } else {
+                            q.get()
+                        };
+                        match got {
+                            Ok(v) => {
+                                sum += v;
+                                q.task_done().unwrap();
+                            }
+                            Err(GetError::ShutDown) => return sum,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        q.join();
+        q.shutdown(false);
+        let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+        let expected: u64 = (0..3u64)
+            .map(|p| (0..2000u64).map(|i| p * 10_000 + i).sum::<u64>())
+            .sum();
+        assert_eq!(total, expected);
+    });
+}
+
+#[test]
+#[should_panic(expected = "capacity of at least 1")]
+fn zero_capacity_is_refused() {
+    let _ = Queue::<u8>::bounded(0);
+}
