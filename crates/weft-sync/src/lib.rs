@@ -1,5 +1,104 @@
-//! weft-sync (work in progress)
+//! # weft-sync
+//!
+//! Python's `threading` primitives and `concurrent.futures.Future`, for Rust:
+//! one set of locks, semaphores, events, barriers and queues that threads
+//! **and** async tasks can wait on together, plus [`TaskHandle`], the one
+//! completion handle every weft engine (thread pool, process pool, async
+//! runtime) returns.
+//!
+//! Every operation that waits comes in three forms: blocking (`lock`,
+//! `acquire`, `wait`, `get`), with a time limit (`try_lock_for`,
+//! `acquire_timeout`, `wait_timeout`, `get_timeout`), and async
+//! (`lock_async`, `acquire_async`, `wait_async`, `get_async`), whose futures
+//! run in any executor and are cancel-safe when dropped. Waiting threads
+//! park; nothing spins for long. Built on `parking_lot_core` (thread parking
+//! for the locks) and `event-listener` (wait lists shared by threads and
+//! tasks).
+//!
+//! ## Map of the crate
+//!
+//! | Item | What it is |
+//! |------|------------|
+//! | [`Mutex<T>`], [`MutexGuard`] | mutual exclusion with a guard; no poisoning |
+//! | [`Lock`] | `Mutex<()>` with Python's explicit `acquire`/`release` |
+//! | [`RLock<T>`], [`RLockGuard`] | reentrant lock, owned by a thread |
+//! | [`Condition`] | condition variable over a [`Mutex`] |
+//! | [`Semaphore`], [`BoundedSemaphore`], [`SemaphoreGuard`] | counting semaphores |
+//! | [`Event`] | a flag to wait on |
+//! | [`Barrier`] | a meeting point with Python's broken state |
+//! | [`Queue<T>`] | FIFO queue with `task_done`/`join` and `shutdown` |
+//! | [`TaskHandle<T>`], [`Completer<T>`], [`TaskError`] | a task's outcome, its producer, and why it failed |
+//! | [`wait`], [`wait_async`], [`as_completed`] | waiting on many tasks from any engines |
+//! | [`ReleaseError`], [`BrokenBarrierError`], [`PutError`], [`GetError`], [`TaskDoneError`], [`Timeout`] | errors, each a sentence you can act on |
+//!
+//! ## Python -> weft
+//!
+//! | Python | weft-sync |
+//! |--------|-----------|
+//! | `lock = threading.Lock()` | `let lock = Lock::new(());` or `Mutex::new(data)` |
+//! | `with lock:` | `let guard = mutex.lock();` (unlocks when dropped) |
+//! | `lock.acquire(timeout=1)` | `lock.acquire_timeout(Duration::from_secs(1))` / `mutex.try_lock_for(..)` |
+//! | `lock.release()` | `lock.release()?` |
+//! | `threading.RLock()` | `RLock::new(())` |
+//! | `cond.wait()` / `cond.wait_for(pred)` | `cond.wait(&mut guard)` / `cond.wait_for(&mut guard, pred)` |
+//! | `cond.notify(n)` / `notify_all()` | `cond.notify(n)` / `cond.notify_all()` |
+//! | `threading.Semaphore(3)` | `Semaphore::new(3)`; `let _permit = sem.acquire();` |
+//! | `threading.BoundedSemaphore(3)` | `BoundedSemaphore::new(3)` |
+//! | `event.set()` / `event.wait(t)` | `event.set()` / `event.wait_timeout(t)` |
+//! | `threading.Barrier(n, action, timeout)` | `Barrier::with_action(n, action).with_timeout(t)` |
+//! | `BrokenBarrierError` | [`BrokenBarrierError`] |
+//! | `queue.Queue(maxsize=8)` | `Queue::bounded(8)` (`Queue::unbounded()` for no limit) |
+//! | `q.put(x)` / `q.get(timeout=t)` | `q.put(x)?` / `q.get_timeout(t)?` |
+//! | `q.task_done()` / `q.join()` | `q.task_done()?` / `q.join()` |
+//! | `q.shutdown(immediate)` (3.13) | `q.shutdown(immediate)` |
+//! | `asyncio.Lock`, `asyncio.Queue`, ... | the same types: `.lock_async().await`, `.get_async().await` |
+//! | `concurrent.futures.Future` | [`TaskHandle`] (also a Rust `Future`) |
+//! | `future.result(timeout)` | `handle.join()` / `handle.join_timeout(t)` / `handle.await` |
+//! | `future.cancel()` / `add_done_callback` | `handle.cancel()` / `handle.add_done_callback(f)` |
+//! | `concurrent.futures.wait(fs, return_when=FIRST_COMPLETED)` | `wait(&handles, ReturnWhen::FirstCompleted, None)` |
+//! | `concurrent.futures.as_completed(fs)` | `for (i, r) in as_completed(handles) { .. }` |
+//!
+//! What differs from Python: a [`Mutex`] owns the data it protects (there is
+//! no way to touch it without the lock), guards replace `with`, errors are
+//! `Result`s instead of exceptions, and the same primitive serves threads
+//! and async tasks (Python keeps `threading` and `asyncio` apart, and the
+//! asyncio ones are not thread-safe).
+//!
+//! ## Example: a thread and an async task on one queue
+//!
+//! ```
+//! use std::sync::Arc;
+//! use weft_sync::Queue;
+//!
+//! let q = Arc::new(Queue::bounded(4));
+//! let producer = {
+//!     let q = q.clone();
+//!     std::thread::spawn(move || {
+//!         for i in 0..10 {
+//!             q.put(i).unwrap(); // blocks while the queue is full
+//!         }
+//!         q.shutdown(false);
+//!     })
+//! };
+//! let sum = futures_lite::future::block_on(async {
+//!     let mut sum = 0;
+//!     while let Ok(v) = q.get_async().await {
+//!         sum += v;
+//!     }
+//!     sum
+//! });
+//! producer.join().unwrap();
+//! assert_eq!(sum, 45);
+//! ```
+//!
+//! ## For engine authors
+//!
+//! An engine makes a pending task with [`TaskHandle::pair`], keeps the
+//! [`Completer`], calls [`Completer::start`] when the task is about to run
+//! (it returns `false` if the user cancelled it), and completes it once.
+//! [`Completer::run`] does all three around a closure, catching panics.
 #![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod barrier;
 mod condition;
