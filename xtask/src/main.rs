@@ -1,1 +1,519 @@
-fn main() {}
+//! weft's project commands: `cargo xtask <command>`.
+//!
+//! - `test-all`: everything CI checks, in order, stopping at the first failure.
+//! - `bench [--quick] [CRATE...]`: criterion benches, then `target/weft-bench/results.json`
+//!   and the table in `docs/benchmarks.md`.
+//! - `miri [CRATE...]`: Miri over the crates that contain `unsafe`.
+//! - `loom [CRATE...]`: the loom models (`RUSTFLAGS="--cfg loom"`).
+//! - `doc`: the API docs, with warnings as errors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test-all                 fmt check, clippy -D warnings, every test and doc test,
+                           every example built, docs with -D warnings
+  bench [--quick] [CRATE]  criterion benches of the named crates (all when none),
+                           then target/weft-bench/results.json and docs/benchmarks.md
+  miri [CRATE...]          Miri over the crates with `unsafe` (installs nightly miri)
+  loom [CRATE...]          loom models, RUSTFLAGS=\"--cfg loom\"
+  doc                      API docs with RUSTDOCFLAGS=\"-D warnings\"
+";
+
+/// The library crates, in dependency order.
+const CRATES: &[&str] = &[
+    "weft-sync",
+    "weft-pool",
+    "weft-async",
+    "weft-process",
+    "weft",
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).expect("cannot enter the workspace root");
+    let result = match args.first().map(String::as_str) {
+        Some("test-all") if args.len() == 1 => test_all(),
+        Some("bench") => bench(&root, &args[1..]),
+        Some("miri") => miri(&root, &args[1..]),
+        Some("loom") => loom(&root, &args[1..]),
+        Some("doc") if args.len() == 1 => doc(),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("\nxtask: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// One named step: a command line, run with inherited output.
+struct Step<'a> {
+    name: &'a str,
+    program: &'a str,
+    args: Vec<String>,
+    env: Vec<(&'a str, String)>,
+}
+
+impl<'a> Step<'a> {
+    fn new(name: &'a str, program: &'a str, args: &[&str]) -> Self {
+        Step {
+            name,
+            program,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    fn env(mut self, key: &'a str, value: impl Into<String>) -> Self {
+        self.env.push((key, value.into()));
+        self
+    }
+
+    fn run(&self) -> Result<(), String> {
+        let env: String = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\" "))
+            .collect();
+        println!(
+            "\n==> [{}] {env}{} {}",
+            self.name,
+            self.program,
+            self.args.join(" ")
+        );
+        let start = Instant::now();
+        let status = Command::new(self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .status()
+            .map_err(|e| format!("step '{}' could not start {}: {e}", self.name, self.program))?;
+        println!(
+            "==> [{}] {} in {:.1?}",
+            self.name,
+            if status.success() { "ok" } else { "FAILED" },
+            start.elapsed()
+        );
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("step '{}' failed ({status})", self.name))
+        }
+    }
+}
+
+fn cargo() -> &'static str {
+    "cargo"
+}
+
+fn test_all() -> Result<(), String> {
+    let start = Instant::now();
+    let steps = [
+        Step::new("fmt", cargo(), &["fmt", "--all", "--", "--check"]),
+        Step::new(
+            "clippy",
+            cargo(),
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        // Unit, integration and example tests; examples are built here too.
+        // Benches are not run as tests (criterion would run each once, which
+        // is slow in debug): clippy above already compiled them.
+        Step::new(
+            "test",
+            cargo(),
+            &[
+                "test",
+                "--workspace",
+                "--lib",
+                "--bins",
+                "--tests",
+                "--examples",
+            ],
+        ),
+        Step::new("doctest", cargo(), &["test", "--workspace", "--doc"]),
+        Step::new("doc", cargo(), &["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    ];
+    for step in &steps {
+        step.run()?;
+    }
+    println!(
+        "\ntest-all: all {} steps passed in {:.1?}",
+        steps.len(),
+        start.elapsed()
+    );
+    Ok(())
+}
+
+fn doc() -> Result<(), String> {
+    Step::new("doc", cargo(), &["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .run()
+}
+
+fn pick_crates(
+    root: &Path,
+    names: &[String],
+    filter: impl Fn(&Path) -> bool,
+) -> Result<Vec<String>, String> {
+    for n in names {
+        if !CRATES.contains(&n.as_str()) {
+            return Err(format!(
+                "unknown crate '{n}': expected one of {}",
+                CRATES.join(", ")
+            ));
+        }
+    }
+    let chosen: Vec<&str> = if names.is_empty() {
+        CRATES.to_vec()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
+    Ok(chosen
+        .into_iter()
+        .filter(|c| filter(&root.join("crates").join(c)))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Whether any `.rs` file under `dir` contains the `unsafe` keyword in code.
+fn has_unsafe(dir: &Path) -> bool {
+    fn walk(dir: &Path) -> bool {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p)
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                std::fs::read_to_string(&p).is_ok_and(|s| {
+                    s.lines().any(|l| {
+                        let code = l.split("//").next().unwrap_or("");
+                        code.contains("unsafe ") || code.contains("unsafe{")
+                    })
+                })
+            } else {
+                false
+            }
+        })
+    }
+    walk(&dir.join("src"))
+}
+
+fn miri(root: &Path, args: &[String]) -> Result<(), String> {
+    let crates = pick_crates(root, args, has_unsafe)?;
+    if crates.is_empty() {
+        println!("miri: no selected crate contains `unsafe`");
+        return Ok(());
+    }
+    Step::new(
+        "miri-install",
+        "rustup",
+        &[
+            "component",
+            "add",
+            "miri",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ],
+    )
+    .run()?;
+    Step::new("miri-setup", cargo(), &["+nightly", "miri", "setup"]).run()?;
+    for c in &crates {
+        // Each crate decides which of its tests suit Miri (`cfg(miri)` makes
+        // the heavy ones smaller or skips those that need real time or
+        // foreign calls Miri cannot run).
+        Step::new("miri", cargo(), &["+nightly", "miri", "test", "-p", c])
+            .env(
+                "MIRIFLAGS",
+                "-Zmiri-disable-isolation -Zmiri-many-seeds=0..4",
+            )
+            .run()?;
+    }
+    Ok(())
+}
+
+fn loom(root: &Path, args: &[String]) -> Result<(), String> {
+    let crates = pick_crates(root, args, |dir| dir.join("tests/loom.rs").exists())?;
+    if crates.is_empty() {
+        println!("loom: no selected crate has tests/loom.rs");
+        return Ok(());
+    }
+    for c in &crates {
+        Step::new(
+            "loom",
+            cargo(),
+            &["test", "-p", c, "--test", "loom", "--release"],
+        )
+        .env("RUSTFLAGS", "--cfg loom")
+        .env(
+            "CARGO_TARGET_DIR",
+            root.join("target/loom").display().to_string(),
+        )
+        .env(
+            "LOOM_MAX_PREEMPTIONS",
+            std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".into()),
+        )
+        .run()?;
+    }
+    Ok(())
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let names: Vec<String> = args.iter().filter(|a| *a != "--quick").cloned().collect();
+    if let Some(flag) = names.iter().find(|a| a.starts_with('-')) {
+        return Err(format!("unknown flag '{flag}'\n{USAGE}"));
+    }
+    let crates = pick_crates(root, &names, |dir| dir.join("benches").is_dir())?;
+    if crates.is_empty() {
+        return Err("none of the selected crates has benches".into());
+    }
+    let criterion_dir = root.join("target/criterion");
+    let mut rows: Vec<(String, String, String, f64)> = Vec::new(); // crate, bench, impl, ns
+    for c in &crates {
+        let started = SystemTime::now();
+        let mut cargs = vec!["bench", "-p", c.as_str()];
+        if quick {
+            cargs.extend([
+                "--",
+                "--warm-up-time",
+                "0.5",
+                "--measurement-time",
+                "1.5",
+                "--sample-size",
+                "10",
+            ]);
+        }
+        Step::new("bench", cargo(), &cargs).run()?;
+        for (bench, imp, ns) in read_criterion(&criterion_dir, started) {
+            rows.push((c.clone(), bench, imp, ns));
+        }
+    }
+    if rows.is_empty() {
+        return Err("the benches ran but criterion wrote no estimates".into());
+    }
+    // This run's figures, as the issue specifies them.
+    let out_dir = root.join("target/weft-bench");
+    std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let results: Vec<Value> = rows
+        .iter()
+        .map(|(_, b, i, ns)| json!({"bench": b, "impl": i, "ns_per_iter": ns}))
+        .collect();
+    let results_path = out_dir.join("results.json");
+    write(
+        &results_path,
+        &serde_json::to_string_pretty(&results).unwrap(),
+    )?;
+    println!(
+        "\nbench: wrote {} rows to {}",
+        results.len(),
+        results_path.display()
+    );
+
+    // Merge into the committed record (replacing the crates run now) and
+    // regenerate the table.
+    let record_path = root.join("docs/benchmarks.json");
+    let mut record: BTreeMap<String, Value> = std::fs::read_to_string(&record_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let machine = machine_description();
+    let command = format!(
+        "cargo xtask bench{}{}",
+        if quick { " --quick" } else { "" },
+        names.iter().map(|n| format!(" {n}")).collect::<String>()
+    );
+    for c in &crates {
+        let crate_rows: Vec<Value> = rows
+            .iter()
+            .filter(|(rc, ..)| rc == c)
+            .map(|(_, b, i, ns)| json!({"bench": b, "impl": i, "ns_per_iter": ns}))
+            .collect();
+        record.insert(
+            c.clone(),
+            json!({"machine": machine, "command": command, "date": today(), "rows": crate_rows}),
+        );
+    }
+    write(
+        &record_path,
+        &(serde_json::to_string_pretty(&record).unwrap() + "\n"),
+    )?;
+    let md = render_markdown(&record);
+    let md_path = root.join("docs/benchmarks.md");
+    write(&md_path, &md)?;
+    println!("bench: regenerated {}", md_path.display());
+    print!("{}", md.split("<!-- tables -->").nth(1).unwrap_or(""));
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `(bench, impl, ns)` for every criterion estimate written since `since`.
+fn read_criterion(dir: &Path, since: SystemTime) -> Vec<(String, String, f64)> {
+    let mut out = Vec::new();
+    let Ok(groups) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for group in groups.flatten() {
+        let Ok(funcs) = std::fs::read_dir(group.path()) else {
+            continue;
+        };
+        for func in funcs.flatten() {
+            let new = func.path().join("new");
+            let est = new.join("estimates.json");
+            let fresh = std::fs::metadata(&est)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since);
+            if !fresh {
+                continue;
+            }
+            let (Some(est), Some(meta)) = (read_json(&est), read_json(&new.join("benchmark.json")))
+            else {
+                continue;
+            };
+            let ns = est["slope"]["point_estimate"]
+                .as_f64()
+                .or_else(|| est["mean"]["point_estimate"].as_f64());
+            let (Some(bench), Some(imp), Some(ns)) =
+                (meta["group_id"].as_str(), meta["function_id"].as_str(), ns)
+            else {
+                continue;
+            };
+            out.push((bench.to_owned(), imp.to_owned(), ns));
+        }
+    }
+    out.sort_by(|a, b| (&a.0, a.1 != "weft", &a.1).cmp(&(&b.0, b.1 != "weft", &b.1)));
+    out
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn machine_description() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!(
+        "{cores} cores, {cpu}, {} {}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+fn render_markdown(record: &BTreeMap<String, Value>) -> String {
+    let mut md = String::from(
+        "# Benchmarks\n\n\
+         Generated by `cargo xtask bench` from criterion's estimates (do not edit by hand;\n\
+         the data is in `docs/benchmarks.json`). Each workload runs on weft and on its peers\n\
+         in the same process; the ratio is weft's time divided by the peer's, so **below 1.00\n\
+         means weft is faster**. Times are per iteration of the workload.\n\n<!-- tables -->\n",
+    );
+    for c in CRATES {
+        let Some(entry) = record.get(*c) else {
+            continue;
+        };
+        md.push_str(&format!(
+            "\n## {c}\n\nMachine: {}. Command: `{}` ({}).\n\n| workload | weft | peers: time (weft/peer) |\n|---|---|---|\n",
+            entry["machine"].as_str().unwrap_or("?"),
+            entry["command"].as_str().unwrap_or("?"),
+            entry["date"].as_str().unwrap_or("?"),
+        ));
+        let mut by_bench: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+        for row in entry["rows"].as_array().into_iter().flatten() {
+            if let (Some(b), Some(i), Some(ns)) = (
+                row["bench"].as_str(),
+                row["impl"].as_str(),
+                row["ns_per_iter"].as_f64(),
+            ) {
+                by_bench.entry(b).or_default().push((i, ns));
+            }
+        }
+        for (bench, impls) in by_bench {
+            let weft = impls.iter().find(|(i, _)| *i == "weft").map(|(_, ns)| *ns);
+            let peers: Vec<String> = impls
+                .iter()
+                .filter(|(i, _)| *i != "weft")
+                .map(|(i, ns)| match weft {
+                    Some(w) => format!("{i}: {} ({:.2}x)", fmt_ns(*ns), w / ns),
+                    None => format!("{i}: {}", fmt_ns(*ns)),
+                })
+                .collect();
+            md.push_str(&format!(
+                "| {bench} | {} | {} |\n",
+                weft.map_or("-".into(), fmt_ns),
+                if peers.is_empty() {
+                    "-".into()
+                } else {
+                    peers.join("<br>")
+                }
+            ));
+        }
+    }
+    md
+}
