@@ -285,7 +285,7 @@ fn loom(root: &Path, args: &[String]) -> Result<(), String> {
         )
         .env(
             "LOOM_MAX_PREEMPTIONS",
-            std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "3".into()),
+            std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "2".into()),
         )
         .run()?;
     }

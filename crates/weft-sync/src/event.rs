@@ -38,11 +38,13 @@ pub struct Event {
 }
 
 impl Event {
-    /// A new event, clear.
-    pub const fn new() -> Event {
-        Event {
-            flag: AtomicBool::new(false),
-            event: event_listener::Event::new(),
+    crate::shim::const_unless_loom! {
+        /// A new event, clear.
+        pub fn new() -> Event {
+            Event {
+                flag: AtomicBool::new(false),
+                event: event_listener::Event::new(),
+            }
         }
     }
 

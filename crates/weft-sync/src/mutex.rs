@@ -79,11 +79,13 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
 impl<T> Mutex<T> {
-    /// A new, unlocked mutex holding `value`.
-    pub const fn new(value: T) -> Mutex<T> {
-        Mutex {
-            raw: RawLock::new(),
-            data: UnsafeCell::new(value),
+    crate::shim::const_unless_loom! {
+        /// A new, unlocked mutex holding `value`.
+        pub fn new(value: T) -> Mutex<T> {
+            Mutex {
+                raw: RawLock::new(),
+                data: UnsafeCell::new(value),
+            }
         }
     }
 

@@ -161,7 +161,7 @@ impl<T> Queue<T> {
         }
     }
 
-    fn try_push_slot(slot: &mut (&Queue<T>, Option<T>)) -> Option<Result<(), PutError<T>>> {
+    fn try_push_slot(slot: &mut PutSlot<'_, T>) -> Option<Result<(), PutError<T>>> {
         let item = slot.1.take().expect("put retried after completion");
         match slot.0.push(item) {
             Err(PutError::Full(item)) => {
@@ -393,10 +393,13 @@ impl<T> fmt::Debug for Queue<T> {
     }
 }
 
+/// A put in progress: the queue and the item not yet in it.
+type PutSlot<'a, T> = (&'a Queue<T>, Option<T>);
+
 /// The future returned by [`Queue::put_async`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct PutFuture<'a, T> {
-    wait: EventWait<'a, (&'a Queue<T>, Option<T>), Result<(), PutError<T>>>,
+    wait: EventWait<'a, PutSlot<'a, T>, Result<(), PutError<T>>>,
 }
 
 impl<T> Future for PutFuture<'_, T> {

@@ -31,10 +31,12 @@ pub(crate) struct RawLock {
 }
 
 impl RawLock {
-    pub(crate) const fn new() -> RawLock {
-        RawLock {
-            state: AtomicU8::new(0),
-            event: Event::new(),
+    crate::shim::const_unless_loom! {
+        pub(crate) fn new() -> RawLock {
+            RawLock {
+                state: AtomicU8::new(0),
+                event: Event::new(),
+            }
         }
     }
 

@@ -61,13 +61,15 @@ fn thread_id() -> usize {
 }
 
 impl<T> RLock<T> {
-    /// A new, unlocked reentrant lock guarding `value`.
-    pub const fn new(value: T) -> RLock<T> {
-        RLock {
-            raw: RawLock::new(),
-            owner: AtomicUsize::new(0),
-            count: Cell::new(0),
-            data: value,
+    crate::shim::const_unless_loom! {
+        /// A new, unlocked reentrant lock guarding `value`.
+        pub fn new(value: T) -> RLock<T> {
+            RLock {
+                raw: RawLock::new(),
+                owner: AtomicUsize::new(0),
+                count: Cell::new(0),
+                data: value,
+            }
         }
     }
 

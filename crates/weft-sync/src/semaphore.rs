@@ -53,21 +53,13 @@ pub struct Semaphore {
 }
 
 impl Semaphore {
-    /// A semaphore with `permits` permits available.
-    #[cfg(not(loom))]
-    pub const fn new(permits: usize) -> Semaphore {
-        Semaphore {
-            permits: AtomicUsize::new(permits),
-            event: Event::new(),
-        }
-    }
-
-    /// A semaphore with `permits` permits available.
-    #[cfg(loom)]
-    pub fn new(permits: usize) -> Semaphore {
-        Semaphore {
-            permits: AtomicUsize::new(permits),
-            event: Event::new(),
+    crate::shim::const_unless_loom! {
+        /// A semaphore with `permits` permits available.
+        pub fn new(permits: usize) -> Semaphore {
+            Semaphore {
+                permits: AtomicUsize::new(permits),
+                event: Event::new(),
+            }
         }
     }
 

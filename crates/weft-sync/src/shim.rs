@@ -114,3 +114,19 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// Declares a function `const` in normal builds and non-`const` under loom,
+/// whose types (and event-listener's, in its loom build) cannot be built in
+/// a constant context.
+macro_rules! const_unless_loom {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($args:tt)*) -> $ret:ty $body:block) => {
+        #[cfg(not(loom))]
+        $(#[$meta])*
+        $vis const fn $name($($args)*) -> $ret $body
+
+        #[cfg(loom)]
+        $(#[$meta])*
+        $vis fn $name($($args)*) -> $ret $body
+    };
+}
+pub(crate) use const_unless_loom;

@@ -176,11 +176,20 @@ impl<T> Shared<T> {
     /// Runs the done-callbacks on this thread, then publishes the outcome and
     /// wakes every waiter. Returns the outcome back if the task had already
     /// finished (it was cancelled, or completed twice).
-    fn finish(&self, outcome: Result<T, TaskError>) -> Result<(), Result<T, TaskError>> {
+    ///
+    /// With `only_if_pending` (cancellation), a task that has started is left
+    /// alone: the check and the transition happen under one lock, so a
+    /// cancel racing with `start` has exactly one winner.
+    fn finish(
+        &self,
+        outcome: Result<T, TaskError>,
+        only_if_pending: bool,
+    ) -> Result<(), Result<T, TaskError>> {
         let mut st = self.state.lock();
         match st.phase {
-            Phase::Pending | Phase::Running => {}
-            Phase::Completing | Phase::Done | Phase::Taken => return Err(outcome),
+            Phase::Pending => {}
+            Phase::Running if !only_if_pending => {}
+            _ => return Err(outcome),
         }
         st.phase = Phase::Completing;
         st.cancelled = matches!(outcome, Err(TaskError::Cancelled));
@@ -446,7 +455,7 @@ impl<T> TaskHandle<T> {
                 Phase::Running | Phase::Completing => return false,
             }
         }
-        match self.shared.finish(Err(TaskError::Cancelled)) {
+        match self.shared.finish(Err(TaskError::Cancelled), true) {
             Ok(()) => true,
             // Lost a race with the engine starting or finishing it.
             Err(_) => self.is_cancelled(),
@@ -606,7 +615,7 @@ impl<T> Completer<T> {
     /// outcome) if the task had already finished, i.e. it was cancelled.
     pub fn complete(mut self, outcome: Result<T, TaskError>) -> bool {
         let shared = self.shared.take().expect("completer used after completion");
-        shared.finish(outcome).is_ok()
+        shared.finish(outcome, false).is_ok()
     }
 
     /// Completes the task with a value. See [`complete`](Self::complete).
@@ -639,7 +648,7 @@ impl<T> Completer<T> {
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            let _ = shared.finish(Err(TaskError::Abandoned));
+            let _ = shared.finish(Err(TaskError::Abandoned), false);
         }
     }
 }

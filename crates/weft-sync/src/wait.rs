@@ -164,6 +164,9 @@ impl<T> Drop for WaitAsync<'_, T> {
     }
 }
 
+/// One finished task from [`as_completed`]: its index in the input and its outcome.
+pub type Completed<T> = (usize, Result<T, TaskError>);
+
 /// The finished-task queue behind [`AsCompleted`].
 struct Ready {
     state: parking_lot::Mutex<ReadyState>,
@@ -288,10 +291,7 @@ impl<T> AsCompleted<T> {
     /// The next outcome, waiting at most `timeout` for it. `Ok(None)` when
     /// all have been yielded; `Err(Timeout)` if the time ran out first
     /// (Python's `TimeoutError`). Iteration can go on after a timeout.
-    pub fn next_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<Option<(usize, Result<T, TaskError>)>, Timeout> {
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Completed<T>>, Timeout> {
         self.next_until(deadline_after(timeout)).ok_or(Timeout)
     }
 

@@ -1,0 +1,144 @@
+//! Loom models of weft-sync's hand-written protocols: the task handle's
+//! completion/cancel/wake protocol and the semaphore's permit accounting.
+//!
+//! Run with `cargo xtask loom weft-sync` (RUSTFLAGS="--cfg loom").
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::thread;
+use weft_sync::{Semaphore, TaskError, TaskHandle};
+
+#[test]
+fn completion_wakes_a_blocked_joiner() {
+    loom::model(|| {
+        let (c, h) = TaskHandle::<u32>::pair();
+        let t = thread::spawn(move || {
+            assert!(c.set_result(7));
+        });
+        assert_eq!(h.join(), Ok(7));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn completion_wakes_an_awaiting_task() {
+    loom::model(|| {
+        let (c, h) = TaskHandle::<u32>::pair();
+        let t = thread::spawn(move || {
+            c.run(|| 9);
+        });
+        assert_eq!(loom::future::block_on(h), Ok(9));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn cancel_and_start_race_has_one_winner() {
+    loom::model(|| {
+        let ran = Arc::new(AtomicBool::new(false));
+        let (c, h) = TaskHandle::<u32>::pair();
+        let t = {
+            let ran = ran.clone();
+            thread::spawn(move || {
+                c.run(|| {
+                    ran.store(true, Ordering::SeqCst);
+                    1
+                })
+            })
+        };
+        let cancelled = h.cancel();
+        let started = t.join().unwrap();
+        assert_ne!(cancelled, started, "exactly one of cancel and start wins");
+        assert_eq!(ran.load(Ordering::SeqCst), started);
+        let outcome = h.join();
+        if cancelled {
+            assert_eq!(outcome, Err(TaskError::Cancelled));
+        } else {
+            assert_eq!(outcome, Ok(1));
+        }
+    });
+}
+
+#[test]
+fn dropped_completer_never_strands_a_joiner() {
+    loom::model(|| {
+        let (c, h) = TaskHandle::<u32>::pair();
+        let t = thread::spawn(move || drop(c));
+        assert_eq!(h.join(), Err(TaskError::Abandoned));
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn semaphore_permit_is_never_lost_between_threads() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(1));
+        let t = {
+            let sem = sem.clone();
+            thread::spawn(move || {
+                let _p = sem.acquire();
+            })
+        };
+        {
+            let _p = sem.acquire();
+        }
+        t.join().unwrap();
+        assert_eq!(sem.available_permits(), 1);
+    });
+}
+
+#[test]
+fn semaphore_release_wakes_an_async_waiter() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let t = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(1))
+        };
+        let permit = loom::future::block_on(sem.acquire_async());
+        drop(permit);
+        t.join().unwrap();
+        assert_eq!(sem.available_permits(), 1);
+    });
+}
+
+#[test]
+fn two_released_permits_reach_a_thread_and_a_task() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let waiter = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.acquire().forget())
+        };
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release(2))
+        };
+        loom::future::block_on(sem.acquire_async()).forget();
+        waiter.join().unwrap();
+        releaser.join().unwrap();
+        assert_eq!(sem.available_permits(), 0);
+    });
+}
+
+#[test]
+fn cancel_wakes_a_blocked_waiter() {
+    loom::model(|| {
+        let (c, h) = TaskHandle::<u32>::pair();
+        let h = Arc::new(h);
+        let waiter = {
+            let h = h.clone();
+            thread::spawn(move || {
+                h.wait();
+                h.is_cancelled()
+            })
+        };
+        assert!(h.cancel());
+        assert!(
+            waiter.join().unwrap(),
+            "the waiter woke and saw the cancellation"
+        );
+        assert!(!c.start());
+    });
+}
