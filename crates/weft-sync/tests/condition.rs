@@ -2,6 +2,9 @@
 
 mod common;
 
+/// Iterations of the stress loops (smaller under Miri, which is slow).
+const ROUNDS: u32 = if cfg!(miri) { 30 } else { 300 };
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -156,7 +159,7 @@ fn producer_consumer() {
             })
             .collect();
         let (m, c) = &*s;
-        for v in 1..=300 {
+        for v in 1..=ROUNDS {
             m.lock().insert(0, v);
             c.notify_one();
         }
@@ -165,6 +168,6 @@ fn producer_consumer() {
             c.notify_one();
         }
         let total: u64 = consumers.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(total, (1..=300u64).sum::<u64>());
+        assert_eq!(total, (1..=u64::from(ROUNDS)).sum::<u64>());
     });
 }

@@ -2,6 +2,9 @@
 
 mod common;
 
+/// Iterations of the stress loops (smaller under Miri, which is slow).
+const ROUNDS: u64 = if cfg!(miri) { 40 } else { 2000 };
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -19,7 +22,7 @@ fn mutex_excludes_threads_and_tasks_together() {
         for i in 0..4 {
             let m = m.clone();
             hs.push(thread::spawn(move || {
-                for _ in 0..2000 {
+                for _ in 0..ROUNDS {
                     if i % 2 == 0 {
                         let mut g = m.lock();
                         let v = *g;
@@ -38,7 +41,7 @@ fn mutex_excludes_threads_and_tasks_together() {
         for h in hs {
             h.join().unwrap();
         }
-        assert_eq!(*m.lock(), 8000);
+        assert_eq!(*m.lock(), 4 * ROUNDS);
     });
 }
 
@@ -115,7 +118,7 @@ fn many_async_waiters_are_all_served() {
                 let m = m.clone();
                 thread::spawn(move || {
                     block_on(async {
-                        for _ in 0..100 {
+                        for _ in 0..ROUNDS / 20 {
                             *m.lock_async().await += 1;
                         }
                     })
@@ -127,7 +130,7 @@ fn many_async_waiters_are_all_served() {
         for t in ts {
             t.join().unwrap();
         }
-        assert_eq!(*m.lock(), 600);
+        assert_eq!(*m.lock(), 6 * (ROUNDS / 20));
     });
 }
 

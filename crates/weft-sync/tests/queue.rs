@@ -2,6 +2,9 @@
 
 mod common;
 
+/// Iterations of the stress loops (smaller under Miri, which is slow).
+const ROUNDS: u64 = if cfg!(miri) { 40 } else { 2000 };
+
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -249,7 +252,7 @@ fn many_producers_and_consumers_lose_nothing() {
             .map(|p| {
                 let q = q.clone();
                 thread::spawn(move || {
-                    for i in 0..2000u64 {
+                    for i in 0..ROUNDS {
                         if i % 2 == 0 {
                             q.put(p * 10_000 + i).unwrap();
                         } else {
@@ -289,7 +292,7 @@ fn many_producers_and_consumers_lose_nothing() {
         q.shutdown(false);
         let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
         let expected: u64 = (0..3u64)
-            .map(|p| (0..2000u64).map(|i| p * 10_000 + i).sum::<u64>())
+            .map(|p| (0..ROUNDS).map(|i| p * 10_000 + i).sum::<u64>())
             .sum();
         assert_eq!(total, expected);
     });

@@ -2,6 +2,9 @@
 
 mod common;
 
+/// Iterations of the stress loops (smaller under Miri, which is slow).
+const ROUNDS: usize = if cfg!(miri) { 20 } else { 200 };
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
@@ -68,7 +71,7 @@ fn threads_and_tasks_share_a_semaphore() {
             .map(|i| {
                 let (sem, inside, peak) = (sem.clone(), inside.clone(), peak.clone());
                 thread::spawn(move || {
-                    for _ in 0..200 {
+                    for _ in 0..ROUNDS {
                         let enter = || {
                             let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                             peak.fetch_max(n, Ordering::SeqCst);
