@@ -302,7 +302,8 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     if crates.is_empty() {
         return Err("none of the selected crates has benches".into());
     }
-    let criterion_dir = root.join("target/criterion");
+    let target = target_dir(root);
+    let criterion_dir = target.join("criterion");
     let mut rows: Vec<(String, String, String, f64)> = Vec::new(); // crate, bench, impl, ns
     for c in &crates {
         let started = SystemTime::now();
@@ -327,7 +328,7 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         return Err("the benches ran but criterion wrote no estimates".into());
     }
     // This run's figures, as the issue specifies them.
-    let out_dir = root.join("target/weft-bench");
+    let out_dir = target.join("weft-bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let results: Vec<Value> = rows
         .iter()
@@ -378,6 +379,14 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     println!("bench: regenerated {}", md_path.display());
     print!("{}", md.split("<!-- tables -->").nth(1).unwrap_or(""));
     Ok(())
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, or `target/` in the root.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root.join(p) })
+        .unwrap_or_else(|| root.join("target"))
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
