@@ -2,21 +2,15 @@
 
 use std::process::Command;
 
-/// Runs the example's binary, which `cargo test` builds next to this test
-/// (target/<profile>/examples/), falling back to `cargo run`.
+/// Builds (if needed) and runs an example with the same cargo, profile and
+/// target directory as this test, so a stale binary is never run.
 fn run_example(name: &str) -> String {
-    let exe = std::env::current_exe().expect("test binary path");
-    let built = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join(name));
-    let out = match built.filter(|p| p.exists()) {
-        Some(path) => Command::new(path).output(),
-        None => Command::new(env!("CARGO"))
-            .args(["run", "--quiet", "-p", "weft", "--example", name])
-            .output(),
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["run", "--quiet", "-p", "weft", "--example", name]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
     }
-    .expect("the example can be started");
+    let out = cmd.output().expect("cargo can run the example");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -33,4 +27,16 @@ fn threads_example_counts_every_byte() {
     assert!(out.contains("sequential: 8 sites, 20800 bytes"), "{out}");
     assert!(out.contains("threads:    8 sites, 20800 bytes"), "{out}");
     assert_eq!(out.matches("  read ").count(), 8, "{out}");
+}
+
+#[test]
+fn race_conditions_example_fixes_every_race() {
+    let out = run_example("race_conditions");
+    assert!(out.contains("with a Lock:    400000"), "{out}");
+    assert!(out.contains("Condition sum 5050, Queue sum 5050"), "{out}");
+    assert!(
+        out.contains("at most") && out.contains("(limit 3)"),
+        "{out}"
+    );
+    assert!(out.contains("balances") && out.contains("= 20000"), "{out}");
 }
