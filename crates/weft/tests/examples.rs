@@ -5,11 +5,16 @@ use std::process::Command;
 /// Builds (if needed) and runs an example with the same cargo, profile and
 /// target directory as this test, so a stale binary is never run.
 fn run_example(name: &str) -> String {
+    run_example_with(name, &[])
+}
+
+fn run_example_with(name: &str, args: &[&str]) -> String {
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["run", "--quiet", "-p", "weft", "--example", name]);
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
+    cmd.arg("--").args(args);
     let out = cmd.output().expect("cargo can run the example");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -39,4 +44,56 @@ fn race_conditions_example_fixes_every_race() {
         "{out}"
     );
     assert!(out.contains("balances") && out.contains("= 20000"), "{out}");
+}
+
+#[test]
+fn tour_runs_quick_and_reports_every_model() {
+    let out = run_example_with("tour", &["--quick"]);
+    for model in [
+        "sequential",
+        "threads (weft-pool)",
+        "processes (weft-process)",
+        "async (weft-async)",
+    ] {
+        assert_eq!(
+            out.matches(model).count(),
+            2,
+            "{model} should appear once per workload:\n{out}"
+        );
+    }
+    assert!(out.contains("17984 primes below 200000"), "{out}");
+    assert!(out.contains("What it means"), "{out}");
+}
+
+#[test]
+fn tour_json_is_machine_readable() {
+    let out = run_example_with("tour", &["--quick", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(v["results"].as_array().unwrap().len(), 8);
+    assert_eq!(v["cpu"]["primes"], 17984);
+}
+
+#[test]
+fn tour_rejects_bad_flags_with_usage() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "weft",
+            "--example",
+            "tour",
+            "--",
+            "--requests",
+            "zero",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--requests needs a positive whole number, got 'zero'"),
+        "{err}"
+    );
+    assert!(err.contains("usage: tour"), "{err}");
 }
