@@ -97,3 +97,16 @@ fn tour_rejects_bad_flags_with_usage() {
     );
     assert!(err.contains("usage: tour"), "{err}");
 }
+
+#[test]
+fn coroutine_libraries_run_on_weft_async() {
+    let out = run_example("coroutine_libraries");
+    assert!(
+        out.contains("1. async-fs: wrote and read back 34 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2. hyper over async-net: 20/20 pages"),
+        "{out}"
+    );
+}
