@@ -1,2 +1,94 @@
-//! weft-async: placeholder until its issue lands.
+//! weft-async: Python's `asyncio`, for Rust, on one thread.
+//!
+//! [`run`] drives a future on the calling thread together with the tasks it
+//! [`spawn`]s, `async-io`'s timers and its I/O reactor, so the smol ecosystem
+//! (`async-net`, `async-fs`, HTTP crates built on them) runs on it unchanged.
+//! Tasks need not be `Send`. Any `weft-sync` primitive or
+//! [`TaskHandle`](weft_sync::TaskHandle) (a thread-pool or process-pool
+//! result) can be awaited here, and wakes the runtime from whichever thread
+//! completes it.
+//!
+//! # Map of the crate
+//!
+//! | Area | Items |
+//! |---|---|
+//! | Runtime | [`run`], [`try_run`], [`in_runtime`] |
+//! | Tasks | [`spawn`], [`try_spawn`], [`Builder`] (names), [`Task`] (await, [`cancel`](Task::cancel), [`detach`](Task::detach)) |
+//! | Debugging | [`all_tasks`], [`TaskInfo`], [`TaskState`], [`current_task_id`], [`set_panic_hook`], [`PanicReport`] |
+//! | Combinators | [`gather!`], [`try_gather!`], [`join_all`], [`try_join_all`], [`select`] / [`Either`], [`race`], [`as_completed`], [`wait`] |
+//! | Structured concurrency | [`TaskGroup`], [`GroupError`] |
+//! | Time | [`sleep`], [`sleep_until`], [`interval`], [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
+//! | Errors | [`RuntimeError`], [`TimedOut`], and `weft_sync::TaskError` for task outcomes |
+//!
+//! # Python -> weft
+//!
+//! | Python `asyncio` | weft |
+//! |---|---|
+//! | `asyncio.run(main())` | [`weft_async::run(main())`](run) |
+//! | `asyncio.create_task(coro, name=...)` | [`spawn(fut)`](spawn), [`Builder::new().name(..).spawn(fut)`](Builder) |
+//! | `task.cancel()`; `await task` | [`task.cancel().await`](Task::cancel); dropping a [`Task`] cancels it too |
+//! | `asyncio.gather(a, b)` | [`gather!(a, b).await`](gather!) (tuple, mixed types) |
+//! | `asyncio.gather(*aws)` | [`join_all(aws).await`](join_all) (order kept), [`try_join_all`] |
+//! | `asyncio.TaskGroup()` | [`TaskGroup`] (first failure cancels the siblings) |
+//! | `asyncio.wait_for(aw, t)` / `asyncio.timeout(t)` | [`timeout(t, fut).await`](timeout) -> `Result<_, TimedOut>` |
+//! | `asyncio.sleep(s)` / `asyncio.sleep(0)` | [`sleep(d)`](sleep) / [`yield_now()`](yield_now) |
+//! | `asyncio.wait(aws, return_when=FIRST_COMPLETED)` | [`wait(&mut tasks, ReturnWhen::FirstCompleted, None)`](wait) |
+//! | `asyncio.as_completed(aws)` | [`as_completed(futs)`](as_completed) |
+//! | `asyncio.all_tasks()` | [`all_tasks()`](all_tasks) |
+//! | `loop.set_exception_handler(...)` ("exception never retrieved") | [`set_panic_hook`] |
+//! | `asyncio.Queue`, `asyncio.Semaphore`, `asyncio.Lock`, `asyncio.Event` | `weft_sync::{Queue, Semaphore, Mutex, Event}`: one set of primitives for threads and tasks, with async methods |
+//! | `asyncio.to_thread(f)` | `weft::aio::to_thread(f)` in the umbrella crate (runs `f` on weft-pool; this crate never depends on the pool) |
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use weft_async::{gather, sleep, spawn};
+//!
+//! async fn say_after(delay_ms: u64, what: &str) -> String {
+//!     sleep(Duration::from_millis(delay_ms)).await;
+//!     what.to_string()
+//! }
+//!
+//! let (hello, world) = weft_async::run(async {
+//!     let background = spawn(async { 40 + 2 });
+//!     let pair = gather!(say_after(10, "hello"), say_after(5, "world")).await;
+//!     assert_eq!(background.await, Ok(42));
+//!     pair
+//! });
+//! assert_eq!((hello.as_str(), world.as_str()), ("hello", "world"));
+//! ```
+//!
+//! # The executor
+//!
+//! The run queue is a thread-local `RefCell<VecDeque<Runnable>>`: scheduling a
+//! task woken on the runtime's own thread takes no lock and no atomic of the
+//! runtime's (the only atomics are `async-task`'s own task state). Wake-ups
+//! from other threads go to a separate `ConcurrentQueue` and unpark the
+//! runtime, which sleeps in `async-io`'s reactor (via `async_io::block_on`)
+//! whenever it has nothing to run. After every 40 µs of running tasks it lets
+//! the reactor poll, so I/O and timers are served even under constant load.
+//! Each spawned task is one allocation (`async-task`'s; a named task adds one
+//! for its name), and a task enters the live-task registry only when it first
+//! has to wait.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod children;
+mod combine;
+mod error;
+mod group;
+mod runtime;
+mod task;
+mod time;
+
+pub use combine::{AsCompleted, Either, as_completed, join_all, race, select, try_join_all, wait};
+pub use error::{RuntimeError, TimedOut};
+pub use group::{GroupError, TaskGroup};
+pub use runtime::in_runtime;
+pub use task::{
+    Builder, PanicReport, Task, TaskInfo, TaskState, all_tasks, current_task_id, run,
+    set_panic_hook, spawn, take_panic_hook, try_run, try_spawn,
+};
+pub use time::{Interval, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
+pub use weft_sync::{ReturnWhen, TaskError, WaitResult};

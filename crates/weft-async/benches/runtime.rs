@@ -1,0 +1,498 @@
+//! weft-async against async-executor's `LocalExecutor` (driven by
+//! `async_io::block_on`) and tokio's current-thread runtime with a `LocalSet`,
+//! on the workloads of issue 4. Every workload uses the same code and the same
+//! channel type (a bench-local single-threaded channel) on all three, so only
+//! the scheduler differs; timers are each runtime's own (`async-io`'s for weft
+//! and async-executor, tokio's for tokio), TCP is `async-net` for weft and
+//! async-executor and `tokio::net` for tokio.
+//!
+//! Groups: `spawn_await` (spawn 1,000,000 empty tasks, then await them in
+//! order), `spawn_chain` (100,000 tasks each spawning the next), `ping_pong`
+//! (two tasks exchanging 1,000,000 messages: 500,000 round trips),
+//! `yield_many` (10,000 tasks each yielding 100 times), `timers` (100,000
+//! sleeps of random durations up to 50 ms; p99 overshoot printed on stderr),
+//! `tcp_echo` (100 connections x 1,000 32-byte messages over loopback).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use async_executor::LocalExecutor;
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+const SPAWN_N: usize = 1_000_000;
+const CHAIN_N: usize = 100_000;
+const PING_PONG_ROUND_TRIPS: usize = 500_000;
+const YIELD_TASKS: usize = 10_000;
+const YIELDS: usize = 100;
+const TIMERS: usize = 100_000;
+const TIMER_MAX_MS: u64 = 50;
+const TCP_CONNS: usize = 100;
+const TCP_MSGS: usize = 1_000;
+const TCP_MSG_LEN: usize = 32;
+
+// ---------------------------------------------------------------- harness
+
+/// The three runtimes behind one interface: run a future to completion, and
+/// spawn a local task returning a handle whose await yields the output.
+trait Rt {
+    fn block<F: Future>(&self, f: F) -> F::Output;
+}
+
+struct Weft;
+impl Rt for Weft {
+    fn block<F: Future>(&self, f: F) -> F::Output {
+        weft_async::run(f)
+    }
+}
+
+struct Ae(Rc<LocalExecutor<'static>>);
+impl Rt for Ae {
+    fn block<F: Future>(&self, f: F) -> F::Output {
+        async_io::block_on(self.0.run(f))
+    }
+}
+
+struct Tk(tokio::runtime::Runtime);
+impl Rt for Tk {
+    fn block<F: Future>(&self, f: F) -> F::Output {
+        tokio::task::LocalSet::new().block_on(&self.0, f)
+    }
+}
+
+fn tokio_rt() -> Tk {
+    Tk(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap())
+}
+
+thread_local! {
+    static AE: Rc<LocalExecutor<'static>> = Rc::new(LocalExecutor::new());
+}
+
+fn ae() -> Ae {
+    Ae(AE.with(Rc::clone))
+}
+
+fn ae_spawn<F: Future + 'static>(f: F) -> async_executor::Task<F::Output> {
+    AE.with(|ex| ex.spawn(f))
+}
+
+// ------------------------------------------------------- a local channel
+
+/// Unbounded single-consumer channel for one thread: the same for every
+/// runtime, so ping-pong measures scheduling only.
+struct Chan<T> {
+    queue: RefCell<VecDeque<T>>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl<T> Chan<T> {
+    fn new() -> Rc<Chan<T>> {
+        Rc::new(Chan {
+            queue: RefCell::new(VecDeque::new()),
+            waker: RefCell::new(None),
+        })
+    }
+    fn send(&self, v: T) {
+        self.queue.borrow_mut().push_back(v);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+    async fn recv(&self) -> T {
+        std::future::poll_fn(|cx| match self.queue.borrow_mut().pop_front() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                let mut w = self.waker.borrow_mut();
+                match &*w {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    _ => *w = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+// ------------------------------------------------------------- workloads
+
+macro_rules! for_each_runtime {
+    ($c:expr, $group:expr, $sampling:expr, |$rt:ident, $spawn:ident| $body:expr) => {{
+        let mut g = $c.benchmark_group($group);
+        g.sampling_mode($sampling);
+        {
+            let $rt = Weft;
+            #[allow(unused_macros)]
+            macro_rules! $spawn {
+                ($f:expr) => {
+                    weft_async::spawn($f)
+                };
+            }
+            g.bench_function("weft", |b| b.iter(|| $body));
+        }
+        {
+            let $rt = ae();
+            #[allow(unused_macros)]
+            macro_rules! $spawn {
+                ($f:expr) => {
+                    ae_spawn($f)
+                };
+            }
+            g.bench_function("async-executor", |b| b.iter(|| $body));
+        }
+        {
+            let $rt = tokio_rt();
+            #[allow(unused_macros)]
+            macro_rules! $spawn {
+                ($f:expr) => {
+                    tokio::task::spawn_local($f)
+                };
+            }
+            g.bench_function("tokio", |b| b.iter(|| $body));
+        }
+        g.finish();
+    }};
+}
+
+fn spawn_await(c: &mut Criterion) {
+    for_each_runtime!(c, "spawn_await", SamplingMode::Flat, |rt, spawn| rt.block(
+        async {
+            let mut tasks = Vec::with_capacity(SPAWN_N);
+            for _ in 0..SPAWN_N {
+                tasks.push(spawn!(async {}));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    ));
+}
+
+fn spawn_chain(c: &mut Criterion) {
+    // Each task spawns the next and ends; the last one reports on a channel.
+    fn weft_link(left: usize, done: Rc<Chan<()>>) {
+        weft_async::spawn(async move {
+            if left == 0 {
+                done.send(());
+            } else {
+                weft_link(left - 1, done);
+            }
+        })
+        .detach();
+    }
+    fn ae_link(left: usize, done: Rc<Chan<()>>) {
+        ae_spawn(async move {
+            if left == 0 {
+                done.send(());
+            } else {
+                ae_link(left - 1, done);
+            }
+        })
+        .detach();
+    }
+    fn tokio_link(left: usize, done: Rc<Chan<()>>) {
+        drop(tokio::task::spawn_local(async move {
+            if left == 0 {
+                done.send(());
+            } else {
+                tokio_link(left - 1, done);
+            }
+        }));
+    }
+    let mut g = c.benchmark_group("spawn_chain");
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            Weft.block(async {
+                let done = Chan::new();
+                weft_link(CHAIN_N, done.clone());
+                done.recv().await;
+            })
+        })
+    });
+    let rt = ae();
+    g.bench_function("async-executor", |b| {
+        b.iter(|| {
+            rt.block(async {
+                let done = Chan::new();
+                ae_link(CHAIN_N, done.clone());
+                done.recv().await;
+            })
+        })
+    });
+    let rt = tokio_rt();
+    g.bench_function("tokio", |b| {
+        b.iter(|| {
+            rt.block(async {
+                let done = Chan::new();
+                tokio_link(CHAIN_N, done.clone());
+                done.recv().await;
+            })
+        })
+    });
+    g.finish();
+}
+
+fn ping_pong(c: &mut Criterion) {
+    for_each_runtime!(c, "ping_pong", SamplingMode::Flat, |rt, spawn| rt.block(
+        async {
+            let (to_b, to_a) = (Chan::<usize>::new(), Chan::<usize>::new());
+            let (tb, ta) = (to_b.clone(), to_a.clone());
+            let b = spawn!(async move {
+                for _ in 0..PING_PONG_ROUND_TRIPS {
+                    let v = tb.recv().await;
+                    ta.send(v + 1);
+                }
+            });
+            let a = spawn!(async move {
+                let mut v = 0;
+                for _ in 0..PING_PONG_ROUND_TRIPS {
+                    to_b.send(v);
+                    v = to_a.recv().await;
+                }
+                assert_eq!(v, PING_PONG_ROUND_TRIPS);
+            });
+            let _ = a.await;
+            let _ = b.await;
+        }
+    ));
+}
+
+fn yield_many(c: &mut Criterion) {
+    for_each_runtime!(c, "yield_many", SamplingMode::Flat, |rt, spawn| rt.block(
+        async {
+            let mut tasks = Vec::with_capacity(YIELD_TASKS);
+            for _ in 0..YIELD_TASKS {
+                tasks.push(spawn!(async {
+                    for _ in 0..YIELDS {
+                        futures_lite::future::yield_now().await;
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    ));
+}
+
+/// The same pseudo-random durations for every runtime.
+fn timer_durations() -> Vec<Duration> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..TIMERS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::from_micros(x % (TIMER_MAX_MS * 1000) + 1)
+        })
+        .collect()
+}
+
+/// Runs the timer workload once and returns the overshoots (fired - due).
+async fn timers_once<S, SF, H>(
+    durations: &[Duration],
+    spawn: impl Fn(Box<dyn Future<Output = ()>>) -> H,
+    sleep: S,
+) -> Vec<Duration>
+where
+    S: Fn(Duration) -> SF + Clone + 'static,
+    SF: Future + 'static,
+    H: Future,
+{
+    let _ = &spawn;
+    let over = Rc::new(RefCell::new(Vec::with_capacity(durations.len())));
+    let mut tasks = Vec::with_capacity(durations.len());
+    let start = Instant::now();
+    for &d in durations {
+        let over = over.clone();
+        let sleep = sleep.clone();
+        tasks.push(spawn(Box::new(async move {
+            // Sleep until a deadline fixed before any task was spawned, so the
+            // overshoot includes the time the runtime took to get to the task.
+            let due = start + d;
+            sleep(due.saturating_duration_since(Instant::now())).await;
+            over.borrow_mut()
+                .push(Instant::now().saturating_duration_since(due));
+        })));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Rc::try_unwrap(over).ok().unwrap().into_inner()
+}
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() * 99 / 100]
+}
+
+fn timers(c: &mut Criterion) {
+    let durations = timer_durations();
+    let d = &durations;
+    let weft_spawn = |f: Box<dyn Future<Output = ()>>| weft_async::spawn(Box::into_pin(f));
+    let ae_spawn_b = |f: Box<dyn Future<Output = ()>>| ae_spawn(Box::into_pin(f));
+    let tokio_spawn = |f: Box<dyn Future<Output = ()>>| tokio::task::spawn_local(Box::into_pin(f));
+    let weft_sleep = |d: Duration| weft_async::sleep(d);
+    let aio_sleep = |d: Duration| async_io::Timer::after(d);
+    let tokio_sleep = |d: Duration| tokio::time::sleep(d);
+
+    // The first call of each closure also prints the p99 overshoot.
+    let report = |name: &str, over: Vec<Duration>| {
+        eprintln!(
+            "timers/{name}: p99 overshoot over {TIMERS} sleeps: {:?}",
+            p99(over)
+        );
+    };
+    let ae_rt = ae();
+    let tk = tokio_rt();
+    let mut g = c.benchmark_group("timers");
+    g.sampling_mode(SamplingMode::Flat);
+    let mut first = true;
+    g.bench_function("weft", |b| {
+        if std::mem::take(&mut first) {
+            report("weft", Weft.block(timers_once(d, weft_spawn, weft_sleep)));
+        }
+        b.iter(|| Weft.block(timers_once(d, weft_spawn, weft_sleep)))
+    });
+    let mut first = true;
+    g.bench_function("async-executor", |b| {
+        if std::mem::take(&mut first) {
+            report(
+                "async-executor",
+                ae_rt.block(timers_once(d, ae_spawn_b, aio_sleep)),
+            );
+        }
+        b.iter(|| ae_rt.block(timers_once(d, ae_spawn_b, aio_sleep)))
+    });
+    let mut first = true;
+    g.bench_function("tokio", |b| {
+        if std::mem::take(&mut first) {
+            report("tokio", tk.block(timers_once(d, tokio_spawn, tokio_sleep)));
+        }
+        b.iter(|| tk.block(timers_once(d, tokio_spawn, tokio_sleep)))
+    });
+    g.finish();
+}
+
+async fn echo_smol(listener: async_net::TcpListener, spawn: impl Fn(Box<dyn Future<Output = ()>>)) {
+    for _ in 0..TCP_CONNS {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        spawn(Box::new(async move {
+            let mut buf = [0u8; TCP_MSG_LEN];
+            for _ in 0..TCP_MSGS {
+                s.read_exact(&mut buf).await.unwrap();
+                s.write_all(&buf).await.unwrap();
+            }
+        }));
+    }
+}
+
+async fn client_smol(addr: std::net::SocketAddr) {
+    let mut s = async_net::TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = [7u8; TCP_MSG_LEN];
+    for _ in 0..TCP_MSGS {
+        s.write_all(&buf).await.unwrap();
+        s.read_exact(&mut buf).await.unwrap();
+    }
+}
+
+fn tcp_echo(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tcp_echo");
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            weft_async::run(async {
+                let l = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap();
+                let server = weft_async::spawn(echo_smol(l, |f| {
+                    weft_async::spawn(Box::into_pin(f)).detach()
+                }));
+                let clients: Vec<_> = (0..TCP_CONNS)
+                    .map(|_| weft_async::spawn(client_smol(addr)))
+                    .collect();
+                for cl in clients {
+                    cl.await.unwrap();
+                }
+                server.await.unwrap();
+            })
+        })
+    });
+    let rt = ae();
+    g.bench_function("async-executor", |b| {
+        b.iter(|| {
+            rt.block(async {
+                let l = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap();
+                let server = ae_spawn(echo_smol(l, |f| ae_spawn(Box::into_pin(f)).detach()));
+                let clients: Vec<_> = (0..TCP_CONNS)
+                    .map(|_| ae_spawn(client_smol(addr)))
+                    .collect();
+                for cl in clients {
+                    cl.await;
+                }
+                server.await;
+            })
+        })
+    });
+    let tk = tokio_rt();
+    g.bench_function("tokio", |b| {
+        b.iter(|| {
+            tk.block(async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = l.local_addr().unwrap();
+                let server = tokio::task::spawn_local(async move {
+                    for _ in 0..TCP_CONNS {
+                        let (mut s, _) = l.accept().await.unwrap();
+                        s.set_nodelay(true).unwrap();
+                        tokio::task::spawn_local(async move {
+                            let mut buf = [0u8; TCP_MSG_LEN];
+                            for _ in 0..TCP_MSGS {
+                                s.read_exact(&mut buf).await.unwrap();
+                                s.write_all(&buf).await.unwrap();
+                            }
+                        });
+                    }
+                });
+                let clients: Vec<_> = (0..TCP_CONNS)
+                    .map(|_| {
+                        tokio::task::spawn_local(async move {
+                            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                            s.set_nodelay(true).unwrap();
+                            let mut buf = [7u8; TCP_MSG_LEN];
+                            for _ in 0..TCP_MSGS {
+                                s.write_all(&buf).await.unwrap();
+                                s.read_exact(&mut buf).await.unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                for cl in clients {
+                    cl.await.unwrap();
+                }
+                server.await.unwrap();
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    targets = spawn_await, spawn_chain, ping_pong, yield_many, timers, tcp_echo
+}
+criterion_main!(benches);

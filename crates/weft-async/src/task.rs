@@ -1,0 +1,555 @@
+//! `run`, `spawn`, [`Task`], task names, the live-task listing and the panic
+//! hook for tasks nobody awaits.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll, Waker};
+
+use weft_sync::TaskError;
+
+use crate::error::RuntimeError;
+use crate::runtime::{self, LOCAL, Meta};
+
+/// Runs `future` to completion on the current thread and returns its output
+/// (Python's `asyncio.run`).
+///
+/// While it runs, the thread drives `future`, every task [`spawn`]ed on it,
+/// timers and I/O (through `async-io`'s reactor). When the thread has nothing
+/// to run it sleeps in the reactor, using no CPU, until a timer fires, I/O is
+/// ready, or another thread wakes one of its tasks.
+///
+/// When `future` completes, the tasks still alive (detached or not) are
+/// cancelled: their futures are dropped, so their destructors run, before
+/// `run` returns. A [`Task`] handle that outlives `run` then reports
+/// [`TaskError::Cancelled`]. The same clean-up happens if `future` panics.
+///
+/// # Panics
+///
+/// If a runtime is already running on this thread (a `run` inside a task):
+/// see [`try_run`] for the non-panicking form. Panics of `future` itself
+/// propagate; panics of spawned tasks do not (see [`Task`]).
+///
+/// # Example
+///
+/// ```
+/// let answer = weft_async::run(async {
+///     let task = weft_async::spawn(async { 6 * 7 });
+///     task.await.unwrap()
+/// });
+/// assert_eq!(answer, 42);
+/// ```
+pub fn run<F: Future>(future: F) -> F::Output {
+    match runtime::try_run(future) {
+        Ok(out) => out,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Like [`run`], but returns [`RuntimeError::NestedRun`] instead of
+/// panicking when a runtime is already running on this thread.
+///
+/// ```
+/// use weft_async::RuntimeError;
+/// weft_async::run(async {
+///     assert_eq!(weft_async::try_run(async {}), Err(RuntimeError::NestedRun));
+/// });
+/// ```
+pub fn try_run<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
+    runtime::try_run(future)
+}
+
+/// Starts `future` as a task on the current thread's runtime and returns its
+/// [`Task`] handle (Python's `asyncio.create_task`).
+///
+/// The future need not be `Send`: it never leaves this thread. It starts the
+/// next time the running task yields to the runtime.
+///
+/// # Panics
+///
+/// If no runtime is running on this thread; [`try_spawn`] returns
+/// [`RuntimeError::NoRuntime`] instead.
+///
+/// # Example
+///
+/// ```
+/// use std::rc::Rc;
+/// weft_async::run(async {
+///     let shared = Rc::new(5); // !Send is fine
+///     let s = shared.clone();
+///     let task = weft_async::spawn(async move { *s * 2 });
+///     assert_eq!(task.await, Ok(10));
+/// });
+/// ```
+pub fn spawn<F>(future: F) -> Task<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    match try_spawn(future) {
+        Ok(task) => task,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Like [`spawn`], but returns [`RuntimeError::NoRuntime`] instead of
+/// panicking when no runtime is running on this thread.
+///
+/// ```
+/// use weft_async::RuntimeError;
+/// assert_eq!(weft_async::try_spawn(async {}).err(), Some(RuntimeError::NoRuntime));
+/// ```
+pub fn try_spawn<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    spawn_named(future, None)
+}
+
+fn spawn_named<F>(future: F, name: Option<Arc<str>>) -> Result<Task<F::Output>, RuntimeError>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let (inner, id) = runtime::spawn_raw(future, name.clone())?;
+    Ok(Task {
+        inner: Some(inner.fallible()),
+        done: None,
+        id,
+        name,
+    })
+}
+
+/// Spawns tasks with options: today, a name (Python's
+/// `create_task(coro, name=...)`), shown by [`all_tasks`] and in panic
+/// reports.
+///
+/// ```
+/// weft_async::run(async {
+///     let task = weft_async::Builder::new()
+///         .name("fetcher")
+///         .spawn(async { 1 })
+///         .unwrap();
+///     assert_eq!(task.name(), Some("fetcher"));
+///     assert_eq!(task.await, Ok(1));
+/// });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<Arc<str>>,
+}
+
+impl Builder {
+    /// A builder with no options set.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the task.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// Spawns `future` as [`spawn`] does; fails with
+    /// [`RuntimeError::NoRuntime`] outside a runtime.
+    pub fn spawn<F>(self, future: F) -> Result<Task<F::Output>, RuntimeError>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        spawn_named(future, self.name)
+    }
+}
+
+/// What a task produced; reports a panic nobody retrieved when dropped.
+pub(crate) struct Outcome<T> {
+    value: Option<T>,
+    panic: Option<Box<PanicReport>>,
+}
+
+impl<T> Outcome<T> {
+    pub(crate) fn ok(value: T) -> Outcome<T> {
+        Outcome {
+            value: Some(value),
+            panic: None,
+        }
+    }
+
+    /// A panic caught while polling the current task.
+    pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Outcome<T> {
+        let (task_id, task_name) = LOCAL
+            .try_with(|l| {
+                (
+                    l.current.get(),
+                    l.current_name.borrow().as_deref().map(str::to_owned),
+                )
+            })
+            .unwrap_or((0, None));
+        Outcome {
+            value: None,
+            panic: Some(Box::new(PanicReport {
+                task_id,
+                task_name,
+                message: weft_sync::panic_message(payload),
+            })),
+        }
+    }
+
+    fn into_result(mut self) -> Result<T, TaskError> {
+        match self.panic.take() {
+            Some(report) => Err(TaskError::Panicked {
+                message: report.message,
+            }),
+            None => Ok(self
+                .value
+                .take()
+                .expect("weft-async: a task outcome holds a value or a panic")),
+        }
+    }
+
+    fn is_err(&self) -> bool {
+        self.panic.is_some()
+    }
+}
+
+impl<T> Drop for Outcome<T> {
+    fn drop(&mut self) {
+        if let Some(report) = self.panic.take() {
+            report_unretrieved(&report);
+        }
+    }
+}
+
+/// A handle to a spawned task (Python's `asyncio.Task`).
+///
+/// * **Await it** to get the task's output: `Ok(value)`, or
+///   `Err(`[`TaskError::Panicked`]`)` if the task panicked (the runtime and the
+///   other tasks carry on), or `Err(`[`TaskError::Cancelled`]`)` if the runtime
+///   cancelled it (it was still running when [`run`] returned).
+/// * **Drop it** to cancel the task: its future is dropped, without being
+///   polled again, the next time the runtime gets control. Keep the handle, or
+///   call [`detach`](Task::detach), to let the task run on.
+/// * **[`cancel`](Task::cancel)`().await`** cancels it and waits until its
+///   future is dropped; it returns the output if the task had already finished.
+/// * **[`detach`](Task::detach)** lets it run to completion in the
+///   background. A panic in a detached task (or in a finished task whose handle
+///   is dropped before its output is taken) goes to the hook set with
+///   [`set_panic_hook`]; by default it is printed to stderr.
+///
+/// `Task` is a [`Future`] (and `Unpin`), so it works with [`join_all`](crate::join_all),
+/// [`select`](crate::select), [`timeout`](crate::timeout) and friends. It is
+/// `Send` when `T` is, so it can also be awaited from another runtime or
+/// thread (for example with `futures_lite::future::block_on(task)` on a plain
+/// thread): the task itself always runs on the runtime that spawned it.
+///
+/// ```
+/// weft_async::run(async {
+///     let task = weft_async::spawn(async { panic!("boom") });
+///     let err: Result<(), _> = task.await;
+///     assert_eq!(err.unwrap_err().to_string(), "the task panicked: boom");
+/// });
+/// ```
+#[must_use = "dropping a Task cancels it; call .detach() to let it run in the background"]
+pub struct Task<T> {
+    inner: Option<async_task::FallibleTask<Outcome<T>, Meta>>,
+    done: Option<Box<Outcome<T>>>,
+    id: u64,
+    name: Option<Arc<str>>,
+}
+
+// The output is only moved, never pinned.
+impl<T> Unpin for Task<T> {}
+
+impl<T> Task<T> {
+    /// The task's id, unique within its runtime (as listed by [`all_tasks`]);
+    /// ids count from 1 in each [`run`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The task's name, if it was spawned with one ([`Builder::name`]).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Whether the task has finished: returned, panicked or been cancelled.
+    /// Awaiting a finished task returns at once.
+    pub fn is_finished(&self) -> bool {
+        self.done.is_some() || self.inner.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Cancels the task and waits until its future has been dropped (Python's
+    /// `Task.cancel()` followed by awaiting it).
+    ///
+    /// Returns `Some(output)` if the task had already finished, and `None` if
+    /// this call cancelled it. A cancelled task is never polled again, and its
+    /// destructors have run when this returns.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// weft_async::run(async {
+    ///     let slow = weft_async::spawn(weft_async::sleep(Duration::from_secs(3600)));
+    ///     assert_eq!(slow.cancel().await, None);
+    ///     let quick = weft_async::spawn(async { 7 });
+    ///     weft_async::sleep(Duration::from_millis(1)).await;
+    ///     assert_eq!(quick.cancel().await, Some(Ok(7)));
+    /// });
+    /// ```
+    pub async fn cancel(mut self) -> Option<Result<T, TaskError>> {
+        if let Some(done) = self.done.take() {
+            return Some((*done).into_result());
+        }
+        let inner = self.inner.take()?;
+        inner.cancel().await.map(Outcome::into_result)
+    }
+
+    /// Lets the task run to completion in the background, without a handle.
+    ///
+    /// If it panics, the panic goes to the hook set with [`set_panic_hook`]
+    /// (by default, a line on stderr). Detached tasks still running when
+    /// [`run`] returns are cancelled like any other.
+    pub fn detach(mut self) {
+        // Dropping a stashed or finished outcome reports an unretrieved panic.
+        self.done = None;
+        if let Some(mut inner) = self.inner.take() {
+            if inner.is_finished() {
+                let mut cx = Context::from_waker(Waker::noop());
+                if let Poll::Ready(outcome) = Pin::new(&mut inner).poll(&mut cx) {
+                    drop(outcome);
+                }
+            } else {
+                inner.detach();
+            }
+        }
+    }
+
+    /// Polls for completion without giving the output away: once finished,
+    /// the outcome is kept for the next `.await`. Returns `Some(is_err)`.
+    pub(crate) fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if let Some(done) = &self.done {
+            return Poll::Ready(done.is_err());
+        }
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(false);
+        };
+        match Pin::new(inner).poll(cx) {
+            Poll::Ready(Some(outcome)) => {
+                self.inner = None;
+                let is_err = outcome.is_err();
+                self.done = Some(Box::new(outcome));
+                Poll::Ready(is_err)
+            }
+            Poll::Ready(None) => {
+                // Cancelled: leave `inner` in place so the await reports it.
+                Poll::Ready(true)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(done) = this.done.take() {
+            return Poll::Ready((*done).into_result());
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(TaskError::Cancelled));
+        };
+        match Pin::new(inner).poll(cx) {
+            Poll::Ready(Some(outcome)) => {
+                this.inner = None;
+                Poll::Ready(outcome.into_result())
+            }
+            Poll::Ready(None) => {
+                this.inner = None;
+                Poll::Ready(Err(TaskError::Cancelled))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// What a live task is doing, as reported by [`all_tasks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Being polled right now (the task that called [`all_tasks`]).
+    Running,
+    /// Woken and waiting in the run queue for its turn.
+    Scheduled,
+    /// Waiting for something (a timer, I/O, a channel, another task) to wake it.
+    Waiting,
+}
+
+/// One live task, as listed by [`all_tasks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskInfo {
+    /// The task's id ([`Task::id`]).
+    pub id: u64,
+    /// The task's name, if it was given one.
+    pub name: Option<String>,
+    /// What it is doing.
+    pub state: TaskState,
+}
+
+/// Lists the live tasks of the current thread's runtime, with their names and
+/// states, in spawn order (Python's `asyncio.all_tasks`): handy when a program
+/// hangs and you want to know who waits.
+///
+/// The future passed to [`run`] is not a task and is not listed. Outside a
+/// runtime the list is empty.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_async::{Builder, TaskState};
+/// weft_async::run(async {
+///     let t = Builder::new().name("sleeper").spawn(weft_async::sleep(Duration::from_secs(60))).unwrap();
+///     weft_async::yield_now().await; // let it start and block on its timer
+///     let tasks = weft_async::all_tasks();
+///     assert_eq!(tasks.len(), 1);
+///     assert_eq!(tasks[0].name.as_deref(), Some("sleeper"));
+///     assert_eq!(tasks[0].state, TaskState::Waiting);
+///     drop(t);
+/// });
+/// ```
+pub fn all_tasks() -> Vec<TaskInfo> {
+    LOCAL
+        .try_with(|local| {
+            if local.rt.get() == 0 {
+                return Vec::new();
+            }
+            let queue = local.queue.borrow();
+            let current = local.current.get();
+            let registry = local.registry.borrow();
+            // Queued tasks (some never polled yet, so not in the registry),
+            // then the registered ones that are not queued.
+            let mut tasks: Vec<TaskInfo> = Vec::new();
+            let mut queued = std::collections::HashSet::new();
+            for r in queue.iter() {
+                let meta = r.metadata();
+                if queued.insert(meta.id) {
+                    tasks.push(TaskInfo {
+                        id: meta.id,
+                        name: meta.name.as_deref().map(str::to_owned),
+                        state: TaskState::Scheduled,
+                    });
+                }
+            }
+            for entry in registry.entries() {
+                if queued.contains(&entry.id) {
+                    continue;
+                }
+                tasks.push(TaskInfo {
+                    id: entry.id,
+                    name: entry.name.as_deref().map(str::to_owned),
+                    state: if entry.id == current {
+                        TaskState::Running
+                    } else {
+                        TaskState::Waiting
+                    },
+                });
+            }
+            if current != 0 && !tasks.iter().any(|t| t.id == current) {
+                // The caller, in its first poll (not registered yet).
+                tasks.push(TaskInfo {
+                    id: current,
+                    name: local.current_name.borrow().as_deref().map(str::to_owned),
+                    state: TaskState::Running,
+                });
+            }
+            tasks.sort_by_key(|t| t.id);
+            tasks
+        })
+        .unwrap_or_default()
+}
+
+/// The id of the task being polled on this thread, or `None` in the main
+/// future of [`run`] or outside a runtime.
+pub fn current_task_id() -> Option<u64> {
+    LOCAL
+        .try_with(|l| if l.rt.get() == 0 { 0 } else { l.current.get() })
+        .ok()
+        .filter(|&id| id != 0)
+}
+
+/// A panic that no one retrieved: the task was detached, or its [`Task`] was
+/// dropped after it finished, so nobody awaited the error (Python's "Task
+/// exception was never retrieved").
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PanicReport {
+    /// The task's id.
+    pub task_id: u64,
+    /// The task's name, if it had one.
+    pub task_name: Option<String>,
+    /// The panic message.
+    pub message: String,
+}
+
+impl fmt::Display for PanicReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.task_name {
+            Some(name) => write!(f, "task #{} ({name:?})", self.task_id)?,
+            None => write!(f, "task #{}", self.task_id)?,
+        }
+        write!(f, " panicked and nobody awaited its Task: {}", self.message)
+    }
+}
+
+type Hook = Arc<dyn Fn(&PanicReport) + Send + Sync + 'static>;
+
+static HOOK: RwLock<Option<Hook>> = RwLock::new(None);
+
+/// Sets the function that receives panics of tasks nobody awaits (detached
+/// tasks, or finished tasks whose [`Task`] was dropped), for the whole
+/// process. The default prints `weft-async: <report>` to stderr.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let sink = seen.clone();
+/// weft_async::set_panic_hook(move |report| sink.lock().unwrap().push(report.message.clone()));
+/// weft_async::run(async {
+///     weft_async::spawn(async { panic!("lost") }).detach();
+///     weft_async::sleep(std::time::Duration::from_millis(5)).await;
+/// });
+/// weft_async::take_panic_hook();
+/// assert_eq!(*seen.lock().unwrap(), vec!["lost".to_string()]);
+/// ```
+pub fn set_panic_hook<F>(hook: F)
+where
+    F: Fn(&PanicReport) + Send + Sync + 'static,
+{
+    *HOOK.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(hook));
+}
+
+/// Restores the default panic hook (print to stderr).
+pub fn take_panic_hook() {
+    *HOOK.write().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+fn report_unretrieved(report: &PanicReport) {
+    let hook = HOOK.read().unwrap_or_else(PoisonError::into_inner).clone();
+    match hook {
+        Some(hook) => hook(report),
+        None => eprintln!("weft-async: {report}"),
+    }
+}
