@@ -114,11 +114,21 @@ fn coroutine_libraries_run_on_weft_async() {
 #[test]
 fn asyncio_example_runs_coroutines_concurrently() {
     let out = run_example("asyncio");
-    for line in ["A: start", "B: start", "C: start", "B: done after 100ms", "C: done after 200ms", "A: done after 300ms"] {
+    for line in [
+        "A: start",
+        "B: start",
+        "C: start",
+        "B: done after 100ms",
+        "C: done after 200ms",
+        "A: done after 300ms",
+    ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
     // Concurrent: B finishes before A although A started first.
-    assert!(out.find("B: done").unwrap() < out.find("A: done").unwrap(), "{out}");
+    assert!(
+        out.find("B: done").unwrap() < out.find("A: done").unwrap(),
+        "{out}"
+    );
     assert!(out.contains(r#"["A data", "B data", "C data"]"#), "{out}");
 }
 
@@ -126,5 +136,20 @@ fn asyncio_example_runs_coroutines_concurrently() {
 fn fetch_urls_example_respects_its_limit() {
     let out = run_example("fetch_urls");
     assert!(out.contains("fetched 100 pages"), "{out}");
-    assert!(out.contains("at most 10 at a time (limit 10)") || out.contains("(limit 10)"), "{out}");
+    assert!(
+        out.contains("at most 10 at a time (limit 10)") || out.contains("(limit 10)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn multiprocessing_example_matches_sequential() {
+    let out = run_example("multiprocessing");
+    let expected = if cfg!(debug_assertions) {
+        "primes below 400000: 33860"
+    } else {
+        "primes below 4000000: 283146"
+    };
+    assert!(out.contains(expected), "{out}");
+    assert!(out.contains(" processes: "), "{out}");
 }

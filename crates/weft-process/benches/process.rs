@@ -1,0 +1,205 @@
+//! weft-process benchmarks (issue 5).
+//!
+//! Groups (one per workload; `weft` is weft-process, the others are peers):
+//! - `round_trip_tiny_task`: one tiny task there and back. Peers:
+//!   `raw-unix-socket` (8-byte ping-pong over a Unix socket between two
+//!   processes: the floor) and `ipc-channel` (bare typed ping-pong).
+//! - `map_1m_tiny_tasks`: `map` over 1,000,000 tiny tasks (auto chunking).
+//! - `bytes_64mib_round_trip`: a 64 MiB `Vec<u8>` to a worker and back.
+//! - `crash_to_replacement`: a worker aborts; time until the replacement
+//!   has served a task (includes the crashing task's round trip).
+//! - `pool_startup`: building a 2-process pool (ready to serve).
+//!
+//! Python's `multiprocessing.Pool` and `ProcessPoolExecutor` rows are
+//! produced by `cargo xtask bench weft-process`, not here.
+//!
+//! The benchmark binary re-runs itself: as pool workers (the init hook) and,
+//! with `WEFT_BENCH_CHILD` set, as the peers' echo processes.
+
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group};
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
+use weft_process::{ProcessPool, TaskError};
+
+fn square(x: u64) -> u64 {
+    x.wrapping_mul(x)
+}
+
+fn echo_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
+fn crash(_: ()) {
+    std::process::abort()
+}
+
+weft_process::register!(square, echo_bytes, crash);
+
+const CHILD_ENV: &str = "WEFT_BENCH_CHILD";
+const SERVER_ENV: &str = "WEFT_BENCH_SERVER";
+
+type IpcHello = (IpcSender<u64>, IpcReceiver<u64>);
+
+/// The peers' echo processes.
+fn child(mode: &str) {
+    match mode {
+        "unix" => {
+            let fd = std::io::stdin().as_fd().try_clone_to_owned().unwrap();
+            let mut sock = UnixStream::from(fd);
+            let mut buf = [0u8; 8];
+            while sock.read_exact(&mut buf).is_ok() {
+                if sock.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+        }
+        "ipc" => {
+            let name = std::env::var(SERVER_ENV).unwrap();
+            let hello: IpcSender<IpcHello> = IpcSender::connect(name).unwrap();
+            let (req_tx, req_rx) = ipc::channel::<u64>().unwrap();
+            let (resp_tx, resp_rx) = ipc::channel::<u64>().unwrap();
+            hello.send((req_tx, resp_rx)).unwrap();
+            while let Ok(x) = req_rx.recv() {
+                if resp_tx.send(x).is_err() {
+                    break;
+                }
+            }
+        }
+        other => panic!("unknown bench child mode {other}"),
+    }
+}
+
+fn spawn_child(mode: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(CHILD_ENV, mode);
+    cmd
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("round_trip_tiny_task");
+
+    let pool = ProcessPool::builder().processes(1).build().unwrap();
+    g.bench_function("weft", |b| {
+        b.iter(|| pool.apply(square, black_box(7)).unwrap());
+    });
+    drop(pool);
+
+    {
+        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let _child = Reaped(
+            spawn_child("unix")
+                .stdin(Stdio::from(OwnedFd::from(theirs)))
+                .spawn()
+                .unwrap(),
+        );
+        let mut buf = [0u8; 8];
+        g.bench_function("raw-unix-socket", |b| {
+            b.iter(|| {
+                ours.write_all(&black_box(7u64).to_ne_bytes()).unwrap();
+                ours.read_exact(&mut buf).unwrap();
+                u64::from_ne_bytes(buf)
+            });
+        });
+    }
+
+    {
+        let (server, name) = IpcOneShotServer::<IpcHello>::new().unwrap();
+        let _child = Reaped(spawn_child("ipc").env(SERVER_ENV, name).spawn().unwrap());
+        let (_rx, (req_tx, resp_rx)) = server.accept().unwrap();
+        g.bench_function("ipc-channel", |b| {
+            b.iter(|| {
+                req_tx.send(black_box(7)).unwrap();
+                resp_rx.recv().unwrap()
+            });
+        });
+    }
+    g.finish();
+}
+
+fn map_throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("map_1m_tiny_tasks");
+    g.sample_size(10);
+    let pool = ProcessPool::new().unwrap();
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            pool.map(square, 0..1_000_000u64)
+                .map(|r| r.unwrap())
+                .fold(0u64, u64::wrapping_add)
+        });
+    });
+    g.finish();
+}
+
+fn big_bytes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("bytes_64mib_round_trip");
+    g.sample_size(10);
+    let pool = ProcessPool::builder().processes(1).build().unwrap();
+    let payload = vec![0xa5u8; 64 << 20];
+    g.bench_function("weft", |b| {
+        b.iter_batched(
+            || payload.clone(),
+            |bytes| {
+                let back = pool.apply(echo_bytes, bytes).unwrap();
+                assert_eq!(back.len(), 64 << 20);
+                back
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    g.finish();
+}
+
+fn crash_recovery(c: &mut Criterion) {
+    let mut g = c.benchmark_group("crash_to_replacement");
+    g.sample_size(10);
+    let pool = ProcessPool::builder().processes(1).build().unwrap();
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            let lost = pool.apply(crash, ());
+            assert!(matches!(lost, Err(TaskError::WorkerLost { .. })));
+            pool.apply(square, 3).unwrap()
+        });
+    });
+    g.finish();
+}
+
+fn startup(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pool_startup");
+    g.sample_size(10);
+    g.bench_function("weft", |b| {
+        b.iter_with_large_drop(|| ProcessPool::builder().processes(2).build().unwrap());
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = round_trip, map_throughput, big_bytes, crash_recovery, startup
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var(CHILD_ENV) {
+        child(&mode);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Python peers for crates/weft-process/benches/process.rs.
+
+Runs the same workloads on multiprocessing.Pool (impl "python-mp-pool") and
+concurrent.futures.ProcessPoolExecutor (impl "python-process-pool-executor")
+and prints a JSON list of {"bench", "impl", "ns_per_iter"} rows (the format
+of target/weft-bench/results.json) on stdout. Meant to be run by
+`cargo xtask bench weft-process` when python3 is present:
+
+    python3 crates/weft-process/benches/python_peers.py [--quick]
+
+Workloads without a row, and why:
+- crash_to_replacement: a worker that dies hangs multiprocessing.Pool's task
+  forever and breaks a ProcessPoolExecutor for good (BrokenProcessPool), so
+  there is no "replacement serving tasks" to time.
+- pool_startup is timed as "constructor + first tiny task", since neither
+  Python pool waits for its workers to be ready in its constructor.
+"""
+
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+
+
+def square(x):
+    return x * x
+
+
+def echo(b):
+    return b
+
+
+def timed(fn, iters, warmup=1):
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(iters):
+        t = time.perf_counter_ns()
+        fn()
+        samples.append(time.perf_counter_ns() - t)
+    return statistics.median(samples)
+
+
+def main():
+    quick = "--quick" in sys.argv[1:]
+    scale = 1 if quick else 3
+    procs = os.cpu_count() or 1
+    n_map = 1_000_000
+    chunk = -(-n_map // (procs * 4))  # the chunk size weft and Pool.map pick
+    payload = b"\xa5" * (64 << 20)
+    rows = []
+
+    def row(bench, impl, ns):
+        rows.append({"bench": bench, "impl": impl, "ns_per_iter": float(ns)})
+
+    with multiprocessing.Pool(1) as pool:
+        row("round_trip_tiny_task", "python-mp-pool",
+            timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100) )
+        row("bytes_64mib_round_trip", "python-mp-pool",
+            timed(lambda: pool.apply(echo, (payload,)), 3 * scale))
+    with multiprocessing.Pool(procs) as pool:
+        row("map_1m_tiny_tasks", "python-mp-pool",
+            timed(lambda: sum(pool.map(square, range(n_map))), 2 * scale))
+
+    with concurrent.futures.ProcessPoolExecutor(1) as ex:
+        row("round_trip_tiny_task", "python-process-pool-executor",
+            timed(lambda: ex.submit(square, 7).result(), 2000 * scale, warmup=100))
+        row("bytes_64mib_round_trip", "python-process-pool-executor",
+            timed(lambda: ex.submit(echo, payload).result(), 3 * scale))
+    with concurrent.futures.ProcessPoolExecutor(procs) as ex:
+        row("map_1m_tiny_tasks", "python-process-pool-executor",
+            timed(lambda: sum(ex.map(square, range(n_map), chunksize=chunk)), 2 * scale))
+
+    def start_pool():
+        with multiprocessing.Pool(2) as p:
+            p.apply(square, (1,))
+
+    def start_executor():
+        with concurrent.futures.ProcessPoolExecutor(2) as e:
+            e.submit(square, 1).result()
+
+    row("pool_startup", "python-mp-pool", timed(start_pool, 5 * scale))
+    row("pool_startup", "python-process-pool-executor", timed(start_executor, 5 * scale))
+
+    json.dump(rows, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1021 @@
+//! [`ProcessPool`], its builder, and [`MapResults`]. The threads that own
+//! the worker processes are in `supervisor.rs`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weft_sync::{Completer, TaskError, TaskHandle};
+
+use crate::registry::{self, decode, decode_owned, encode_into};
+use crate::supervisor::{Job, Loss, Recv, Worker, check_reply, reap, supervise};
+use crate::sys;
+use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, ToWorker};
+
+/// Why a pool could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `processes(0)` was asked for.
+    #[error("a process pool needs at least one process: pass processes(n) with n >= 1")]
+    NoProcesses,
+    /// A duration setting was zero.
+    #[error("the {what} must be longer than zero; got {value:?}")]
+    InvalidDuration {
+        /// Which setting.
+        what: &'static str,
+        /// The value given.
+        value: Duration,
+    },
+    /// `max_tasks_per_child(0)` was asked for.
+    #[error("max_tasks_per_child must be at least 1; leave it unset for workers that never retire")]
+    ZeroMaxTasks,
+    /// The initializer is not a registered function.
+    #[error("the pool initializer cannot run in workers: {0}")]
+    Unregistered(String),
+    /// The initializer's argument could not be serialized.
+    #[error("the pool initializer's argument could not be serialized: {0}")]
+    InitializerArgument(String),
+    /// A worker process could not be started.
+    #[error("could not start a worker process from {program}: {source}")]
+    Spawn {
+        /// The executable the pool runs as its workers.
+        program: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A worker started but did not complete the authenticated handshake.
+    #[error("a worker process did not complete its start-up handshake: {reason}")]
+    Handshake {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The initializer failed (panicked) in a worker.
+    #[error("the pool initializer failed in a worker: {0}")]
+    Initializer(String),
+    /// [`ProcessPool::terminate`] ran while a worker was starting.
+    #[error("the pool was terminated while a worker was starting")]
+    Terminated,
+}
+
+/// Everything a supervisor needs to know about the pool's settings.
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) program: PathBuf,
+    pub(crate) env: Vec<(OsString, Option<OsString>)>,
+    pub(crate) initializer: Option<(&'static str, Vec<u8>)>,
+    pub(crate) max_tasks_per_child: Option<u64>,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) max_result_bytes: usize,
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// Configures and builds a [`ProcessPool`]; made by [`ProcessPool::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// fn ping(x: u32) -> u32 { x }
+/// weft_process::register!(ping);
+///
+/// let pool = weft_process::ProcessPool::builder()
+///     .processes(1)
+///     .task_timeout(Duration::from_secs(30))
+///     .max_tasks_per_child(1000)
+///     .env("MY_SETTING", "1")
+///     .build()
+///     .unwrap();
+/// assert_eq!(pool.apply(ping, 7), Ok(7));
+/// ```
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct ProcessPoolBuilder {
+    processes: Option<usize>,
+    executable: Option<PathBuf>,
+    env: Vec<(OsString, Option<OsString>)>,
+    initializer: Option<Result<(&'static str, Vec<u8>), Error>>,
+    max_tasks_per_child: Option<u64>,
+    task_timeout: Option<Duration>,
+    start_timeout: Duration,
+    max_result_bytes: usize,
+    shutdown_grace: Duration,
+}
+
+impl fmt::Debug for ProcessPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPoolBuilder")
+            .field("processes", &self.processes)
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("task_timeout", &self.task_timeout)
+            .field("start_timeout", &self.start_timeout)
+            .field("max_result_bytes", &self.max_result_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ProcessPoolBuilder {
+    fn default() -> Self {
+        ProcessPoolBuilder {
+            processes: None,
+            executable: None,
+            env: Vec::new(),
+            initializer: None,
+            max_tasks_per_child: None,
+            task_timeout: None,
+            start_timeout: Duration::from_secs(30),
+            max_result_bytes: 1 << 30,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ProcessPoolBuilder {
+    /// Number of worker processes (Python's `processes` / `max_workers`).
+    /// Default: [`std::thread::available_parallelism`].
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Runs `f(arg)` in each worker when it starts, before it takes any task
+    /// (Python's `initializer`/`initargs`). `f` must be registered with
+    /// [`register!`](crate::register). If it panics, [`build`](Self::build)
+    /// fails with [`Error::Initializer`].
+    pub fn initializer<F, A>(mut self, f: F, arg: A) -> Self
+    where
+        F: Fn(A) + Copy + 'static,
+        A: Serialize + 'static,
+    {
+        let _ = f;
+        self.initializer = Some(match registry::lookup_type::<F>() {
+            None => Err(Error::Unregistered(registry::unregistered_message::<F>())),
+            Some(entry) => {
+                let mut bytes = Vec::new();
+                match encode_into(arg, &mut bytes) {
+                    Ok(()) => Ok((entry.name, bytes)),
+                    Err(e) => Err(Error::InitializerArgument(e)),
+                }
+            }
+        });
+        self
+    }
+
+    /// Retires a worker after it has run `n` tasks (a chunk of a `map`
+    /// counts as one task) and starts a fresh one (Python's
+    /// `maxtasksperchild`). Default: workers never retire.
+    pub fn max_tasks_per_child(mut self, n: u64) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// The time limit of every task that does not set its own (see
+    /// [`ProcessPool::submit_with_timeout`]). A task past its limit fails
+    /// with [`TaskError::TimedOut`] and its worker is killed and replaced.
+    /// For `map`, the limit applies to each chunk. Default: none.
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// The program started as each worker (Python's
+    /// `multiprocessing.set_executable`). Default: this program
+    /// ([`std::env::current_exe`]). It must be a build of the same code:
+    /// a worker whose table of registered functions differs is refused when
+    /// it connects. Useful to start workers through a wrapper (`nice`,
+    /// `taskset`, a container entry point) that `exec`s this program.
+    pub fn executable(mut self, program: impl Into<PathBuf>) -> Self {
+        self.executable = Some(program.into());
+        self
+    }
+
+    /// Sets an environment variable for the worker processes.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Removes an environment variable from the worker processes'
+    /// environment.
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), None));
+        self
+    }
+
+    /// How long a new worker may take to start and complete its handshake
+    /// (and initializer). Default: 30 s.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
+    }
+
+    /// The largest result payload (in bytes, per task or `map` chunk) the
+    /// pool accepts from a worker; a larger one fails that task with
+    /// [`TaskError::Serialization`]. Default: 1 GiB.
+    pub fn max_result_bytes(mut self, bytes: usize) -> Self {
+        self.max_result_bytes = bytes;
+        self
+    }
+
+    /// How long [`ProcessPool::shutdown`] waits for a worker to exit after
+    /// asking it to, before killing it. Default: 5 s.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Starts the workers and returns the pool once every one of them has
+    /// completed its handshake (and initializer).
+    pub fn build(self) -> Result<ProcessPool, Error> {
+        let processes = match self.processes {
+            Some(0) => return Err(Error::NoProcesses),
+            Some(n) => n,
+            None => thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if self.max_tasks_per_child == Some(0) {
+            return Err(Error::ZeroMaxTasks);
+        }
+        for (what, value) in [
+            ("task timeout", self.task_timeout),
+            ("start timeout", Some(self.start_timeout)),
+        ] {
+            if let Some(value) = value.filter(|v| v.is_zero()) {
+                return Err(Error::InvalidDuration { what, value });
+            }
+        }
+        let initializer = self.initializer.transpose()?;
+        let program = match self.executable {
+            Some(program) => program,
+            None => std::env::current_exe().map_err(|source| Error::Spawn {
+                program: PathBuf::from("<current executable>"),
+                source,
+            })?,
+        };
+        let config = Config {
+            processes,
+            program,
+            env: self.env,
+            initializer,
+            max_tasks_per_child: self.max_tasks_per_child,
+            task_timeout: self.task_timeout,
+            start_timeout: self.start_timeout,
+            max_result_bytes: self.max_result_bytes,
+            shutdown_grace: self.shutdown_grace,
+        };
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let inner = Arc::new(Inner {
+            slots: (0..processes).map(|_| Mutex::new(None)).collect(),
+            parked: (0..processes).map(|_| Mutex::new(None)).collect(),
+            config,
+            jobs_tx: Mutex::new(Some(jobs_tx)),
+            jobs_rx,
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
+            terminating: AtomicBool::new(false),
+            next_job: AtomicU64::new(1),
+            started: AtomicU64::new(0),
+        });
+        let pool = ProcessPool {
+            inner: inner.clone(),
+            threads: Mutex::new(Vec::new()),
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for slot in 0..processes {
+            let inner = inner.clone();
+            let ready = ready_tx.clone();
+            let spawned = thread::Builder::new()
+                .name(format!("weft-process-{slot}"))
+                .spawn(move || supervise(inner, slot, ready));
+            match spawned {
+                Ok(t) => lock(&pool.threads).push(t),
+                Err(source) => {
+                    pool.terminate();
+                    return Err(Error::Spawn {
+                        program: pool.inner.config.program.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut first_error = None;
+        for _ in 0..processes {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(e) = first_error {
+            pool.terminate();
+            return Err(e);
+        }
+        Ok(pool)
+    }
+}
+
+/// State shared by the pool handle and its supervisor threads.
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    /// `None` once the pool is shut down: no new jobs.
+    pub(crate) jobs_tx: Mutex<Option<Sender<Job>>>,
+    pub(crate) jobs_rx: Receiver<Job>,
+    /// Dropped by `terminate` to wake idle supervisors.
+    pub(crate) stop_tx: Mutex<Option<Sender<()>>>,
+    pub(crate) stop_rx: Receiver<()>,
+    pub(crate) terminating: AtomicBool,
+    /// The pid of each slot's live, unreaped worker.
+    pub(crate) slots: Vec<Mutex<Option<u32>>>,
+    /// Each slot's worker while its supervisor is idle, so that
+    /// [`ProcessPool::apply`](crate::ProcessPool::apply) can use it directly from the calling thread
+    /// (no hand-off to the supervisor and back). Locked for the whole call.
+    pub(crate) parked: Vec<Mutex<Option<Worker>>>,
+    pub(crate) next_job: AtomicU64,
+    pub(crate) started: AtomicU64,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A pool of worker processes: Python's `multiprocessing.Pool` and
+/// `concurrent.futures.ProcessPoolExecutor`.
+///
+/// Functions run in the workers must be registered with
+/// [`register!`](crate::register). Every task returns a
+/// [`TaskHandle`], which can be joined from a thread or awaited. A worker
+/// that crashes, exits, is killed or hangs past its task's timeout fails
+/// that task alone and is replaced; the pool goes on.
+///
+/// Dropping the pool is [`shutdown`](Self::shutdown): queued tasks finish
+/// first.
+///
+/// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// weft_process::register!(square);
+///
+/// let pool = weft_process::ProcessPool::builder().processes(2).build().unwrap();
+/// let handle = pool.submit(square, 12);
+/// assert_eq!(handle.join(), Ok(144));
+/// let squares: Vec<u64> = pool.map(square, 1..=4).map(Result::unwrap).collect();
+/// assert_eq!(squares, [1, 4, 9, 16]);
+/// ```
+pub struct ProcessPool {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for ProcessPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPool")
+            .field("processes", &self.inner.config.processes)
+            .field("pids", &self.pids())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessPool {
+    /// A builder with the default settings.
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::default()
+    }
+
+    /// A pool with one worker per available CPU and default settings.
+    pub fn new() -> Result<ProcessPool, Error> {
+        ProcessPool::builder().build()
+    }
+
+    /// The number of worker slots.
+    pub fn processes(&self) -> usize {
+        self.inner.config.processes
+    }
+
+    /// The process ids of the workers alive now (a slot whose worker is
+    /// being replaced has none).
+    pub fn pids(&self) -> Vec<u32> {
+        self.inner.slots.iter().filter_map(|s| *lock(s)).collect()
+    }
+
+    /// How many worker processes this pool has started so far, replacements
+    /// included.
+    pub fn workers_started(&self) -> u64 {
+        self.inner.started.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f(arg)` in a worker (Python's `executor.submit` /
+    /// `pool.apply_async`). Uses the pool's default task timeout, if any.
+    ///
+    /// An unregistered `f` or an argument that cannot be serialized gives a
+    /// handle that is already failed with [`TaskError::Serialization`]; a
+    /// pool that was shut down gives [`TaskError::Abandoned`].
+    pub fn submit<F, A, R>(&self, f: F, arg: A) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit_inner(f, arg, self.inner.config.task_timeout)
+    }
+
+    /// [`submit`](Self::submit) with a time limit for this task: past it the
+    /// task fails with [`TaskError::TimedOut`] and its worker is killed and
+    /// replaced. The clock starts when the worker begins the task. A zero
+    /// `timeout` fails the task at once with `TimedOut`, without running it.
+    pub fn submit_with_timeout<F, A, R>(&self, f: F, arg: A, timeout: Duration) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        if timeout.is_zero() {
+            return TaskHandle::ready(Err(TaskError::TimedOut { timeout }));
+        }
+        self.submit_inner(f, arg, Some(timeout))
+    }
+
+    /// Runs `f(arg)` in a worker and waits for the result (Python's
+    /// `pool.apply`), with the pool's default task timeout, if any.
+    ///
+    /// When a worker is idle, the calling thread talks to it directly
+    /// instead of handing the task to the worker's supervisor thread and
+    /// waiting to be woken: a round trip then costs about what a bare
+    /// ipc-channel ping-pong costs. Failures are handled exactly as for
+    /// [`submit`](Self::submit).
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, TaskError>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let _ = f;
+        let Some(entry) = registry::lookup_type::<F>() else {
+            return Err(TaskError::Serialization {
+                message: registry::unregistered_message::<F>(),
+            });
+        };
+        let mut args = Vec::new();
+        if let Err(e) = encode_into(arg, &mut args) {
+            return Err(TaskError::Serialization {
+                message: format!("the argument could not be serialized: {e}"),
+            });
+        }
+        // Direct path: run it on an idle worker from this thread, without a
+        // hand-off to the supervisor thread and back.
+        for slot in 0..self.inner.config.processes {
+            let Ok(mut parked) = self.inner.parked[slot].try_lock() else {
+                continue;
+            };
+            if parked.is_none() {
+                continue;
+            }
+            match self.direct(slot, &mut parked, entry.name, &args) {
+                Some(outcome) => return outcome.and_then(single_result),
+                // The worker had died before it got the task: queue it.
+                None => break,
+            }
+        }
+        let (completer, handle) = TaskHandle::pair();
+        self.enqueue(Job {
+            id: 0,
+            func: entry.name,
+            ends: vec![args.len() as u64],
+            args,
+            timeout: self.inner.config.task_timeout,
+            sink: Box::new(SingleSink {
+                completer: Some(completer),
+            }),
+            started: false,
+        });
+        handle.join()
+    }
+
+    /// Runs a one-argument job on the parked worker of `slot`, from the
+    /// calling thread. `None` if the task could not be sent (the worker is
+    /// then dropped, and the caller queues the task instead).
+    fn direct(
+        &self,
+        slot: usize,
+        parked: &mut Option<Worker>,
+        func: &str,
+        args: &[u8],
+    ) -> Option<Result<Results, TaskError>> {
+        let w = parked.as_mut()?;
+        let job = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
+        let msg = ToWorker::Run {
+            job,
+            func: func.to_owned(),
+            ends: Blob::new(postcard::to_stdvec(&[args.len() as u64][..]).unwrap_or_default()),
+            args: Blob::from_slice(args),
+        };
+        let timeout = self.inner.config.task_timeout;
+        let loss = if w.tasks.send(msg).is_err() {
+            None
+        } else {
+            w.sent += 1;
+            let deadline = timeout.map(|t| Instant::now() + t);
+            match w.recv(deadline) {
+                Recv::Msg(FromWorker::Done {
+                    job: id,
+                    status,
+                    data,
+                }) if id == job => {
+                    let max = self.inner.config.max_result_bytes;
+                    match check_reply(max, 1, status, data) {
+                        Ok(results) => return Some(Ok(results)),
+                        Err((message, false)) => {
+                            return Some(Err(TaskError::Serialization { message }));
+                        }
+                        Err((message, true)) => Some(Loss::Bad(message)),
+                    }
+                }
+                Recv::Msg(_) => Some(Loss::Bad(
+                    "the worker broke the protocol: it sent an unexpected message".into(),
+                )),
+                Recv::TimedOut => Some(Loss::TimedOut),
+                Recv::Closed => Some(Loss::Died),
+                Recv::Bad(why) => Some(Loss::Bad(why)),
+            }
+        };
+        // The worker is lost: reap it here; its supervisor starts a new one
+        // when it next has work.
+        let mut w = parked.take()?;
+        if !matches!(loss, Some(Loss::Died)) {
+            let _ = w.child.kill();
+        }
+        let exit = reap(
+            &self.inner.slots[slot],
+            &mut w.child,
+            Duration::from_secs(2),
+        );
+        let loss = loss?;
+        if self.inner.terminating.load(Ordering::SeqCst) {
+            return Some(Err(TaskError::Cancelled));
+        }
+        Some(Err(match loss {
+            Loss::Died => TaskError::WorkerLost { exit },
+            Loss::TimedOut => TaskError::TimedOut {
+                timeout: timeout.unwrap_or_default(),
+            },
+            Loss::Bad(message) => TaskError::Serialization { message },
+        }))
+    }
+
+    fn submit_inner<F, A, R>(&self, f: F, arg: A, timeout: Option<Duration>) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let _ = f;
+        let Some(entry) = registry::lookup_type::<F>() else {
+            return TaskHandle::ready(Err(TaskError::Serialization {
+                message: registry::unregistered_message::<F>(),
+            }));
+        };
+        let mut args = Vec::new();
+        if let Err(e) = encode_into(arg, &mut args) {
+            return TaskHandle::ready(Err(TaskError::Serialization {
+                message: format!("the argument could not be serialized: {e}"),
+            }));
+        }
+        let (completer, handle) = TaskHandle::pair();
+        self.enqueue(Job {
+            id: 0,
+            func: entry.name,
+            ends: vec![args.len() as u64],
+            args,
+            timeout,
+            sink: Box::new(SingleSink {
+                completer: Some(completer),
+            }),
+            started: false,
+        });
+        handle
+    }
+
+    /// Applies `f` to every item, in chunks, and yields the results in input
+    /// order (Python's `pool.map` / `executor.map`). The chunk size is
+    /// chosen as Python does (about four chunks per process); see
+    /// [`map_chunked`](Self::map_chunked). The items are all queued before
+    /// this returns. Each result is `Ok` or the item's [`TaskError`]; a
+    /// worker lost or timed out fails the items of its chunk only.
+    /// Dropping the iterator cancels the chunks not yet started.
+    pub fn map<F, A, R, I>(&self, f: F, items: I) -> MapResults<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_inner(f, items, 0, true)
+    }
+
+    /// [`map`](Self::map) with an explicit number of items per chunk (one
+    /// message and one task each way per chunk). `0` picks it
+    /// automatically.
+    pub fn map_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> MapResults<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_inner(f, items, chunksize, true)
+    }
+
+    /// Like [`map`](Self::map), but yields each chunk's results as soon as
+    /// it completes (Python's `pool.imap_unordered`).
+    pub fn map_unordered<F, A, R, I>(&self, f: F, items: I) -> MapResults<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_inner(f, items, 0, false)
+    }
+
+    /// [`map_unordered`](Self::map_unordered) with an explicit chunk size
+    /// (`0` picks it automatically).
+    pub fn map_unordered_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> MapResults<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_inner(f, items, chunksize, false)
+    }
+
+    fn map_inner<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> MapResults<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let _ = f;
+        let items: Vec<A> = items.into_iter().collect();
+        let total = items.len();
+        let chunk = if chunksize > 0 {
+            chunksize
+        } else {
+            total.div_ceil(self.inner.config.processes * 4).max(1)
+        };
+        let entry = registry::lookup_type::<F>();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut chunks = 0;
+        let mut it = items.into_iter();
+        loop {
+            let batch: Vec<A> = it.by_ref().take(chunk).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let index = chunks;
+            chunks += 1;
+            let count = batch.len();
+            let mut sink = Box::new(ChunkSink::<R> {
+                index,
+                count,
+                prefailed: Vec::new(),
+                tx: Some(tx.clone()),
+                cancelled: cancelled.clone(),
+            });
+            let Some(entry) = entry else {
+                let err = TaskError::Serialization {
+                    message: registry::unregistered_message::<F>(),
+                };
+                sink.finish(Err(err));
+                continue;
+            };
+            let mut args = Vec::new();
+            let mut ends = Vec::with_capacity(count);
+            for (i, item) in batch.into_iter().enumerate() {
+                match encode_into(item, &mut args) {
+                    Ok(()) => ends.push(args.len() as u64),
+                    Err(e) => sink.prefailed.push((
+                        i,
+                        TaskError::Serialization {
+                            message: format!("the argument could not be serialized: {e}"),
+                        },
+                    )),
+                }
+            }
+            if ends.is_empty() {
+                sink.finish(Ok(Results {
+                    status: Vec::new(),
+                    data: Vec::new(),
+                }));
+                continue;
+            }
+            self.enqueue(Job {
+                id: 0,
+                func: entry.name,
+                ends,
+                args,
+                timeout: self.inner.config.task_timeout,
+                sink,
+                started: false,
+            });
+        }
+        MapResults {
+            rx,
+            chunks,
+            received: 0,
+            next: 0,
+            pending: BTreeMap::new(),
+            current: Vec::new().into_iter(),
+            ordered,
+            remaining: total,
+            cancelled,
+        }
+    }
+
+    fn enqueue(&self, job: Job) {
+        let refused = {
+            let tx = lock(&self.inner.jobs_tx);
+            match tx.as_ref() {
+                Some(tx) => tx.send(job).err().map(|e| e.0),
+                None => Some(job),
+            }
+        };
+        if let Some(job) = refused {
+            job.fail(TaskError::Abandoned);
+        }
+    }
+
+    /// Stops taking new tasks, lets the queued and running ones finish, asks
+    /// every worker to exit and reaps it (Python's `close()` + `join()`, or
+    /// `executor.shutdown(wait=True)`). Tasks submitted afterwards fail with
+    /// [`TaskError::Abandoned`]. Idempotent; dropping the pool does this.
+    pub fn shutdown(&self) {
+        drop(lock(&self.inner.jobs_tx).take());
+        self.join_supervisors();
+    }
+
+    /// Kills every worker now (Python's `pool.terminate()`): running and
+    /// queued tasks fail with [`TaskError::Cancelled`]. Waits until every
+    /// worker is reaped. Idempotent.
+    pub fn terminate(&self) {
+        self.inner.terminating.store(true, Ordering::SeqCst);
+        drop(lock(&self.inner.jobs_tx).take());
+        drop(lock(&self.inner.stop_tx).take());
+        for slot in &self.inner.slots {
+            if let Some(pid) = *lock(slot) {
+                sys::kill(pid);
+            }
+        }
+        self.join_supervisors();
+        while let Ok(job) = self.inner.jobs_rx.try_recv() {
+            job.fail(TaskError::Cancelled);
+        }
+    }
+
+    fn join_supervisors(&self) {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        let me = thread::current().id();
+        for t in threads {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for ProcessPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The results of [`ProcessPool::map`] and friends: an iterator of
+/// `Result<R, TaskError>`, one per input item, that blocks until the next
+/// result is in.
+///
+/// Dropping it cancels the chunks that have not started yet.
+pub struct MapResults<R> {
+    rx: Receiver<(usize, Vec<Result<R, TaskError>>)>,
+    chunks: usize,
+    received: usize,
+    next: usize,
+    pending: BTreeMap<usize, Vec<Result<R, TaskError>>>,
+    current: std::vec::IntoIter<Result<R, TaskError>>,
+    ordered: bool,
+    remaining: usize,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl<R> fmt::Debug for MapResults<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapResults")
+            .field("remaining", &self.remaining)
+            .field("ordered", &self.ordered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Iterator for MapResults<R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.next() {
+                self.remaining = self.remaining.saturating_sub(1);
+                return Some(item);
+            }
+            if self.ordered {
+                if let Some(chunk) = self.pending.remove(&self.next) {
+                    self.next += 1;
+                    self.current = chunk.into_iter();
+                    continue;
+                }
+                if self.next >= self.chunks {
+                    return None;
+                }
+            } else if self.received >= self.chunks {
+                return None;
+            }
+            // Every chunk's sink sends exactly once, even when dropped, so
+            // this cannot wait forever while chunks are outstanding.
+            let (index, items) = self.rx.recv().ok()?;
+            self.received += 1;
+            if self.ordered {
+                self.pending.insert(index, items);
+            } else {
+                self.current = items.into_iter();
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<R> ExactSizeIterator for MapResults<R> {}
+
+impl<R> Drop for MapResults<R> {
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A job's per-item results, as decoded from a worker's reply.
+pub(crate) struct Results {
+    pub(crate) status: Vec<ItemOut>,
+    pub(crate) data: Vec<u8>,
+}
+
+impl Results {
+    fn items(&self) -> impl Iterator<Item = Result<&[u8], TaskError>> + '_ {
+        let mut start = 0usize;
+        self.status.iter().map(move |s| match s {
+            ItemOut::Ok(end) => {
+                let end = *end as usize;
+                let bytes = self.data.get(start..end).unwrap_or_default();
+                start = end;
+                Ok(bytes)
+            }
+            ItemOut::Err(ErrKind::Panicked, message) => Err(TaskError::Panicked {
+                message: message.clone(),
+            }),
+            ItemOut::Err(_, message) => Err(TaskError::Serialization {
+                message: message.clone(),
+            }),
+        })
+    }
+}
+
+/// Where a job's outcome goes.
+pub(crate) trait Sink: Send {
+    /// Marks the job started; `false` if it was cancelled and must not run.
+    fn start(&mut self) -> bool;
+    /// Delivers the outcome.
+    fn finish(self: Box<Self>, outcome: Result<Results, TaskError>);
+}
+
+struct SingleSink<R> {
+    completer: Option<Completer<R>>,
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
+    fn start(&mut self) -> bool {
+        self.completer.as_ref().is_some_and(Completer::start)
+    }
+
+    fn finish(mut self: Box<Self>, outcome: Result<Results, TaskError>) {
+        let Some(completer) = self.completer.take() else {
+            return;
+        };
+        completer.complete(outcome.and_then(single_result));
+    }
+}
+
+/// The value of a one-argument job's results.
+fn single_result<R: DeserializeOwned + 'static>(results: Results) -> Result<R, TaskError> {
+    if let [ItemOut::Ok(end)] = results.status[..]
+        && end as usize == results.data.len()
+    {
+        // The usual case: move the buffer (a `Vec<u8>` result is not copied
+        // again).
+        return decode_owned(results.data).map_err(|e| TaskError::Serialization {
+            message: format!("the result could not be deserialized: {e}"),
+        });
+    }
+    match results.items().next() {
+        Some(Ok(bytes)) => decode_result(bytes),
+        Some(Err(e)) => Err(e),
+        None => Err(TaskError::Serialization {
+            message: "the worker returned no result".into(),
+        }),
+    }
+}
+
+fn decode_result<R: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<R, TaskError> {
+    decode(bytes).map_err(|e| TaskError::Serialization {
+        message: format!("the result could not be deserialized: {e}"),
+    })
+}
+
+type ChunkOut<R> = (usize, Vec<Result<R, TaskError>>);
+
+struct ChunkSink<R> {
+    index: usize,
+    count: usize,
+    /// Items whose argument could not be encoded, by position.
+    prefailed: Vec<(usize, TaskError)>,
+    tx: Option<Sender<ChunkOut<R>>>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
+    fn start(&mut self) -> bool {
+        !self.cancelled.load(Ordering::Relaxed)
+    }
+
+    fn finish(mut self: Box<Self>, outcome: Result<Results, TaskError>) {
+        let Some(tx) = self.tx.take() else { return };
+        let mut prefailed = std::mem::take(&mut self.prefailed).into_iter().peekable();
+        let mut out = Vec::with_capacity(self.count);
+        match outcome {
+            Ok(results) => {
+                let mut items = results.items();
+                for i in 0..self.count {
+                    if prefailed.peek().is_some_and(|(p, _)| *p == i) {
+                        out.extend(prefailed.next().map(|(_, e)| Err(e)));
+                        continue;
+                    }
+                    out.push(match items.next() {
+                        Some(Ok(bytes)) => decode_result(bytes),
+                        Some(Err(e)) => Err(e),
+                        None => Err(TaskError::Serialization {
+                            message: "the worker returned too few results".into(),
+                        }),
+                    });
+                }
+            }
+            Err(e) => {
+                for i in 0..self.count {
+                    if prefailed.peek().is_some_and(|(p, _)| *p == i) {
+                        out.extend(prefailed.next().map(|(_, e)| Err(e)));
+                    } else {
+                        out.push(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        let _ = tx.send((self.index, out));
+    }
+}
+
+impl<R> Drop for ChunkSink<R> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let out = (0..self.count).map(|_| Err(TaskError::Abandoned)).collect();
+            let _ = tx.send((self.index, out));
+        }
+    }
+}

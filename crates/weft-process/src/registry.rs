@@ -1,0 +1,288 @@
+//! The table of functions a worker may run, keyed by a stable name.
+//!
+//! [`register!`](crate::register) adds an [`Entry`] to a link-time
+//! distributed slice ([`linkme`]): no constructor runs to fill it, so it is
+//! complete even before `main` (when the init hook starts worker mode). The
+//! parent finds an entry by the `TypeId` of the function item it was given;
+//! the wire carries only the entry's name (`module_path!()::fn_name`), never
+//! a code address.
+
+use std::any::{Any, TypeId, type_name};
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::wire::{ErrKind, ItemOut};
+
+/// One registered function. Built by [`register!`](crate::register); not
+/// meant to be written by hand.
+#[doc(hidden)]
+pub struct Entry {
+    /// `module_path!()::name`.
+    pub name: &'static str,
+    /// The `TypeId` of the function item's type.
+    pub type_id: fn() -> TypeId,
+    /// The function's signature, `fn(A) -> R`, as `type_name` spells it.
+    pub signature: fn() -> &'static str,
+    /// Runs the function over a batch of encoded arguments.
+    pub run: fn(&mut Batch<'_>),
+}
+
+#[doc(hidden)]
+#[linkme::distributed_slice]
+pub static REGISTRY: [Entry];
+
+/// A batch of encoded arguments and the results produced for it.
+#[doc(hidden)]
+pub struct Batch<'a> {
+    pub(crate) args: &'a [u8],
+    pub(crate) ends: &'a [u64],
+    pub(crate) out: Vec<u8>,
+    pub(crate) status: Vec<ItemOut>,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new(args: &'a [u8], ends: &'a [u64]) -> Batch<'a> {
+        Batch {
+            args,
+            ends,
+            out: Vec::new(),
+            status: Vec::with_capacity(ends.len()),
+        }
+    }
+}
+
+/// `TypeId` of a value's type (used on function items).
+#[doc(hidden)]
+pub fn type_id_of<T: 'static>(_: &T) -> TypeId {
+    TypeId::of::<T>()
+}
+
+/// The signature of a function item, as `fn(A) -> R`.
+#[doc(hidden)]
+pub fn signature_of<F, A, R>(_: &F) -> &'static str
+where
+    F: Fn(A) -> R,
+{
+    type_name::<fn(A) -> R>()
+}
+
+/// Runs `f` over each argument of `batch` (the body of every registered
+/// function's entry).
+#[doc(hidden)]
+pub fn run_batch<F, A, R>(batch: &mut Batch<'_>, f: F)
+where
+    F: Fn(A) -> R,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    let mut start = 0usize;
+    for &end in batch.ends {
+        let end = end as usize;
+        let Some(arg) = (start <= end).then(|| batch.args.get(start..end)).flatten() else {
+            batch.status.push(ItemOut::Err(
+                ErrKind::Serialization,
+                "the job's argument offsets are out of bounds".into(),
+            ));
+            continue;
+        };
+        start = end;
+        let mark = batch.out.len();
+        let out = &mut batch.out;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let value: A = decode(arg).map_err(|e| {
+                (
+                    ErrKind::Serialization,
+                    format!("the worker could not decode the argument: {e}"),
+                )
+            })?;
+            let result = f(value);
+            encode_into(result, out).map_err(|e| {
+                (
+                    ErrKind::Serialization,
+                    format!("the worker could not encode the result: {e}"),
+                )
+            })
+        }));
+        match outcome {
+            Ok(Ok(())) => batch.status.push(ItemOut::Ok(batch.out.len() as u64)),
+            Ok(Err((kind, msg))) => {
+                batch.out.truncate(mark);
+                batch.status.push(ItemOut::Err(kind, msg));
+            }
+            Err(payload) => {
+                batch.out.truncate(mark);
+                batch.status.push(ItemOut::Err(
+                    ErrKind::Panicked,
+                    weft_sync::panic_message(&*payload),
+                ));
+            }
+        }
+    }
+}
+
+/// Appends the encoding of `value` to `out`. A `Vec<u8>` is taken as is (no
+/// serde pass over its bytes, and no copy at all when `out` is empty);
+/// anything else is encoded with `postcard`. On error `out` is unchanged.
+pub(crate) fn encode_into<T: Serialize + 'static>(
+    value: T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut slot = Some(value);
+    if let Some(bytes) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+        let bytes = bytes.take().unwrap_or_default();
+        if out.is_empty() {
+            *out = bytes;
+        } else {
+            out.extend_from_slice(&bytes);
+        }
+        return Ok(());
+    }
+    let Some(value) = slot else {
+        return Err("internal: value already taken".into());
+    };
+    let mark = out.len();
+    match postcard::to_io(&value, &mut *out) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            out.truncate(mark);
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Decodes a value written by [`encode_into`].
+pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, String> {
+    let mut slot: Option<T> = None;
+    if let Some(s) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+        let mut v = crate::sys::byte_buffer(bytes.len());
+        v.extend_from_slice(bytes);
+        *s = Some(v);
+        return slot.ok_or_else(|| "internal: no value".to_string());
+    }
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+/// [`decode`] from an owned buffer: a `Vec<u8>` is moved, not copied.
+pub(crate) fn decode_owned<T: DeserializeOwned + 'static>(bytes: Vec<u8>) -> Result<T, String> {
+    let mut slot: Option<T> = None;
+    if let Some(s) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
+        *s = Some(bytes);
+        return slot.ok_or_else(|| "internal: no value".to_string());
+    }
+    postcard::from_bytes(&bytes).map_err(|e| e.to_string())
+}
+
+fn by_type() -> &'static HashMap<TypeId, &'static Entry> {
+    static MAP: OnceLock<HashMap<TypeId, &'static Entry>> = OnceLock::new();
+    MAP.get_or_init(|| REGISTRY.iter().map(|e| ((e.type_id)(), e)).collect())
+}
+
+fn by_name() -> &'static HashMap<&'static str, &'static Entry> {
+    static MAP: OnceLock<HashMap<&'static str, &'static Entry>> = OnceLock::new();
+    MAP.get_or_init(|| REGISTRY.iter().map(|e| (e.name, e)).collect())
+}
+
+/// The entry registered for the function item type `F`.
+pub(crate) fn lookup_type<F: 'static>() -> Option<&'static Entry> {
+    by_type().get(&TypeId::of::<F>()).copied()
+}
+
+/// The entry registered under `name`.
+pub(crate) fn lookup_name(name: &str) -> Option<&'static Entry> {
+    by_name().get(name).copied()
+}
+
+/// A hash of every registered name and signature: equal in two processes
+/// only if both were built from the same code.
+pub(crate) fn fingerprint() -> u64 {
+    static FP: OnceLock<u64> = OnceLock::new();
+    *FP.get_or_init(|| {
+        let mut rows: Vec<(&str, &str)> =
+            REGISTRY.iter().map(|e| (e.name, (e.signature)())).collect();
+        rows.sort_unstable();
+        // FNV-1a: the same in every process, whatever the build's hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (name, sig) in rows {
+            for b in name.bytes().chain([0]).chain(sig.bytes()).chain([0]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    })
+}
+
+/// The error message for a function that was not registered.
+pub(crate) fn unregistered_message<F>() -> String {
+    format!(
+        "the function `{}` is not registered for process pools: add \
+         `weft_process::register!(name);` next to its definition (closures and \
+         generic functions cannot be registered)",
+        type_name::<F>()
+    )
+}
+
+/// Registers plain functions so that a [`ProcessPool`](crate::ProcessPool)
+/// can run them in its workers.
+///
+/// Write it once, next to the function's definition (at module level, in
+/// the same module). Each function must be a non-generic `fn(A) -> R` where
+/// `A: Serialize + DeserializeOwned` and `R: Serialize + DeserializeOwned`
+/// (take a tuple for several arguments). Workers find the function by the
+/// stable name `module_path!()::name`, never by a code address.
+///
+/// ```
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+/// fn add((a, b): (i32, i32)) -> i32 {
+///     a + b
+/// }
+/// weft_process::register!(square, add);
+/// ```
+#[macro_export]
+macro_rules! register {
+    ($($f:ident),+ $(,)?) => {
+        $(
+            const _: () = {
+                #[$crate::__private::linkme::distributed_slice($crate::__private::REGISTRY)]
+                #[linkme(crate = $crate::__private::linkme)]
+                static ENTRY: $crate::__private::Entry = $crate::__private::Entry {
+                    name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($f)),
+                    type_id: || $crate::__private::type_id_of(&$f),
+                    signature: || $crate::__private::signature_of(&$f),
+                    run: |batch| $crate::__private::run_batch(batch, $f),
+                };
+            };
+        )+
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vec_u8_is_taken_raw() {
+        let mut out = Vec::new();
+        encode_into(vec![1u8, 2, 3], &mut out).unwrap();
+        assert_eq!(out, vec![1, 2, 3]);
+        encode_into(vec![4u8], &mut out).unwrap();
+        assert_eq!(out, vec![1, 2, 3, 4]);
+        assert_eq!(decode::<Vec<u8>>(&out).unwrap(), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn other_types_use_postcard() {
+        let mut out = vec![9];
+        encode_into((1u32, "hi".to_string()), &mut out).unwrap();
+        assert_eq!(out[0], 9);
+        let back: (u32, String) = decode(&out[1..]).unwrap();
+        assert_eq!(back, (1, "hi".to_string()));
+        assert!(decode::<String>(&[5, 0xff]).is_err());
+    }
+}
