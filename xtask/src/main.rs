@@ -323,6 +323,9 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         for (bench, imp, ns) in read_criterion(&criterion_dir, started) {
             rows.push((c.clone(), bench, imp, ns));
         }
+        for (bench, imp, ns) in python_peers(root, c, quick)? {
+            rows.push((c.clone(), bench, imp, ns));
+        }
     }
     if rows.is_empty() {
         return Err("the benches ran but criterion wrote no estimates".into());
@@ -387,6 +390,59 @@ fn target_dir(root: &Path) -> PathBuf {
         .map(PathBuf::from)
         .map(|p| if p.is_absolute() { p } else { root.join(p) })
         .unwrap_or_else(|| root.join("target"))
+}
+
+/// Rows from a crate's Python peers (`benches/python_peers.py`, which
+/// prints results.json-style rows), when the crate has one and python3 is
+/// installed. Python is the peer weft replaces, so it belongs in the table.
+fn python_peers(
+    root: &Path,
+    krate: &str,
+    quick: bool,
+) -> Result<Vec<(String, String, f64)>, String> {
+    let script = root
+        .join("crates")
+        .join(krate)
+        .join("benches/python_peers.py");
+    if !script.exists() {
+        return Ok(Vec::new());
+    }
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script);
+    if quick {
+        cmd.arg("--quick");
+    }
+    println!(
+        "\n==> [bench-python] python3 {}{}",
+        script.display(),
+        if quick { " --quick" } else { "" }
+    );
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(e) => {
+            println!("==> [bench-python] skipped: python3 is not available ({e})");
+            return Ok(Vec::new());
+        }
+    };
+    if !out.status.success() {
+        return Err(format!(
+            "step 'bench-python' failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("step 'bench-python' printed rows that are not JSON: {e}"))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["bench"].as_str()?.to_owned(),
+                r["impl"].as_str()?.to_owned(),
+                r["ns_per_iter"].as_f64()?,
+            ))
+        })
+        .collect())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
