@@ -139,12 +139,12 @@ impl Barrier {
         }
         // Last to arrive: run the action (under the state lock, as Python
         // does, so no one can arrive in between), then release everyone.
-        if let Some(action) = &self.action {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(action)) {
-                self.break_locked(&mut st);
-                drop(st);
-                resume_unwind(payload);
-            }
+        if let Some(action) = &self.action
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(action))
+        {
+            self.break_locked(&mut st);
+            drop(st);
+            resume_unwind(payload);
         }
         st.round.outcome.store(TRIPPED, Ordering::Release);
         st.round = Arc::new(Round {
@@ -170,11 +170,17 @@ impl Barrier {
         }
     }
 
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     fn wait_until(&self, deadline: Option<Instant>) -> Result<usize, BrokenBarrierError> {
         let (index, round) = match self.arrive()? {
             Ok(index) => return Ok(index),
             Err(waiting) => waiting,
         };
+        #[cfg(feature = "deadlock-detection")]
+        let _wait = crate::deadlock::wait_begins(
+            crate::deadlock::Primitive::Barrier,
+            std::panic::Location::caller(),
+        );
         loop {
             if let Some(outcome) = Self::outcome(&round) {
                 return outcome.map(|()| index);
@@ -215,6 +221,7 @@ impl Barrier {
     /// # Panics
     ///
     /// Resumes the action's panic on the thread that ran it.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait(&self) -> Result<usize, BrokenBarrierError> {
         self.wait_until(self.default_timeout.and_then(deadline_after))
     }
@@ -232,6 +239,7 @@ impl Barrier {
     /// b.reset();
     /// assert!(!b.is_broken());
     /// ```
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BrokenBarrierError> {
         self.wait_until(deadline_after(timeout))
     }

@@ -53,13 +53,21 @@ impl Condition {
     }
 
     /// Releases the guard's mutex, blocks until notified, and locks it again.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>) {
         let listener = self.event.listen();
-        MutexGuard::unlocked(guard, || listener.wait());
+        #[cfg(feature = "deadlock-detection")]
+        let site = std::panic::Location::caller();
+        MutexGuard::unlocked(guard, || {
+            #[cfg(feature = "deadlock-detection")]
+            let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
+            listener.wait()
+        });
     }
 
     /// As [`wait`](Self::wait), giving up after `timeout`. Returns `false` if
     /// the time ran out without a notification (Python returns `False` too).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout<T: ?Sized>(
         &self,
         guard: &mut MutexGuard<'_, T>,
@@ -75,13 +83,21 @@ impl Condition {
     }
 
     /// As [`wait`](Self::wait), giving up at `deadline`.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_until<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Instant) -> bool {
         let listener = self.event.listen();
-        MutexGuard::unlocked(guard, || listener.wait_deadline(deadline).is_some())
+        #[cfg(feature = "deadlock-detection")]
+        let site = std::panic::Location::caller();
+        MutexGuard::unlocked(guard, || {
+            #[cfg(feature = "deadlock-detection")]
+            let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
+            listener.wait_deadline(deadline).is_some()
+        })
     }
 
     /// Waits until `predicate` returns `true` for the guarded value (Python's
     /// `wait_for`). Returns at once if it already does.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_for<T: ?Sized>(
         &self,
         guard: &mut MutexGuard<'_, T>,
@@ -94,6 +110,7 @@ impl Condition {
 
     /// As [`wait_for`](Self::wait_for), giving up after `timeout`. Returns the
     /// predicate's last value.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_for_timeout<T: ?Sized>(
         &self,
         guard: &mut MutexGuard<'_, T>,

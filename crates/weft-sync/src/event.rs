@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::waiting::{EventWait, block_on_event};
+use crate::waiting::{EventWait, block_on};
 use crate::waker::deadline_after;
 
 /// A flag that starts clear; [`wait`](Event::wait) blocks until it is
@@ -65,14 +65,16 @@ impl Event {
     }
 
     /// Blocks until the flag is set.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait(&self) {
-        block_on_event(&self.event, None, |_| self.is_set().then_some(()));
+        block_on!(Event, &self.event, None, |_| self.is_set().then_some(()));
     }
 
     /// Blocks until the flag is set or `timeout` passes; returns whether it
     /// is set (Python's `wait(timeout)`).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        block_on_event(&self.event, deadline_after(timeout), |_| {
+        block_on!(Event, &self.event, deadline_after(timeout), |_| {
             self.is_set().then_some(())
         })
         .is_some()

@@ -30,6 +30,7 @@
 //! | [`TaskHandle<T>`], [`Completer<T>`], [`TaskError`] | a task's outcome, its producer, and why it failed |
 //! | [`wait`], [`wait_async`], [`as_completed`] | waiting on many tasks from any engines |
 //! | [`ReleaseError`], [`BrokenBarrierError`], [`PutError`], [`GetError`], [`TaskDoneError`], [`Timeout`] | errors, each a sentence you can act on |
+//! | `deadlock` (feature `deadlock-detection`) | lock-order deadlock detection and a watchdog for stalled waits |
 //!
 //! ## Python -> weft
 //!
@@ -91,6 +92,24 @@
 //! assert_eq!(sum, 45);
 //! ```
 //!
+//! ## Deadlock detection (feature `deadlock-detection`)
+//!
+//! Off by default, and free when off (no field, check or call is compiled
+//! in). With `weft-sync = { ..., features = ["deadlock-detection"] }`, every
+//! blocking or timed acquisition of a `Mutex`, `Lock` or `RLock` feeds a
+//! global lock-order graph, and an acquisition that *could* deadlock (locks
+//! taken in an order that closes a cycle with orders seen before, even if
+//! the threads never collided on this run; or a thread locking a `Mutex` it
+//! already holds) is reported before it blocks, with both acquisition sites
+//! and backtraces when `RUST_BACKTRACE` is set: by a panic, or by the hook
+//! set with `deadlock::set_deadlock_hook`. `deadlock::waiting_longer_than`
+//! and `deadlock::Watchdog` report threads stuck on any weft primitive,
+//! with the primitive and the `file:line` of the wait. Async acquisitions
+//! are not tracked. See the `deadlock` module for the details.
+//!
+//! Python has no equivalent; the closest is `faulthandler.dump_traceback_later`
+//! (the watchdog).
+//!
 //! ## For engine authors
 //!
 //! An engine makes a pending task with [`TaskHandle::pair`], keeps the
@@ -102,6 +121,8 @@
 
 mod barrier;
 mod condition;
+#[cfg(feature = "deadlock-detection")]
+pub mod deadlock;
 mod error;
 mod event;
 mod mutex;

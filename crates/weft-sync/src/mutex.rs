@@ -9,6 +9,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "deadlock-detection")]
+use std::panic::Location;
+
+#[cfg(feature = "deadlock-detection")]
+use crate::deadlock::{self, LockId, LockNode, Primitive};
 use crate::error::ReleaseError;
 use crate::raw_lock::RawLock;
 use crate::waiting::EventWait;
@@ -51,6 +56,8 @@ use crate::waker::deadline_after;
 /// ```
 pub struct Mutex<T: ?Sized> {
     raw: RawLock,
+    #[cfg(feature = "deadlock-detection")]
+    node: LockNode,
     data: UnsafeCell<T>,
 }
 
@@ -84,6 +91,8 @@ impl<T> Mutex<T> {
         pub fn new(value: T) -> Mutex<T> {
             Mutex {
                 raw: RawLock::new(),
+                #[cfg(feature = "deadlock-detection")]
+                node: LockNode::new(),
                 data: UnsafeCell::new(value),
             }
         }
@@ -100,28 +109,79 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// Locking a `Mutex` the same thread already holds deadlocks (use
     /// [`RLock`](crate::RLock) for reentrancy).
+    ///
+    /// With the `deadlock-detection` feature, that relock, and a lock-order
+    /// inversion, are reported instead (see the `deadlock` module).
     #[inline]
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn lock(&self) -> MutexGuard<'_, T> {
+        #[cfg(feature = "deadlock-detection")]
+        self.lock_tracked(None, Primitive::Mutex, Location::caller());
+        #[cfg(not(feature = "deadlock-detection"))]
         self.raw.lock();
         self.guard()
     }
 
     /// Acquires the lock if it is free right now.
     #[inline]
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-        self.raw.try_lock().then(|| self.guard())
+        #[cfg(feature = "deadlock-detection")]
+        let locked =
+            deadlock::try_lock_raw(&self.raw, &self.node, Primitive::Mutex, Location::caller());
+        #[cfg(not(feature = "deadlock-detection"))]
+        let locked = self.raw.try_lock();
+        locked.then(|| self.guard())
     }
 
     /// Waits at most `timeout` for the lock.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<MutexGuard<'_, T>> {
-        self.raw
-            .lock_until(deadline_after(timeout))
-            .then(|| self.guard())
+        #[cfg(feature = "deadlock-detection")]
+        let locked = self.lock_tracked(
+            deadline_after(timeout),
+            Primitive::Mutex,
+            Location::caller(),
+        );
+        #[cfg(not(feature = "deadlock-detection"))]
+        let locked = self.raw.lock_until(deadline_after(timeout));
+        locked.then(|| self.guard())
     }
 
     /// Waits until `deadline` at most for the lock.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock_until(&self, deadline: Instant) -> Option<MutexGuard<'_, T>> {
-        self.raw.lock_until(Some(deadline)).then(|| self.guard())
+        #[cfg(feature = "deadlock-detection")]
+        let locked = self.lock_tracked(Some(deadline), Primitive::Mutex, Location::caller());
+        #[cfg(not(feature = "deadlock-detection"))]
+        let locked = self.raw.lock_until(Some(deadline));
+        locked.then(|| self.guard())
+    }
+
+    /// A tracked blocking or timed acquisition.
+    #[cfg(feature = "deadlock-detection")]
+    fn lock_tracked(
+        &self,
+        deadline: Option<Instant>,
+        primitive: Primitive,
+        site: &'static Location<'static>,
+    ) -> bool {
+        deadlock::lock_raw(&self.raw, &self.node, deadline, primitive, site)
+    }
+
+    /// This lock's node in the lock-order graph, as named in deadlock
+    /// reports (feature `deadlock-detection`).
+    #[cfg(feature = "deadlock-detection")]
+    pub fn lock_id(&self) -> LockId {
+        self.node.lock_id()
+    }
+
+    /// Unlocks, keeping the held-lock bookkeeping right.
+    #[inline]
+    fn unlock(&self) {
+        #[cfg(feature = "deadlock-detection")]
+        deadlock::released(&self.node);
+        self.raw.unlock();
     }
 
     /// Waits for the lock without blocking the thread; usable from any
@@ -166,19 +226,31 @@ impl<T: ?Sized> Mutex<T> {
 impl Mutex<()> {
     /// Blocks until the lock is acquired, with no guard: release it with
     /// [`release`](Self::release), from any thread (Python's `acquire()`).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) {
+        #[cfg(feature = "deadlock-detection")]
+        self.lock_tracked(None, Primitive::Lock, Location::caller());
+        #[cfg(not(feature = "deadlock-detection"))]
         self.raw.lock();
     }
 
     /// Acquires the lock if it is free right now (Python's
     /// `acquire(blocking=False)`); returns whether it did.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_acquire(&self) -> bool {
+        #[cfg(feature = "deadlock-detection")]
+        return deadlock::try_lock_raw(&self.raw, &self.node, Primitive::Lock, Location::caller());
+        #[cfg(not(feature = "deadlock-detection"))]
         self.raw.try_lock()
     }
 
     /// Waits at most `timeout` to acquire the lock (Python's
     /// `acquire(timeout=t)`); returns whether it did.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        #[cfg(feature = "deadlock-detection")]
+        return self.lock_tracked(deadline_after(timeout), Primitive::Lock, Location::caller());
+        #[cfg(not(feature = "deadlock-detection"))]
         self.raw.lock_until(deadline_after(timeout))
     }
 
@@ -193,6 +265,8 @@ impl Mutex<()> {
     ///
     /// [`ReleaseError::NotLocked`] if the lock is not held.
     pub fn release(&self) -> Result<(), ReleaseError> {
+        #[cfg(feature = "deadlock-detection")]
+        deadlock::released(&self.node);
         if self.raw.try_unlock() {
             Ok(())
         } else {
@@ -247,15 +321,48 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
     }
 
     /// Unlocks the mutex while `f` runs, then locks it again.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn unlocked<R>(guard: &mut Self, f: impl FnOnce() -> R) -> R {
-        struct Relock<'b, T: ?Sized>(&'b Mutex<T>);
+        struct Relock<'b, T: ?Sized> {
+            mutex: &'b Mutex<T>,
+            #[cfg(feature = "deadlock-detection")]
+            site: &'static Location<'static>,
+        }
         impl<T: ?Sized> Drop for Relock<'_, T> {
             fn drop(&mut self) {
-                self.0.raw.lock();
+                #[cfg(feature = "deadlock-detection")]
+                self.relock_tracked();
+                #[cfg(not(feature = "deadlock-detection"))]
+                self.mutex.raw.lock();
             }
         }
-        guard.mutex.raw.unlock();
-        let _relock = Relock(guard.mutex);
+        #[cfg(feature = "deadlock-detection")]
+        impl<T: ?Sized> Relock<'_, T> {
+            fn relock_tracked(&self) {
+                if std::thread::panicking() {
+                    // No report while unwinding: a panicking hook would abort.
+                    self.mutex.raw.lock();
+                    deadlock::held(&self.mutex.node, Primitive::Mutex, self.site);
+                    return;
+                }
+                let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.mutex.lock_tracked(None, Primitive::Mutex, self.site)
+                }));
+                if let Err(payload) = checked {
+                    // The hook panicked before the lock was taken back; the
+                    // guard still unlocks it when dropped, so take it first.
+                    self.mutex.raw.lock();
+                    deadlock::held(&self.mutex.node, Primitive::Mutex, self.site);
+                    std::panic::resume_unwind(payload);
+                }
+            }
+        }
+        guard.mutex.unlock();
+        let _relock = Relock {
+            mutex: guard.mutex,
+            #[cfg(feature = "deadlock-detection")]
+            site: Location::caller(),
+        };
         f()
     }
 
@@ -287,7 +394,7 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.mutex.raw.unlock();
+        self.mutex.unlock();
     }
 }
 

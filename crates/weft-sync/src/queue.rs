@@ -12,7 +12,7 @@ use concurrent_queue::{ConcurrentQueue, PopError, PushError};
 use event_listener::{Event, IntoNotification};
 
 use crate::error::{GetError, PutError, TaskDoneError, Timeout};
-use crate::waiting::{EventWait, block_on_event};
+use crate::waiting::{EventWait, block_on};
 use crate::waker::deadline_after;
 
 /// A first-in, first-out queue for handing values between threads and async
@@ -185,10 +185,13 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`PutError::ShutDown`] (with the item) if the queue is shut down.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         let mut slot = (self, Some(item));
-        block_on_event(&self.not_full, None, |_| Self::try_push_slot(&mut slot))
-            .expect("waits without a deadline")
+        block_on!(Queue, &self.not_full, None, |_| Self::try_push_slot(
+            &mut slot
+        ))
+        .expect("waits without a deadline")
     }
 
     /// Puts `item` if there is room right now (Python's `put_nowait`).
@@ -206,9 +209,10 @@ impl<T> Queue<T> {
     ///
     /// [`PutError::Full`] if there was still no room at the deadline, or
     /// [`PutError::ShutDown`]; both hand the item back.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         let mut slot = (self, Some(item));
-        match block_on_event(&self.not_full, deadline_after(timeout), |_| {
+        match block_on!(Queue, &self.not_full, deadline_after(timeout), |_| {
             Self::try_push_slot(&mut slot)
         }) {
             Some(done) => done,
@@ -232,9 +236,10 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`GetError::ShutDown`] once the queue is shut down and empty.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn get(&self) -> Result<T, GetError> {
         let mut q = self;
-        block_on_event(&self.not_empty, None, |_| Self::try_pop_slot(&mut q))
+        block_on!(Queue, &self.not_empty, None, |_| Self::try_pop_slot(&mut q))
             .expect("waits without a deadline")
     }
 
@@ -252,9 +257,10 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`GetError::Empty`] if none arrived in time, or [`GetError::ShutDown`].
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         let mut q = self;
-        block_on_event(&self.not_empty, deadline_after(timeout), |_| {
+        block_on!(Queue, &self.not_empty, deadline_after(timeout), |_| {
             Self::try_pop_slot(&mut q)
         })
         .unwrap_or(Err(GetError::Empty))
@@ -322,8 +328,9 @@ impl<T> Queue<T> {
 
     /// Blocks until every item put has been marked done with
     /// [`task_done`](Self::task_done) (Python's `join()`).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn join(&self) {
-        block_on_event(&self.all_done, None, |_| self.all_finished());
+        block_on!(Queue, &self.all_done, None, |_| self.all_finished());
     }
 
     /// As [`join`](Self::join), giving up after `timeout`.
@@ -331,8 +338,9 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`Timeout`] if items were still unfinished at the deadline.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
-        block_on_event(&self.all_done, deadline_after(timeout), |_| {
+        block_on!(Queue, &self.all_done, deadline_after(timeout), |_| {
             self.all_finished()
         })
         .ok_or(Timeout)

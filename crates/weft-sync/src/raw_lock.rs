@@ -72,11 +72,32 @@ impl RawLock {
 
     /// Locks, giving up at `deadline`. Returns whether the lock was taken.
     #[inline]
+    #[cfg_attr(feature = "deadlock-detection", allow(dead_code))]
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> bool {
         self.state
             .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
             || self.lock_slow(deadline)
+    }
+
+    /// [`lock_until`](Self::lock_until) that registers the wait with the
+    /// watchdog when it has to wait.
+    #[cfg(feature = "deadlock-detection")]
+    pub(crate) fn lock_until_tracked(
+        &self,
+        deadline: Option<Instant>,
+        primitive: crate::deadlock::Primitive,
+        site: &'static std::panic::Location<'static>,
+    ) -> bool {
+        if self
+            .state
+            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        let _wait = crate::deadlock::wait_begins(primitive, site);
+        self.lock_slow(deadline)
     }
 
     #[inline]
@@ -106,16 +127,16 @@ impl RawLock {
                 state = self.state.load(Ordering::Relaxed);
                 continue;
             }
-            if state & PARKED == 0 {
-                if let Err(s) = self.state.compare_exchange_weak(
+            if state & PARKED == 0
+                && let Err(s) = self.state.compare_exchange_weak(
                     state,
                     state | PARKED,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
-                ) {
-                    state = s;
-                    continue;
-                }
+                )
+            {
+                state = s;
+                continue;
             }
             let addr = self as *const RawLock as usize;
             let validate =

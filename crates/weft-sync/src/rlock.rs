@@ -7,6 +7,11 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "deadlock-detection")]
+use std::panic::Location;
+
+#[cfg(feature = "deadlock-detection")]
+use crate::deadlock::{self, LockId, LockNode, Primitive};
 use crate::error::ReleaseError;
 use crate::raw_lock::RawLock;
 use crate::waker::deadline_after;
@@ -38,6 +43,8 @@ use crate::waker::deadline_after;
 /// ```
 pub struct RLock<T: ?Sized = ()> {
     raw: RawLock,
+    #[cfg(feature = "deadlock-detection")]
+    node: LockNode,
     /// The owning thread's id, 0 when free.
     owner: AtomicUsize,
     /// Recursion depth; only touched by the owner.
@@ -66,6 +73,8 @@ impl<T> RLock<T> {
         pub fn new(value: T) -> RLock<T> {
             RLock {
                 raw: RawLock::new(),
+                #[cfg(feature = "deadlock-detection")]
+                node: LockNode::new(),
                 owner: AtomicUsize::new(0),
                 count: Cell::new(0),
                 data: value,
@@ -104,11 +113,22 @@ impl<T: ?Sized> RLock<T> {
         self.count.set(1);
     }
 
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     fn acquire_until(&self, deadline: Option<Instant>) -> bool {
         if self.reenter() {
             return true;
         }
-        if self.raw.lock_until(deadline) {
+        #[cfg(feature = "deadlock-detection")]
+        let locked = deadlock::lock_raw(
+            &self.raw,
+            &self.node,
+            deadline,
+            Primitive::RLock,
+            Location::caller(),
+        );
+        #[cfg(not(feature = "deadlock-detection"))]
+        let locked = self.raw.lock_until(deadline);
+        if locked {
             self.become_owner();
             true
         } else {
@@ -117,36 +137,55 @@ impl<T: ?Sized> RLock<T> {
     }
 
     /// Blocks until this thread holds the lock (at once if it already does).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn lock(&self) -> RLockGuard<'_, T> {
         self.acquire();
         self.guard()
     }
 
     /// Takes the lock if it is free or already held by this thread.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock(&self) -> Option<RLockGuard<'_, T>> {
         self.try_acquire().then(|| self.guard())
     }
 
     /// Waits at most `timeout` for the lock.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock_for(&self, timeout: Duration) -> Option<RLockGuard<'_, T>> {
         self.acquire_timeout(timeout).then(|| self.guard())
     }
 
     /// Acquires without a guard (Python's `acquire()`); pair it with
     /// [`release`](Self::release) on the same thread.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) {
         if !self.reenter() {
+            #[cfg(feature = "deadlock-detection")]
+            deadlock::lock_raw(
+                &self.raw,
+                &self.node,
+                None,
+                Primitive::RLock,
+                Location::caller(),
+            );
+            #[cfg(not(feature = "deadlock-detection"))]
             self.raw.lock();
             self.become_owner();
         }
     }
 
     /// Acquires if possible without waiting (Python's `acquire(blocking=False)`).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_acquire(&self) -> bool {
         if self.reenter() {
             return true;
         }
-        if self.raw.try_lock() {
+        #[cfg(feature = "deadlock-detection")]
+        let locked =
+            deadlock::try_lock_raw(&self.raw, &self.node, Primitive::RLock, Location::caller());
+        #[cfg(not(feature = "deadlock-detection"))]
+        let locked = self.raw.try_lock();
+        if locked {
             self.become_owner();
             true
         } else {
@@ -155,6 +194,7 @@ impl<T: ?Sized> RLock<T> {
     }
 
     /// Waits at most `timeout` to acquire (Python's `acquire(timeout=t)`).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
         self.acquire_until(deadline_after(timeout))
     }
@@ -186,6 +226,8 @@ impl<T: ?Sized> RLock<T> {
         self.count.set(n);
         if n == 0 {
             self.owner.store(0, Ordering::Relaxed);
+            #[cfg(feature = "deadlock-detection")]
+            deadlock::released(&self.node);
             self.raw.unlock();
         }
         Ok(())
@@ -194,6 +236,13 @@ impl<T: ?Sized> RLock<T> {
     /// Whether any thread holds the lock.
     pub fn is_locked(&self) -> bool {
         self.raw.is_locked()
+    }
+
+    /// This lock's node in the lock-order graph, as named in deadlock
+    /// reports (feature `deadlock-detection`).
+    #[cfg(feature = "deadlock-detection")]
+    pub fn lock_id(&self) -> LockId {
+        self.node.lock_id()
     }
 
     /// Whether the current thread holds the lock.

@@ -11,7 +11,7 @@ use event_listener::{Event, IntoNotification};
 
 use crate::error::ReleaseError;
 use crate::shim::{AtomicUsize, Ordering};
-use crate::waiting::{EventWait, block_on_event};
+use crate::waiting::{EventWait, block_on};
 use crate::waker::deadline_after;
 
 /// A counting semaphore (Python's `threading.Semaphore`): `acquire` takes a
@@ -90,8 +90,11 @@ impl Semaphore {
     }
 
     /// Takes a permit, blocking the thread while none is free.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
-        block_on_event(&self.event, None, |_| self.try_take().then_some(()));
+        block_on!(Semaphore, &self.event, None, |_| self
+            .try_take()
+            .then_some(()));
         SemaphoreGuard { sem: self }
     }
 
@@ -102,8 +105,9 @@ impl Semaphore {
     }
 
     /// Waits at most `timeout` for a permit (Python's `acquire(timeout=t)`).
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        block_on_event(&self.event, deadline_after(timeout), |_| {
+        block_on!(Semaphore, &self.event, deadline_after(timeout), |_| {
             self.try_take().then_some(())
         })
         .map(|()| SemaphoreGuard { sem: self })
@@ -231,6 +235,7 @@ impl BoundedSemaphore {
     }
 
     /// Takes a permit, blocking while none is free.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
         self.sem.acquire()
     }
@@ -241,6 +246,7 @@ impl BoundedSemaphore {
     }
 
     /// Waits at most `timeout` for a permit.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
         self.sem.acquire_timeout(timeout)
     }

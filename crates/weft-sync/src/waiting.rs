@@ -38,6 +38,41 @@ pub(crate) fn block_on_event<R>(
     }
 }
 
+/// [`block_on_event`] that registers the wait with the watchdog (feature
+/// `deadlock-detection`) once the first attempt fails.
+#[cfg(feature = "deadlock-detection")]
+#[track_caller]
+pub(crate) fn block_on_event_as<R>(
+    primitive: crate::deadlock::Primitive,
+    event: &Event,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(bool) -> Option<R>,
+) -> Option<R> {
+    if let Some(r) = attempt(false) {
+        return Some(r);
+    }
+    let _wait = crate::deadlock::wait_begins(primitive, std::panic::Location::caller());
+    block_on_event(event, deadline, attempt)
+}
+
+/// `block_on!(Primitive, event, deadline, attempt)`: [`block_on_event`],
+/// registered with the watchdog as a wait on `Primitive` when the
+/// `deadlock-detection` feature is on (the calling function should then be
+/// `#[track_caller]`, so the wait's site is the user's call).
+#[cfg(feature = "deadlock-detection")]
+macro_rules! block_on {
+    ($primitive:ident, $($arg:expr),+ $(,)?) => {
+        $crate::waiting::block_on_event_as($crate::deadlock::Primitive::$primitive, $($arg),+)
+    };
+}
+#[cfg(not(feature = "deadlock-detection"))]
+macro_rules! block_on {
+    ($primitive:ident, $($arg:expr),+ $(,)?) => {
+        $crate::waiting::block_on_event($($arg),+)
+    };
+}
+pub(crate) use block_on;
+
 /// The async form of [`block_on_event`], nameable in public future types:
 /// `ctx` is the operation's state (a reference to the primitive, maybe an
 /// item to put) and `attempt` a plain function over it.
