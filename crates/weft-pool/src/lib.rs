@@ -1,2 +1,228 @@
-//! weft-pool: placeholder until its issue lands.
+//! weft-pool: a hand-built work-stealing thread pool. Python's
+//! `ThreadPoolExecutor` (submit, map, shutdown) and rayon's fork/join
+//! (`join`, `scope`, `broadcast`, `install`) in one crate, returning weft's
+//! one task handle, [`weft_sync::TaskHandle`].
+//!
+//! # Map of the crate
+//!
+//! | Item | What it is |
+//! |------|------------|
+//! | [`ThreadPool`], [`ThreadPoolBuilder`] | a pool of worker threads; `build()` returns a `Result` |
+//! | [`ThreadPool::spawn`] / [`spawn`] | submit `'static` work, get a [`weft_sync::TaskHandle`] |
+//! | [`ThreadPool::join`] / [`join`] | fork/join: run two closures, potentially in parallel |
+//! | [`ThreadPool::scope`] / [`scope`], [`Scope`] | spawn work that borrows the caller's stack |
+//! | [`ThreadPool::map`], [`ThreadPool::map_unordered`] | parallel map, ordered or as finished, chunked |
+//! | [`ThreadPool::broadcast`], [`BroadcastContext`] | run a closure once on every worker |
+//! | [`ThreadPool::install`] | run a closure inside the pool |
+//! | [`ThreadPool::shutdown`], [`ShutdownMode`] | stop: drain, or cancel what is pending |
+//! | [`current_thread_index`], [`current_num_threads`] | where am I? |
+//! | [`PoolError`] | the one error type |
+//!
+//! # Python -> weft
+//!
+//! | Python (`concurrent.futures`, `threading`) | weft-pool |
+//! |---|---|
+//! | `ex = ThreadPoolExecutor(max_workers=4)` | `let pool = ThreadPool::new(4)?;` |
+//! | `ThreadPoolExecutor(4, thread_name_prefix="w", initializer=f)` | `ThreadPool::builder().num_threads(4).thread_name(..).start_handler(f).build()?` |
+//! | `fut = ex.submit(f)` | `let h = pool.spawn(f)?;` |
+//! | `fut.result()` / `await asyncio.wrap_future(fut)` | `h.join()` / `h.await` |
+//! | `ex.map(f, items, chunksize=64)` | `pool.map(f, items, 64)` (a `Vec`, in order) |
+//! | `pool.imap_unordered(f, items)` | `pool.map_unordered(f, items, chunk)` |
+//! | `for f in as_completed(futs)` | `weft_sync::as_completed(handles)` |
+//! | `ex.shutdown(wait=True)` | `pool.shutdown(ShutdownMode::Wait)` or drop the pool |
+//! | `ex.shutdown(cancel_futures=True)` | `pool.shutdown(ShutdownMode::CancelPending)` |
+//! | `threading.Thread(target=f).start()` | `weft_pool::spawn(f)` on the global pool |
+//! | *(none: fork/join)* | `join(a, b)`, `scope(\|s\| ..)` |
+//!
+//! # How it works
+//!
+//! Each worker keeps a private stack of `join` jobs (no atomics to push or
+//! pop) and a shared crossbeam deque others steal from; there is one global
+//! crossbeam injector for work from outside. A `join` pushes its second
+//! closure privately, runs the first, and pops the second back: a few
+//! nanoseconds. Only when another worker is hungry (it raised a share
+//! request) does a busy worker move its *oldest* private job to its shared
+//! deque, so work is split lazily, where it pays; the outermost three
+//! pending `join`s of a worker (the biggest pieces) are shared at once. Idle
+//! workers spin briefly, then park; a push wakes at most one sleeper per job
+//! (see the `sleep` module, modelled with loom). While a `join` waits for a
+//! stolen half it only runs descendants of that half (stolen back from the
+//! thief), never unrelated queued work, so a task holding a lock cannot be
+//! handed a job that needs the same lock (rayon #592). `install` from a
+//! worker of another pool records a wait chain, so pool A -> pool B -> pool A
+//! sends the inner job back to the very A worker that waits, and one thread
+//! per pool suffices.
+//!
+//! # Examples
+//!
+//! ```
+//! use weft_pool::{ShutdownMode, ThreadPool};
+//!
+//! fn fib(n: u64) -> u64 {
+//!     if n < 2 {
+//!         return n;
+//!     }
+//!     let (a, b) = weft_pool::join(|| fib(n - 1), || fib(n - 2));
+//!     a + b
+//! }
+//!
+//! let pool = ThreadPool::new(2)?;
+//! assert_eq!(pool.install(|| fib(20)), 6765);
+//!
+//! let handles: Vec<_> = (0..4u64)
+//!     .map(|i| pool.spawn(move || i * 10))
+//!     .collect::<Result<_, _>>()?;
+//! let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+//! assert_eq!(results, [0, 10, 20, 30]);
+//!
+//! pool.shutdown(ShutdownMode::Wait);
+//! # Ok::<(), weft_pool::PoolError>(())
+//! ```
 #![deny(missing_docs)]
+
+mod broadcast;
+mod error;
+mod job;
+mod map;
+mod pool;
+mod registry;
+mod scope;
+mod shim;
+
+#[cfg(not(loom))]
+mod sleep;
+/// The sleep/wake protocol, exposed only to loom models (`tests/loom.rs`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod sleep;
+
+use std::sync::OnceLock;
+
+use weft_sync::TaskHandle;
+
+pub use broadcast::BroadcastContext;
+pub use error::PoolError;
+pub use pool::{MapUnordered, ShutdownMode, ThreadPool, ThreadPoolBuilder};
+pub use scope::Scope;
+
+use registry::WorkerThread;
+
+static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
+
+fn global() -> &'static ThreadPool {
+    GLOBAL.get_or_init(|| {
+        ThreadPoolBuilder::new()
+            .build()
+            .expect("weft-pool: the operating system refused to start the global pool's threads")
+    })
+}
+
+/// Runs `a` and `b`, potentially in parallel, and returns both results.
+///
+/// On a worker of a pool this is that pool's `join`; anywhere else it moves
+/// into the global pool first. `b` is offered to idle workers; if nobody
+/// takes it, it runs right here after `a`, at the cost of a plain push and
+/// pop. A panic in either closure is resumed here once both are done.
+///
+/// ```
+/// fn sum(v: &[u64]) -> u64 {
+///     if v.len() <= 1 {
+///         return v.iter().sum();
+///     }
+///     let (l, r) = v.split_at(v.len() / 2);
+///     let (a, b) = weft_pool::join(|| sum(l), || sum(r));
+///     a + b
+/// }
+/// let v: Vec<u64> = (1..=1000).collect();
+/// assert_eq!(sum(&v), 500_500);
+/// ```
+#[inline]
+pub fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    match WorkerThread::current() {
+        Some(w) => registry::join_in_worker(w, a, b),
+        None => global().install(|| join(a, b)),
+    }
+}
+
+/// Runs `op` with a [`Scope`] on the current pool (or the global pool) and
+/// returns once every task spawned in it has finished. See
+/// [`ThreadPool::scope`].
+///
+/// ```
+/// let data = vec![1, 2, 3];
+/// let sum = std::sync::atomic::AtomicI32::new(0);
+/// weft_pool::scope(|s| {
+///     for x in &data {
+///         let sum = &sum;
+///         s.spawn(move |_| { sum.fetch_add(*x, std::sync::atomic::Ordering::Relaxed); });
+///     }
+/// });
+/// assert_eq!(sum.into_inner(), 6);
+/// ```
+pub fn scope<'scope, OP, R>(op: OP) -> R
+where
+    OP: FnOnce(&Scope<'scope>) -> R + Send,
+    R: Send,
+{
+    match WorkerThread::current() {
+        Some(w) => scope::scope_in_worker(w, op),
+        None => global().scope(op),
+    }
+}
+
+/// Submits `f` to the current pool (or the global pool, which is never shut
+/// down) and returns its handle. See [`ThreadPool::spawn`].
+///
+/// ```
+/// let h = weft_pool::spawn(|| "done");
+/// assert_eq!(h.join(), Ok("done"));
+/// ```
+pub fn spawn<F, T>(f: F) -> TaskHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let f = match WorkerThread::current() {
+        Some(w) => match pool::spawn_on(w.registry(), f) {
+            Ok(h) => return h,
+            // That pool is shutting down: fall back to the global one.
+            Err(f) => f,
+        },
+        None => f,
+    };
+    global()
+        .spawn(f)
+        .expect("the global pool is never shut down")
+}
+
+/// The index of the current thread in its pool, or `None` outside any
+/// pool's workers.
+///
+/// ```
+/// assert_eq!(weft_pool::current_thread_index(), None);
+/// let pool = weft_pool::ThreadPool::new(2)?;
+/// assert!(pool.install(weft_pool::current_thread_index).is_some());
+/// # Ok::<(), weft_pool::PoolError>(())
+/// ```
+pub fn current_thread_index() -> Option<usize> {
+    WorkerThread::current().map(|w| w.index())
+}
+
+/// The number of workers of the current pool (or of the global pool when
+/// called outside any pool).
+///
+/// ```
+/// assert!(weft_pool::current_num_threads() >= 1);
+/// ```
+pub fn current_num_threads() -> usize {
+    match WorkerThread::current() {
+        Some(w) => w.registry().num_threads(),
+        None => global().num_threads(),
+    }
+}

@@ -1,0 +1,37 @@
+//! The crate's one error type.
+
+/// What can go wrong when building or using a [`ThreadPool`](crate::ThreadPool).
+///
+/// Every message says what happened and what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
+    /// `num_threads(0)` was asked for.
+    #[error(
+        "a thread pool needs at least one thread: pass num_threads(n) with n >= 1, or leave it unset to use the available parallelism"
+    )]
+    ZeroThreads,
+    /// `stack_size(0)` was asked for.
+    #[error(
+        "a worker thread's stack size must be more than zero bytes: leave stack_size unset for the platform default"
+    )]
+    ZeroStackSize,
+    /// The operating system refused to start a worker thread.
+    #[error(
+        "the operating system could not start a worker thread ({source}): try fewer threads or a smaller stack size"
+    )]
+    ThreadSpawn {
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// New work was submitted to a pool after [`shutdown`](crate::ThreadPool::shutdown).
+    #[error("the thread pool has been shut down and accepts no new work: build a new pool")]
+    ShutDown,
+    /// [`build_global`](crate::ThreadPoolBuilder::build_global) was called
+    /// after the global pool already existed.
+    #[error(
+        "the global thread pool already exists (made by an earlier build_global or by a first use of the free functions): call build_global once, before anything else uses the global pool"
+    )]
+    GlobalAlreadyInitialized,
+}

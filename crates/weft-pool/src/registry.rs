@@ -1,0 +1,838 @@
+//! The pool's engine: worker threads, their deques, stealing, waiting.
+//!
+//! Each worker owns two queues of jobs:
+//!
+//! * a **private** stack (`local`) that only the owner touches, without any
+//!   atomic operation: every `join` pushes its second closure here and, in
+//!   the common case, pops it back and runs it inline a few nanoseconds later;
+//! * a **shared** crossbeam deque (`deque`) that other workers steal from.
+//!
+//! Work moves from the first to the second only on demand: a worker that
+//! runs out of work raises a *share request* flag on the others, and a busy
+//! worker that sees its flag at its next `join` promotes its **oldest**
+//! private job (the biggest piece of its tree) to the shared deque and wakes
+//! one sleeper (and any worker parked waiting on it) if there is one.
+//! Fine-grained `join`s therefore cost a plain push and pop unless someone
+//! is actually hungry, which is how lazy or heartbeat-style splitting beats
+//! eager deques. The outermost `EAGER_DEPTH` pending joins of a worker are
+//! shared at once, so coarse-grained work (long stretches between joins)
+//! does not leave idle workers waiting for the owner's next `join`.
+//!
+//! Waiting never picks up unrelated work (rayon #592): a `join` whose second
+//! half was stolen only runs jobs taken from the thief's deque while the thief
+//! is still inside that half (so they are descendants of it), plus jobs sent
+//! to its mailbox by a cross-pool `install` it is itself waiting on; a scope
+//! only runs its own spawns. Idle workers sleep in [`crate::sleep`].
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle, Thread};
+
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_utils::CachePadded;
+
+use crate::job::{
+    CoreLatch, HeapJob, JobRef, JoinJob, JoinPrefix, NO_THIEF, StackJob, TAG_JOIN, TAG_OTHER,
+    WakeLatch, WakeTarget,
+};
+use crate::sleep::Sleep;
+
+/// Called on each worker thread with its index.
+pub(crate) type Hook = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// A link of the cross-pool wait chain: worker `index` of `registry` is
+/// blocked in an `install` into another pool, waiting for a job whose
+/// descendants may need to run on it (pool A -> pool B -> pool A).
+pub(crate) struct ChainNode {
+    registry: *const Registry,
+    index: usize,
+    parent: *const ChainNode,
+}
+
+/// What the other threads know about one worker.
+pub(crate) struct WorkerInfo {
+    stealer: Stealer<JobRef>,
+    share: Arc<CachePadded<AtomicBool>>,
+    /// Jobs that must run on this very worker while it waits (cross-pool).
+    mailbox: Injector<JobRef>,
+    /// Broadcast jobs for this worker, run when it is idle.
+    broadcasts: Injector<JobRef>,
+    /// Jobs stolen from this worker's deque by a waiting worker that then
+    /// could not run them (see `find_related`): logically still part of the
+    /// deque. The owner takes them back like its own; idle workers may
+    /// steal them; waiting workers never do.
+    returned: Injector<JobRef>,
+    /// Workers (bit per index, the first 64) parked in a `join` whose job
+    /// this worker stole: they want to hear when it shares work.
+    leapfroggers: AtomicU64,
+    thread: OnceLock<Thread>,
+}
+
+/// State shared by a pool's handle and its workers.
+pub(crate) struct Registry {
+    infos: Vec<WorkerInfo>,
+    injector: Injector<JobRef>,
+    pub(crate) sleep: Sleep,
+    /// Bit 0: closed to new work. Above it, twice the number of submitters
+    /// that are between their check and their push.
+    gate: AtomicUsize,
+    terminate: AtomicBool,
+    pub(crate) cancel_pending: AtomicBool,
+    pub(crate) handles: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    start_handler: Option<Hook>,
+    exit_handler: Option<Hook>,
+}
+
+/// Configuration the builder hands to [`Registry::new`].
+pub(crate) struct Config {
+    pub(crate) num_threads: usize,
+    pub(crate) thread_name: Option<Box<dyn FnMut(usize) -> String>>,
+    pub(crate) stack_size: Option<usize>,
+    pub(crate) start_handler: Option<Hook>,
+    pub(crate) exit_handler: Option<Hook>,
+}
+
+/// Held while pushing new work from outside; see [`Registry::enter`].
+pub(crate) struct GateGuard<'a>(&'a Registry);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.gate.fetch_sub(2, Ordering::Release);
+    }
+}
+
+impl Registry {
+    pub(crate) fn new(mut config: Config) -> std::io::Result<Arc<Registry>> {
+        let n = config.num_threads;
+        let deques: Vec<Worker<JobRef>> = (0..n).map(|_| Worker::new_lifo()).collect();
+        let infos = deques
+            .iter()
+            .map(|d| WorkerInfo {
+                stealer: d.stealer(),
+                share: Arc::new(CachePadded::new(AtomicBool::new(false))),
+                mailbox: Injector::new(),
+                broadcasts: Injector::new(),
+                returned: Injector::new(),
+                leapfroggers: AtomicU64::new(0),
+                thread: OnceLock::new(),
+            })
+            .collect();
+        let registry = Arc::new(Registry {
+            infos,
+            injector: Injector::new(),
+            sleep: Sleep::new(),
+            gate: AtomicUsize::new(0),
+            terminate: AtomicBool::new(false),
+            cancel_pending: AtomicBool::new(false),
+            handles: parking_lot::Mutex::new(Vec::with_capacity(n)),
+            start_handler: config.start_handler.take(),
+            exit_handler: config.exit_handler.take(),
+        });
+        for (index, deque) in deques.into_iter().enumerate() {
+            let mut b = thread::Builder::new();
+            if let Some(name) = config.thread_name.as_mut() {
+                b = b.name(name(index));
+            }
+            if let Some(size) = config.stack_size {
+                b = b.stack_size(size);
+            }
+            let reg = Arc::clone(&registry);
+            match b.spawn(move || main_loop(reg, index, deque)) {
+                Ok(h) => registry.handles.lock().push(h),
+                Err(e) => {
+                    registry.shutdown(true);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(registry)
+    }
+
+    pub(crate) fn num_threads(&self) -> usize {
+        self.infos.len()
+    }
+
+    /// Wakes worker `index` if it is parked in a wait.
+    pub(crate) fn unpark(&self, index: usize) {
+        if let Some(t) = self.infos[index].thread.get() {
+            t.unpark();
+        }
+    }
+
+    /// Opens the gate for one submission, or `None` if the pool is shut down.
+    pub(crate) fn enter(&self) -> Option<GateGuard<'_>> {
+        let g = self.gate.fetch_add(2, Ordering::Acquire);
+        let guard = GateGuard(self);
+        if g & 1 != 0 { None } else { Some(guard) }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.gate.load(Ordering::Acquire) & 1 != 0
+    }
+
+    /// Pushes a job on the global queue (the caller holds the gate).
+    pub(crate) fn inject(&self, _gate: &GateGuard<'_>, job: JobRef) {
+        self.injector.push(job);
+        self.sleep.notify_one();
+    }
+
+    /// Queues a broadcast job for worker `index`.
+    pub(crate) fn push_broadcast(&self, _gate: &GateGuard<'_>, index: usize, job: JobRef) {
+        self.infos[index].broadcasts.push(job);
+    }
+
+    /// Closes the gate, waits for submitters in flight, and tells the
+    /// workers to finish the work left and exit. Idempotent.
+    pub(crate) fn shutdown(&self, cancel_pending: bool) {
+        if cancel_pending {
+            self.cancel_pending.store(true, Ordering::SeqCst);
+        }
+        self.gate.fetch_or(1, Ordering::SeqCst);
+        while self.gate.load(Ordering::Acquire) > 1 {
+            thread::yield_now();
+        }
+        self.terminate.store(true, Ordering::SeqCst);
+        self.sleep.terminate();
+    }
+
+    pub(crate) fn is_current_worker(self: &Arc<Self>) -> bool {
+        WorkerThread::current().is_some_and(|w| Arc::ptr_eq(w.registry(), self))
+    }
+
+    /// Whether a job is visible to an idle worker `index`.
+    fn has_visible_work(&self, index: usize) -> bool {
+        !self.injector.is_empty()
+            || !self.infos[index].broadcasts.is_empty()
+            || self
+                .infos
+                .iter()
+                .any(|i| !i.stealer.is_empty() || !i.returned.is_empty())
+    }
+}
+
+/// How many `join` jobs a worker keeps private before it shares the
+/// deeper ones at once (a bound that balanced fork/join trees never reach).
+const LOCAL_CAPACITY: usize = 128;
+
+/// The outermost this-many pending `join`s of a worker share their job at
+/// once (rayon-style): they are the biggest pieces, there are few of them,
+/// and an idle worker can take one without waiting for the owner's next
+/// `join`, which matters when the work between `join`s is long.
+const EAGER_DEPTH: usize = 3;
+
+/// Where [`LocalStack::push_back`] put a job.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pushed {
+    /// In a slot, private: only this worker can see it.
+    Private,
+    /// In a slot, but to be shared now: one of the outermost joins.
+    Eager,
+    /// No slot (the stack is full): to be shared now.
+    Overflow,
+}
+
+/// The private job stack. Every `join` (but those past `LOCAL_CAPACITY`)
+/// takes the top slot and gives it back when it ends; joins nest, so the
+/// slot a `join` gives back is always the top one. Slots below `front` hold
+/// jobs that were shared (eagerly, or promoted from the front, oldest first,
+/// when someone asked for work); the others are private. A fixed array, so a
+/// push is one store and one length update.
+pub(crate) struct LocalStack {
+    jobs: [*const JoinPrefix; LOCAL_CAPACITY],
+    len: usize,
+    /// Slots before this index hold shared jobs.
+    front: usize,
+}
+
+impl LocalStack {
+    fn new() -> Self {
+        LocalStack {
+            jobs: [ptr::null(); LOCAL_CAPACITY],
+            len: 0,
+            front: 0,
+        }
+    }
+
+    #[inline]
+    fn push_back(&mut self, job: *const JoinPrefix) -> Pushed {
+        let len = self.len;
+        if len >= LOCAL_CAPACITY {
+            return Pushed::Overflow;
+        }
+        self.jobs[len] = job;
+        self.len = len + 1;
+        if len < EAGER_DEPTH {
+            // Every slot below is eager too, so `front == len` here.
+            self.front = len + 1;
+            Pushed::Eager
+        } else {
+            Pushed::Private
+        }
+    }
+
+    /// The `join` owning the top slot (holding `job`) ends: frees the slot
+    /// and says whether the job was still private.
+    #[inline]
+    fn pop(&mut self, job: *const JoinPrefix) -> bool {
+        let top = self.len - 1;
+        debug_assert!(ptr::eq(self.jobs[top], job), "joins nest");
+        let _ = job;
+        self.len = top;
+        if top >= self.front {
+            true
+        } else {
+            self.front = top;
+            false
+        }
+    }
+
+    /// Shares the oldest private job, if any.
+    fn pop_front(&mut self) -> Option<*const JoinPrefix> {
+        if self.front == self.len {
+            return None;
+        }
+        let job = self.jobs[self.front];
+        self.front += 1;
+        Some(job)
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*const WorkerThread> = const { Cell::new(ptr::null()) };
+}
+
+/// The per-thread state of a worker, living in its `main_loop` frame.
+pub(crate) struct WorkerThread {
+    index: usize,
+    registry: Arc<Registry>,
+    deque: Worker<JobRef>,
+    /// Our share-request flag (also in our `WorkerInfo`), one load away.
+    share: Arc<CachePadded<AtomicBool>>,
+    /// Private `join` jobs, as header pointers: touched only by this
+    /// thread, never while user code runs inside the borrow.
+    local: UnsafeCell<LocalStack>,
+    chain: Cell<*const ChainNode>,
+    rng: Cell<u64>,
+}
+
+impl WorkerThread {
+    /// The worker running on this thread, if any.
+    #[inline]
+    pub(crate) fn current<'a>() -> Option<&'a WorkerThread> {
+        let p = CURRENT.with(Cell::get);
+        // SAFETY: `CURRENT` points at the `WorkerThread` in this thread's
+        // `main_loop` frame while that frame runs, and is null otherwise; all
+        // code that can read it runs inside that frame on this thread, and
+        // `WorkerThread` is `!Sync`, so the reference cannot leave the
+        // thread.
+        unsafe { p.as_ref() }
+    }
+
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    #[inline]
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn swap_chain(&self, chain: *const ChainNode) -> *const ChainNode {
+        self.chain.replace(chain)
+    }
+
+    pub(crate) fn chain(&self) -> *const ChainNode {
+        self.chain.get()
+    }
+
+    fn info(&self) -> &WorkerInfo {
+        &self.registry.infos[self.index]
+    }
+
+    #[inline]
+    fn with_local<R>(&self, f: impl FnOnce(&mut LocalStack) -> R) -> R {
+        // SAFETY: only this thread reaches `local` (`WorkerThread` is
+        // `!Sync` and only reachable through `CURRENT` on its own thread),
+        // and the closures passed here never call back into the pool, so
+        // the borrow is unique.
+        f(unsafe { &mut *self.local.get() })
+    }
+
+    /// Pushes a job on the shared deque and wakes a sleeper for it.
+    pub(crate) fn push_shared(&self, job: JobRef) {
+        self.deque.push(job);
+        // The fence in `notify_one` orders the push before the load below.
+        self.registry.sleep.notify_one();
+        let info = self.info();
+        if info.leapfroggers.load(Ordering::SeqCst) != 0 {
+            let waiting = info.leapfroggers.swap(0, Ordering::SeqCst);
+            for i in 0..64 {
+                if waiting & (1 << i) != 0 {
+                    self.registry.unpark(i);
+                }
+            }
+        }
+    }
+
+    /// Someone is hungry: move our oldest private job where it can be stolen.
+    #[cold]
+    #[inline(never)]
+    fn share(&self) {
+        // Keep the request up while there is nothing to promote, so the
+        // next `join` (which will have a job) answers it.
+        if let Some(job) = self.with_local(|l| l.pop_front()) {
+            self.share.store(false, Ordering::Relaxed);
+            // SAFETY: a job in our private queue is alive (its `join` frame
+            // waits for it), unrun and unpublished, and we are its owner.
+            self.push_shared(unsafe { JoinPrefix::publish(job, &*self.registry, self.index) });
+        }
+    }
+
+    /// Takes `job` back if no one has stolen it: from the private stack
+    /// (unless it was shared) or from the shared deque.
+    #[inline]
+    fn take_back(&self, header: *const JoinPrefix, pushed: Pushed) -> bool {
+        if pushed != Pushed::Overflow && self.with_local(|l| l.pop(header)) {
+            return true;
+        }
+        self.take_back_shared(|j| j.is(header.cast())).is_some()
+    }
+
+    /// Pops jobs from our shared deque until one matches `want`; puts the
+    /// others back in their order.
+    #[cold]
+    fn take_back_shared(&self, want: impl Fn(JobRef) -> bool) -> Option<JobRef> {
+        let mut aside = Vec::new();
+        let mut found = None;
+        while let Some(j) = self.deque.pop() {
+            if want(j) {
+                found = Some(j);
+                break;
+            }
+            aside.push(j);
+        }
+        for j in aside.into_iter().rev() {
+            self.deque.push(j);
+        }
+        if found.is_none() && !self.info().returned.is_empty() {
+            found = self.take_returned(want);
+        }
+        found
+    }
+
+    /// Takes a job matching `want` from our `returned` queue.
+    #[cold]
+    fn take_returned(&self, want: impl Fn(JobRef) -> bool) -> Option<JobRef> {
+        let returned = &self.info().returned;
+        let mut aside = Vec::new();
+        let mut found = None;
+        while let Some(j) = steal_loop(|| returned.steal()) {
+            if want(j) {
+                found = Some(j);
+                break;
+            }
+            aside.push(j);
+        }
+        for j in aside {
+            returned.push(j);
+        }
+        found
+    }
+
+    fn request_share(&self, victim: usize) {
+        let flag = &self.registry.infos[victim].share;
+        if !flag.load(Ordering::Relaxed) {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    fn request_share_all(&self) {
+        for i in 0..self.registry.infos.len() {
+            if i != self.index {
+                self.request_share(i);
+            }
+        }
+    }
+
+    fn next_random(&self) -> usize {
+        // xorshift64*
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as usize
+    }
+
+    /// Work for an idle worker: its own shared deque, its broadcasts, other
+    /// workers' deques (from a random victim), then the global queue.
+    fn find_work(&self) -> Option<JobRef> {
+        if let Some(j) = self.deque.pop() {
+            return Some(j);
+        }
+        if let Some(j) = steal_loop(|| self.info().returned.steal()) {
+            return Some(j);
+        }
+        if let Some(j) = steal_loop(|| self.info().broadcasts.steal()) {
+            return Some(j);
+        }
+        let n = self.registry.infos.len();
+        if n > 1 {
+            let start = self.next_random() % n;
+            for k in 0..n {
+                let i = (start + k) % n;
+                if i == self.index {
+                    continue;
+                }
+                let info = &self.registry.infos[i];
+                if let Some(j) = steal_loop(|| info.stealer.steal()) {
+                    return Some(j);
+                }
+                if let Some(j) = steal_loop(|| info.returned.steal()) {
+                    return Some(j);
+                }
+            }
+        }
+        steal_loop(|| self.registry.injector.steal())
+    }
+
+    /// Runs a job popped from a queue.
+    #[inline]
+    pub(crate) fn execute(&self, job: JobRef) {
+        // SAFETY: popped from a queue, so alive and ours to run once.
+        unsafe { job.execute() }
+    }
+
+    /// Waits until `latch` is set. Meanwhile this worker only runs work that
+    /// cannot be unrelated to what it waits for: jobs from its mailbox
+    /// (descendants of the cross-pool install it blocks in), the scope's own
+    /// spawns when `scope_tag` is given, and, when `thief` names the worker
+    /// running the awaited job, `join` jobs stolen back from that worker while
+    /// it is still inside the awaited job.
+    pub(crate) fn wait_until(
+        &self,
+        latch: &CoreLatch,
+        thief: Option<&AtomicUsize>,
+        scope_tag: Option<usize>,
+        awaited: Option<*const JoinPrefix>,
+    ) {
+        let mut rounds = 0u32;
+        while !latch.probe() {
+            if let Some(job) = self.find_related(latch, thief, scope_tag, awaited) {
+                self.execute(job);
+                rounds = 0;
+                continue;
+            }
+            rounds += 1;
+            if rounds <= 32 {
+                for _ in 0..(1u32 << rounds.min(6)) {
+                    std::hint::spin_loop();
+                }
+            } else if rounds <= 64 {
+                thread::yield_now();
+            } else if latch.get_sleepy() {
+                // Ask the thief (if any) to wake us when it shares work we
+                // may take, then check once more before parking.
+                let thief = thief.map(|t| t.load(Ordering::Acquire)).filter(|&t| {
+                    t < self.registry.infos.len() && t != self.index && self.index < 64
+                });
+                let bit = 1u64 << (self.index % 64);
+                if let Some(t) = thief {
+                    self.registry.infos[t]
+                        .leapfroggers
+                        .fetch_or(bit, Ordering::SeqCst);
+                }
+                let work = !self.info().mailbox.is_empty()
+                    || (awaited.is_some() && !self.info().returned.is_empty())
+                    || thief.is_some_and(|t| !self.registry.infos[t].stealer.is_empty());
+                if !work {
+                    thread::park();
+                }
+                if let Some(t) = thief {
+                    self.registry.infos[t]
+                        .leapfroggers
+                        .fetch_and(!bit, Ordering::SeqCst);
+                }
+                latch.wake_up();
+                rounds = 32;
+            }
+        }
+    }
+
+    fn find_related(
+        &self,
+        latch: &CoreLatch,
+        thief: Option<&AtomicUsize>,
+        scope_tag: Option<usize>,
+        awaited: Option<*const JoinPrefix>,
+    ) -> Option<JobRef> {
+        if let Some(j) = steal_loop(|| self.info().mailbox.steal()) {
+            return Some(j);
+        }
+        if let Some(j) = scope_tag.and_then(|tag| self.take_back_shared(|j| j.tag == tag)) {
+            return Some(j);
+        }
+        // Our own job, handed back by a worker that stole but could not run
+        // it: run it ourselves.
+        if let Some(j) = awaited
+            .filter(|_| !self.info().returned.is_empty())
+            .and_then(|job| self.take_returned(|j| j.is(job.cast())))
+        {
+            return Some(j);
+        }
+        let t = thief?.load(Ordering::Acquire);
+        if t == NO_THIEF || t == self.index {
+            return None;
+        }
+        match steal_loop(|| self.registry.infos[t].stealer.steal()) {
+            Some(job) => {
+                // The thief's deque holds only descendants of the awaited job
+                // while it runs that job. If the latch is still unset after
+                // the steal, the steal happened while it did; otherwise (or
+                // for a non-join job) hand the job to the pool instead.
+                if job.tag == TAG_JOIN && !latch.probe() {
+                    Some(job)
+                } else {
+                    // Give it back to its owner, which takes its jobs back
+                    // from there (and waits for none it cannot find), and
+                    // let an idle worker take it meanwhile.
+                    let owner = &self.registry.infos[t];
+                    owner.returned.push(job);
+                    self.registry.unpark(t);
+                    self.registry.sleep.notify_one();
+                    None
+                }
+            }
+            None => {
+                self.request_share(t);
+                None
+            }
+        }
+    }
+}
+
+fn steal_loop(mut steal: impl FnMut() -> Steal<JobRef>) -> Option<JobRef> {
+    loop {
+        match steal() {
+            Steal::Success(j) => return Some(j),
+            Steal::Empty => return None,
+            Steal::Retry => std::hint::spin_loop(),
+        }
+    }
+}
+
+struct CurrentGuard;
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(ptr::null()));
+    }
+}
+
+fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
+    let _ = registry.infos[index].thread.set(thread::current());
+    let worker = WorkerThread {
+        index,
+        share: Arc::clone(&registry.infos[index].share),
+        registry,
+        deque,
+        local: UnsafeCell::new(LocalStack::new()),
+        chain: Cell::new(ptr::null()),
+        rng: Cell::new(0x9E37_79B9_7F4A_7C15 ^ ((index as u64 + 1) << 17)),
+    };
+    CURRENT.with(|c| c.set(&worker));
+    let _guard = CurrentGuard;
+    let registry = Arc::clone(&worker.registry);
+    if let Some(h) = &registry.start_handler {
+        run_hook(h, index);
+    }
+    let mut idle = 0u32;
+    loop {
+        if let Some(job) = worker.find_work() {
+            worker.execute(job);
+            idle = 0;
+            continue;
+        }
+        if registry.terminate.load(Ordering::Acquire) {
+            if !registry.has_visible_work(index) {
+                break;
+            }
+            continue;
+        }
+        idle += 1;
+        if idle <= 64 {
+            worker.request_share_all();
+            if idle <= 32 {
+                for _ in 0..(1u32 << idle.min(6)) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                thread::yield_now();
+            }
+        } else {
+            worker.request_share_all();
+            registry.sleep.sleep(|| {
+                registry.has_visible_work(index) || registry.terminate.load(Ordering::SeqCst)
+            });
+            idle = 0;
+        }
+    }
+    if let Some(h) = &registry.exit_handler {
+        run_hook(h, index);
+    }
+}
+
+fn run_hook(h: &Hook, index: usize) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(index))) {
+        eprintln!(
+            "weft-pool: a worker start/exit hook panicked (ignored): {}",
+            weft_sync::panic_message(&*p)
+        );
+    }
+}
+
+/// `join` on a worker of the pool: see the module documentation.
+#[inline]
+pub(crate) fn join_in_worker<A, B, RA, RB>(w: &WorkerThread, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    let job_b = JoinJob::new(b, w.chain());
+    let job = job_b.prefix();
+    // The frame below does not return or unwind before the job is taken
+    // back (then run or dropped here) or its latch is set.
+    let pushed = w.with_local(|l| l.push_back(job));
+    if pushed != Pushed::Private {
+        // SAFETY: ours, alive, unrun and unpublished.
+        w.push_shared(unsafe { JoinPrefix::publish(job, &**w.registry(), w.index) });
+    } else if w.share.load(Ordering::Relaxed) {
+        w.share();
+    }
+    let ra = std::panic::catch_unwind(std::panic::AssertUnwindSafe(a));
+    if w.take_back(job, pushed) {
+        return match ra {
+            // SAFETY: taken back unexecuted: no other thread can reach it.
+            Ok(ra) => (ra, unsafe { job_b.run_inline() }),
+            Err(p) => {
+                // SAFETY: as above, instead of running it.
+                unsafe { job_b.drop_unrun() };
+                std::panic::resume_unwind(p)
+            }
+        };
+    }
+    // SAFETY: not in our private queue any more, so it was published.
+    let shared = unsafe { job_b.shared() };
+    w.wait_until(&shared.latch.core, Some(&shared.thief), None, Some(job));
+    // SAFETY: the latch is set; taken once.
+    let rb = unsafe { job_b.take_result() };
+    match ra {
+        Ok(ra) => (ra, rb.into_return_value()),
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Runs `f` on a worker of `registry` and returns its result; the calling
+/// thread is not one of its workers.
+pub(crate) fn install_from_outside<F, R>(registry: &Arc<Registry>, f: F) -> R
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    match WorkerThread::current() {
+        Some(w) => install_cross(w, registry, f),
+        None => {
+            let Some(gate) = registry.enter() else {
+                // Shut down: there is no worker left to run it.
+                return f();
+            };
+            let job = StackJob::new(
+                f,
+                WakeLatch::new(WakeTarget::Thread(thread::current())),
+                ptr::null(),
+                TAG_OTHER,
+            );
+            // SAFETY: we block below until the latch is set.
+            registry.inject(&gate, unsafe { job.as_job_ref() });
+            drop(gate);
+            job.latch.wait_blocking();
+            // SAFETY: the latch is set.
+            unsafe { job.into_result() }
+        }
+    }
+}
+
+/// `install` from a worker of another pool: the waiting worker records
+/// itself in the wait chain so that work sent back to its own pool from
+/// inside `f` comes to it instead of queueing behind it.
+fn install_cross<F, R>(w: &WorkerThread, target: &Arc<Registry>, f: F) -> R
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    let node = ChainNode {
+        registry: &**w.registry(),
+        index: w.index,
+        parent: w.chain(),
+    };
+    let job = StackJob::new(
+        f,
+        WakeLatch::new(WakeTarget::OtherPool {
+            registry: Arc::clone(w.registry()),
+            index: w.index,
+        }),
+        &node,
+        TAG_OTHER,
+    );
+    // SAFETY: we wait below until the latch is set, and `node` outlives it.
+    let job_ref = unsafe { job.as_job_ref() };
+    // Is a worker of `target` up the chain, waiting on us?
+    let mut link = w.chain();
+    let mut waiting = None;
+    // SAFETY: chain nodes live in the frames of `install_cross` calls that
+    // are blocked until the jobs carrying them (and so this code) finish.
+    while let Some(n) = unsafe { link.as_ref() } {
+        if ptr::eq(n.registry, &**target) {
+            waiting = Some(n.index);
+            break;
+        }
+        link = n.parent;
+    }
+    if let Some(index) = waiting {
+        target.infos[index].mailbox.push(job_ref);
+        target.unpark(index);
+    } else {
+        match target.enter() {
+            Some(gate) => target.inject(&gate, job_ref),
+            None => {
+                // SAFETY: never queued: this thread is the only one with it.
+                return unsafe { job.run_inline() };
+            }
+        }
+    }
+    w.wait_until(&job.latch.core, None, None, None);
+    // SAFETY: the latch is set.
+    unsafe { job.into_result() }
+}
+
+/// Queues a boxed job from outside any scope or join: on the current
+/// worker's shared deque if it belongs to `registry`, else the global queue.
+/// Gives the closure back if the pool is shut down.
+pub(crate) fn spawn_job<F>(registry: &Arc<Registry>, f: F) -> Result<(), F>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let Some(gate) = registry.enter() else {
+        return Err(f);
+    };
+    // SAFETY: `f` is 'static and the job is run exactly once by a worker
+    // (workers drain the queues before exiting, and the gate was open).
+    let job = unsafe { HeapJob::into_job_ref(f, ptr::null(), TAG_OTHER) };
+    registry.inject(&gate, job);
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! Scopes: spawn work that borrows from the caller's stack.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+
+use crate::job::{CountLatch, HeapJob, SendPtr, WakeTarget};
+use crate::registry::ChainNode;
+use crate::registry::{Registry, WorkerThread};
+
+/// A scope in which to spawn tasks that borrow data living outside it
+/// (anything that outlives `'scope`). Made by [`ThreadPool::scope`](crate::ThreadPool::scope)
+/// or [`crate::scope`]; every task spawned in it has finished when the scope
+/// returns.
+///
+/// ```
+/// let mut words = vec!["a".to_string(), "b".to_string()];
+/// let total = std::sync::atomic::AtomicUsize::new(0);
+/// weft_pool::scope(|s| {
+///     for w in &mut words {
+///         let total = &total;
+///         s.spawn(move |_| {
+///             w.push('!');
+///             total.fetch_add(w.len(), std::sync::atomic::Ordering::Relaxed);
+///         });
+///     }
+/// });
+/// assert_eq!(words, ["a!", "b!"]);
+/// assert_eq!(total.into_inner(), 4);
+/// ```
+pub struct Scope<'scope> {
+    registry: Arc<Registry>,
+    latch: CountLatch,
+    panic: parking_lot::Mutex<Option<Box<dyn Any + Send>>>,
+    /// The wait chain of the scope's owner (see `ChainNode`).
+    chain: SendPtr<ChainNode>,
+    /// Invariant in `'scope` (and `Sync`), as `std::thread::Scope`.
+    marker: PhantomData<&'scope mut &'scope ()>,
+}
+
+impl std::fmt::Debug for Scope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope").finish_non_exhaustive()
+    }
+}
+
+impl<'scope> Scope<'scope> {
+    /// Spawns `f` into the scope. It may borrow anything that outlives the
+    /// scope, and may spawn more tasks through the `&Scope` it receives. A
+    /// panic in `f` is resumed by the scope once all its tasks are done.
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: FnOnce(&Scope<'scope>) + Send + 'scope,
+    {
+        self.latch.increment();
+        let scope_ptr = SendPtr::new(self as *const Scope<'scope>);
+        let body = move || {
+            // SAFETY: the scope waits, in `scope_in_worker`, for its count
+            // to reach zero before it is dropped, and this job holds one
+            // count until the `count_down` below.
+            let scope = unsafe { &*scope_ptr.get() };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(scope))) {
+                let mut slot = scope.panic.lock();
+                if slot.is_none() {
+                    *slot = Some(p);
+                }
+            }
+            // SAFETY: our last access to the scope.
+            unsafe { CountLatch::count_down(&scope.latch) };
+        };
+        // SAFETY: `f` may borrow for `'scope` only, and the scope does not
+        // end before every spawned job has run (count above); the job is
+        // run exactly once: queued below, or run right here.
+        let job =
+            unsafe { HeapJob::into_job_ref(body, self.chain.get(), self as *const Self as usize) };
+        match WorkerThread::current() {
+            Some(w) if Arc::ptr_eq(w.registry(), &self.registry) => w.push_shared(job),
+            _ => match self.registry.enter() {
+                Some(gate) => self.registry.inject(&gate, job),
+                // SAFETY: never queued; we are its only runner.
+                None => unsafe { job.execute() },
+            },
+        }
+    }
+}
+
+/// Runs a scope whose owner is worker `w`.
+pub(crate) fn scope_in_worker<'scope, OP, R>(w: &WorkerThread, op: OP) -> R
+where
+    OP: FnOnce(&Scope<'scope>) -> R,
+{
+    let scope = Scope {
+        registry: Arc::clone(w.registry()),
+        latch: CountLatch::new(
+            1,
+            WakeTarget::Worker {
+                registry: &**w.registry(),
+                index: w.index(),
+            },
+        ),
+        panic: parking_lot::Mutex::new(None),
+        chain: SendPtr::new(w.chain()),
+        marker: PhantomData,
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| op(&scope)));
+    // SAFETY: the body's own count; the scope lives until the wait below.
+    unsafe { CountLatch::count_down(&scope.latch) };
+    w.wait_until(
+        &scope.latch.latch.core,
+        None,
+        Some(&scope as *const Scope<'_> as usize),
+        None,
+    );
+    match result {
+        Err(p) => resume_unwind(p),
+        Ok(r) => {
+            if let Some(p) = scope.panic.lock().take() {
+                resume_unwind(p);
+            }
+            r
+        }
+    }
+}

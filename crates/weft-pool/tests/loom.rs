@@ -1,0 +1,145 @@
+//! Loom model of the sleep/wake protocol (`weft_pool::sleep`, compiled
+//! against loom's types under `--cfg loom`): work pushed while a worker is
+//! going to sleep is always run, i.e. there is no lost wake-up.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test -p weft-pool --test loom --release`
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::thread;
+use weft_pool::sleep::Sleep;
+
+/// A queue of identical jobs, reduced to a counter.
+struct Queue {
+    jobs: AtomicUsize,
+    done: AtomicUsize,
+}
+
+impl Queue {
+    fn take(&self) -> bool {
+        let mut n = self.jobs.load(Ordering::SeqCst);
+        while n > 0 {
+            match self
+                .jobs
+                .compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(m) => n = m,
+            }
+        }
+        false
+    }
+}
+
+/// A worker: run jobs while there are any, sleep when there are none, stop
+/// after `want` jobs in total have run.
+fn worker(sleep: &Sleep, q: &Queue, want: usize) {
+    loop {
+        if q.done.load(Ordering::SeqCst) >= want {
+            return;
+        }
+        if q.take() {
+            q.done.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        if q.done.load(Ordering::SeqCst) >= want {
+            return;
+        }
+        sleep.sleep(|| q.jobs.load(Ordering::SeqCst) > 0);
+    }
+}
+
+#[test]
+fn one_worker_one_producer_no_lost_wakeup() {
+    loom::model(|| {
+        let sleep = Arc::new(Sleep::new());
+        let q = Arc::new(Queue {
+            jobs: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        });
+        let (s, qq) = (sleep.clone(), q.clone());
+        let w = thread::spawn(move || worker(&s, &qq, 1));
+        q.jobs.fetch_add(1, Ordering::SeqCst);
+        sleep.notify_one();
+        // If the wake-up were lost, loom would report a deadlock here.
+        w.join().unwrap();
+        assert_eq!(q.done.load(Ordering::SeqCst), 1);
+        assert_eq!(sleep.sleepers(), 0);
+    });
+}
+
+#[test]
+fn two_workers_two_jobs_all_run() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        let sleep = Arc::new(Sleep::new());
+        let q = Arc::new(Queue {
+            jobs: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        });
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, qq) = (sleep.clone(), q.clone());
+                thread::spawn(move || {
+                    worker(&s, &qq, 2);
+                    // Whoever finishes wakes the other so it can see `done`.
+                    s.terminate();
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            q.jobs.fetch_add(1, Ordering::SeqCst);
+            sleep.notify_one();
+        }
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(q.done.load(Ordering::SeqCst), 2);
+    });
+}
+
+#[test]
+fn terminate_wakes_every_sleeper() {
+    loom::model(|| {
+        let sleep = Arc::new(Sleep::new());
+        let s = sleep.clone();
+        let w = thread::spawn(move || {
+            s.sleep(|| false);
+        });
+        sleep.terminate();
+        w.join().unwrap();
+    });
+}
+
+/// `notify_all` (used for broadcasts, where each worker has work of its
+/// own) wakes every worker that was asleep, even if another worker takes a
+/// pending single wake-up in between.
+#[test]
+fn notify_all_reaches_each_sleeper() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        let sleep = Arc::new(Sleep::new());
+        let mail: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let (s, m) = (sleep.clone(), mail.clone());
+                thread::spawn(move || {
+                    while m[i].load(Ordering::SeqCst) == 0 {
+                        s.sleep(|| m[i].load(Ordering::SeqCst) > 0);
+                    }
+                })
+            })
+            .collect();
+        sleep.notify_one(); // a stray single wake-up
+        for m in mail.iter() {
+            m.store(1, Ordering::SeqCst);
+        }
+        sleep.notify_all();
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+}
