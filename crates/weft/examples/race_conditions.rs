@@ -177,8 +177,7 @@ fn deadlock_avoided() -> (u64, u64) {
     let t2 = transfer(accounts.clone(), 1, 0, 10_000);
     t1.join().unwrap();
     t2.join().unwrap();
-    let balances = (*accounts[0].lock(), *accounts[1].lock());
-    balances
+    (*accounts[0].lock(), *accounts[1].lock())
 }
 
 fn main() {

@@ -82,7 +82,7 @@ pub mod aio {
     /// to `.await` inside async code (Python's `asyncio.to_thread`).
     ///
     /// The work starts at once, whether or not the handle is awaited;
-    /// a panic in `f` comes back as [`TaskError::Panicked`](weft_sync::TaskError::Panicked).
+    /// a panic in `f` comes back as [`TaskError::Panicked`].
     ///
     /// ```
     /// let len = weft::aio::run(async {
