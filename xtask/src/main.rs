@@ -1,11 +1,17 @@
 //! weft's project commands: `cargo xtask <command>`.
 //!
-//! - `test-all`: everything CI checks, in order, stopping at the first failure.
+//! - `test-all`: everything CI checks, in order, stopping at the first failure
+//!   (including the fast reliability checks: the loom models and a short soak).
 //! - `bench [--quick] [CRATE...]`: criterion benches, then `target/weft-bench/results.json`
 //!   and the table in `docs/benchmarks.md`.
 //! - `miri [CRATE...]`: Miri over the crates that contain `unsafe`.
 //! - `loom [CRATE...]`: the loom models (`RUSTFLAGS="--cfg loom"`).
+//! - `tsan [CRATE...]`: the test suites under ThreadSanitizer (nightly, build-std).
+//! - `soak [--seconds N | --minutes N]`: every engine under sustained mixed load.
+//! - `fuzz [--seconds N] [TARGET...]`: cargo-fuzz over what weft-process decodes.
 //! - `doc`: the API docs, with warnings as errors.
+//!
+//! What each reliability command guarantees: `docs/reliability.md`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,12 +25,23 @@ usage: cargo xtask <command>
 
 commands:
   test-all                 fmt check, clippy -D warnings, every test and doc test,
-                           every example built, docs with -D warnings
+                           every example built, docs with -D warnings, the loom
+                           models (LOOM_MAX_PREEMPTIONS=2) and a 10-second soak
   bench [--quick] [CRATE]  criterion benches of the named crates (all when none),
                            then target/weft-bench/results.json and docs/benchmarks.md
   miri [CRATE...]          Miri over the crates with `unsafe` (installs nightly miri)
   loom [CRATE...]          loom models, RUSTFLAGS=\"--cfg loom\"
+  tsan [CRATE...]          test suites under ThreadSanitizer (nightly, build-std);
+                           default: weft-sync weft-pool weft-async
+  soak [--seconds N | --minutes N]
+                           every engine under sustained mixed load, invariants
+                           checked (release; default: --minutes 1)
+  fuzz [--seconds N] [TARGET...]
+                           cargo-fuzz targets of crates/weft-process/fuzz, N seconds
+                           each (default 60; installs cargo-fuzz if missing)
   doc                      API docs with RUSTDOCFLAGS=\"-D warnings\"
+
+docs/reliability.md says what each reliability command guarantees.
 ";
 
 /// The library crates, in dependency order.
@@ -41,10 +58,13 @@ fn main() -> ExitCode {
     let root = workspace_root();
     std::env::set_current_dir(&root).expect("cannot enter the workspace root");
     let result = match args.first().map(String::as_str) {
-        Some("test-all") if args.len() == 1 => test_all(),
+        Some("test-all") if args.len() == 1 => test_all(&root),
         Some("bench") => bench(&root, &args[1..]),
         Some("miri") => miri(&root, &args[1..]),
         Some("loom") => loom(&root, &args[1..]),
+        Some("tsan") => tsan(&root, &args[1..]),
+        Some("soak") => soak(&args[1..]),
+        Some("fuzz") => fuzz(&root, &args[1..]),
         Some("doc") if args.len() == 1 => doc(),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -77,6 +97,7 @@ struct Step<'a> {
     program: &'a str,
     args: Vec<String>,
     env: Vec<(&'a str, String)>,
+    dir: Option<PathBuf>,
 }
 
 impl<'a> Step<'a> {
@@ -86,7 +107,14 @@ impl<'a> Step<'a> {
             program,
             args: args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
+            dir: None,
         }
+    }
+
+    /// Runs the command in `dir` instead of the workspace root.
+    fn dir(mut self, dir: PathBuf) -> Self {
+        self.dir = Some(dir);
+        self
     }
 
     fn env(mut self, key: &'a str, value: impl Into<String>) -> Self {
@@ -100,14 +128,23 @@ impl<'a> Step<'a> {
             .iter()
             .map(|(k, v)| format!("{k}=\"{v}\" "))
             .collect();
+        let dir = self
+            .dir
+            .as_ref()
+            .map(|d| format!("(in {}) ", d.display()))
+            .unwrap_or_default();
         println!(
-            "\n==> [{}] {env}{} {}",
+            "\n==> [{}] {dir}{env}{} {}",
             self.name,
             self.program,
             self.args.join(" ")
         );
         let start = Instant::now();
-        let status = Command::new(self.program)
+        let mut command = Command::new(self.program);
+        if let Some(d) = &self.dir {
+            command.current_dir(d);
+        }
+        let status = command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .status()
@@ -130,9 +167,9 @@ fn cargo() -> &'static str {
     "cargo"
 }
 
-fn test_all() -> Result<(), String> {
+fn test_all(root: &Path) -> Result<(), String> {
     let start = Instant::now();
-    let steps = [
+    let mut steps = vec![
         Step::new("fmt", cargo(), &["fmt", "--all", "--", "--check"]),
         Step::new(
             "clippy",
@@ -165,6 +202,12 @@ fn test_all() -> Result<(), String> {
         Step::new("doc", cargo(), &["doc", "--workspace", "--no-deps"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     ];
+    // The fast parts of the reliability campaign (docs/reliability.md):
+    // every loom model with at most 2 preemptions (its own `--cfg loom`
+    // build, in <target>/loom), and a 10-second soak (a release build).
+    let crates = pick_crates(root, &[], |dir| dir.join("tests/loom.rs").exists())?;
+    steps.extend(crates.iter().map(|c| loom_step(root, c, "2")));
+    steps.push(soak_step(&["--seconds", "10"]));
     for step in &steps {
         step.run()?;
     }
@@ -232,8 +275,24 @@ fn has_unsafe(dir: &Path) -> bool {
     walk(&dir.join("src"))
 }
 
+/// Crates Miri cannot run, and why (printed when they are skipped).
+const MIRI_CANNOT_RUN: &[(&str, &str)] = &[(
+    "weft-async",
+    "every test drives async-io's reactor (timerfd_create, epoll), foreign calls \
+     Miri does not support; the crate has no unsafe code (#![forbid(unsafe_code)])",
+)];
+
 fn miri(root: &Path, args: &[String]) -> Result<(), String> {
     let crates = pick_crates(root, args, has_unsafe)?;
+    for (c, why) in MIRI_CANNOT_RUN {
+        if args.is_empty() || args.iter().any(|a| a == c) {
+            println!("miri: skipping {c}: {why}");
+        }
+    }
+    let crates: Vec<String> = crates
+        .into_iter()
+        .filter(|c| !MIRI_CANNOT_RUN.iter().any(|(n, _)| n == c))
+        .collect();
     if crates.is_empty() {
         println!("miri: no selected crate contains `unsafe`");
         return Ok(());
@@ -272,21 +331,194 @@ fn loom(root: &Path, args: &[String]) -> Result<(), String> {
         println!("loom: no selected crate has tests/loom.rs");
         return Ok(());
     }
+    let preemptions = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "2".into());
+    for c in &crates {
+        loom_step(root, c, &preemptions).run()?;
+    }
+    Ok(())
+}
+
+/// The loom models of `krate`, in release, in `<target>/loom`.
+fn loom_step<'a>(root: &Path, krate: &'a str, preemptions: &str) -> Step<'a> {
+    Step::new(
+        "loom",
+        cargo(),
+        &["test", "-p", krate, "--test", "loom", "--release"],
+    )
+    .env("RUSTFLAGS", "--cfg loom")
+    .env(
+        "CARGO_TARGET_DIR",
+        target_dir(root).join("loom").display().to_string(),
+    )
+    .env("LOOM_MAX_PREEMPTIONS", preemptions)
+}
+
+/// The crates `tsan` runs by default: those whose tests are all in-process.
+const TSAN_CRATES: &[&str] = &["weft-sync", "weft-pool", "weft-async"];
+
+/// ThreadSanitizer over the test suites of the named crates (default:
+/// [`TSAN_CRATES`]), on nightly with the standard library rebuilt
+/// instrumented, in `<target>/tsan`. Known false positives are suppressed
+/// by `xtask/tsan-suppressions.txt` (each entry says why).
+fn tsan(root: &Path, args: &[String]) -> Result<(), String> {
+    let names: Vec<String> = if args.is_empty() {
+        TSAN_CRATES.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.to_vec()
+    };
+    let crates = pick_crates(root, &names, |_| true)?;
+    Step::new(
+        "tsan-install",
+        "rustup",
+        &["component", "add", "rust-src", "--toolchain", "nightly"],
+    )
+    .run()?;
+    let host = nightly_host()?;
+    let suppressions = root.join("xtask/tsan-suppressions.txt");
     for c in &crates {
         Step::new(
-            "loom",
+            "tsan",
             cargo(),
-            &["test", "-p", c, "--test", "loom", "--release"],
+            &[
+                "+nightly",
+                "test",
+                "-Zbuild-std",
+                "--target",
+                &host,
+                "-p",
+                c,
+                "--lib",
+                "--tests",
+            ],
         )
-        .env("RUSTFLAGS", "--cfg loom")
+        .env("RUSTFLAGS", "-Zsanitizer=thread")
         .env(
             "CARGO_TARGET_DIR",
-            root.join("target/loom").display().to_string(),
+            target_dir(root).join("tsan").display().to_string(),
         )
         .env(
-            "LOOM_MAX_PREEMPTIONS",
-            std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "2".into()),
+            "TSAN_OPTIONS",
+            format!(
+                "suppressions={} second_deadlock_stack=1",
+                suppressions.display()
+            ),
         )
+        // Sanitized tests run 5-15x slower: two test threads keep their
+        // own timeouts meaningful on a small machine.
+        .env("RUST_TEST_THREADS", "2")
+        .run()?;
+    }
+    Ok(())
+}
+
+/// The nightly toolchain's host triple (`-Zbuild-std` needs `--target`).
+fn nightly_host() -> Result<String, String> {
+    let out = Command::new("rustc")
+        .args(["+nightly", "-vV"])
+        .output()
+        .map_err(|e| format!("cannot run rustc +nightly: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .ok_or_else(|| "rustc +nightly -vV printed no host triple (is nightly installed?)".into())
+}
+
+/// `soak [--seconds N | --minutes N]`: the soak example, in release.
+fn soak(args: &[String]) -> Result<(), String> {
+    let args: Vec<&str> = match args {
+        [] => vec!["--minutes", "1"],
+        [flag, n]
+            if (flag == "--seconds" || flag == "--minutes")
+                && n.parse::<u64>().is_ok_and(|n| n > 0) =>
+        {
+            vec![flag.as_str(), n.as_str()]
+        }
+        _ => {
+            return Err(format!(
+                "soak takes --seconds N or --minutes N (N > 0)\n{USAGE}"
+            ));
+        }
+    };
+    soak_step(&args).run()
+}
+
+/// `crates/weft/examples/soak.rs` in release, with `args`.
+fn soak_step<'a>(args: &[&str]) -> Step<'a> {
+    let mut all = vec!["run", "--release", "-p", "weft", "--example", "soak", "--"];
+    all.extend_from_slice(args);
+    Step::new("soak", cargo(), &all)
+}
+
+/// `fuzz [--seconds N] [TARGET...]`: each cargo-fuzz target of
+/// `crates/weft-process/fuzz` for N seconds (default 60), on nightly, in
+/// `<target>/fuzz`. Installs cargo-fuzz from crates.io if it is missing.
+fn fuzz(root: &Path, args: &[String]) -> Result<(), String> {
+    let mut seconds = "60".to_string();
+    let mut names = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--seconds" {
+            match it.next() {
+                Some(n) if n.parse::<u64>().is_ok_and(|n| n > 0) => seconds = n.clone(),
+                _ => return Err(format!("--seconds needs a positive number\n{USAGE}")),
+            }
+        } else if a.starts_with('-') {
+            return Err(format!("unknown flag '{a}'\n{USAGE}"));
+        } else {
+            names.push(a.clone());
+        }
+    }
+    let krate = root.join("crates/weft-process");
+    let mut targets: Vec<String> = std::fs::read_dir(krate.join("fuzz/fuzz_targets"))
+        .map_err(|e| format!("cannot list crates/weft-process/fuzz/fuzz_targets: {e}"))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .collect();
+    targets.sort();
+    if let Some(bad) = names.iter().find(|n| !targets.contains(n)) {
+        return Err(format!(
+            "unknown fuzz target '{bad}': expected one of {}",
+            targets.join(", ")
+        ));
+    }
+    if !names.is_empty() {
+        targets = names;
+    }
+    let installed = Command::new(cargo())
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        Step::new(
+            "fuzz-install",
+            cargo(),
+            &["install", "cargo-fuzz", "--locked"],
+        )
+        .run()?;
+    }
+    let target = target_dir(root).join("fuzz").display().to_string();
+    for t in &targets {
+        Step::new(
+            "fuzz",
+            cargo(),
+            &[
+                "+nightly",
+                "fuzz",
+                "run",
+                t,
+                "--",
+                &format!("-max_total_time={seconds}"),
+                // A unit that runs this long is a hang: fail on it.
+                "-timeout=10",
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+            ],
+        )
+        .dir(krate.clone())
+        .env("CARGO_TARGET_DIR", target.clone())
         .run()?;
     }
     Ok(())

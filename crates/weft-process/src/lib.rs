@@ -136,3 +136,103 @@ pub mod __private {
     pub use crate::registry::{Batch, Entry, REGISTRY, run_batch, signature_of, type_id_of};
     pub use linkme;
 }
+
+/// The parent's decoding of what a worker sends, for the fuzz targets in
+/// `fuzz/` (`cargo xtask fuzz`); not part of the API. Each function runs
+/// the same checks and decoders, in the same order, as the pool does on a
+/// message from a worker, and returns what the pool would conclude: `Ok`
+/// with a description, or `Err` with the reason the message is refused.
+/// None may panic or hang, whatever the input.
+#[doc(hidden)]
+pub mod __fuzz {
+    use std::os::fd::RawFd;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::time::{Duration, Instant};
+
+    use ipc_channel::ipc::{IpcReceiver, IpcSender};
+
+    use crate::supervisor::{Recv, check_reply, closed_or_bad};
+    use crate::sys::{self, Frame};
+    use crate::wire::{Blob, Bytes, FromWorker, MAX_FRAME};
+
+    /// A worker-to-parent channel, as the pool creates one for each worker.
+    #[derive(Debug)]
+    pub struct Channel {
+        tx: IpcSender<FromWorker>,
+        rx: IpcReceiver<FromWorker>,
+    }
+
+    impl Channel {
+        /// A fresh channel.
+        pub fn new() -> std::io::Result<Channel> {
+            let (tx, rx) = ipc_channel::ipc::channel()?;
+            Ok(Channel { tx, rx })
+        }
+
+        /// The worker end's socket, to write raw packets on (from the
+        /// `Debug` output, as `sys::receiver_fd` does for the other end).
+        pub fn sender_fd(&self) -> Option<RawFd> {
+            let text = format!("{:?}", self.tx);
+            let start = text.find("SharedFileDescriptor(")? + "SharedFileDescriptor(".len();
+            let rest = &text[start..];
+            rest[..rest.find(')')?].parse().ok()
+        }
+
+        /// Receives the next message as the pool does (`Worker::recv`: frame
+        /// check, then ipc-channel's decoding with its panics caught), and,
+        /// for a job's reply, checks and decodes it as [`reply`] does.
+        pub fn receive(&self, wait: Duration) -> Result<String, String> {
+            let fd = sys::receiver_fd(&self.rx).ok_or("the receiver's fd is unknown")?;
+            let recv = match sys::wait_frame(fd, Some(Instant::now() + wait), MAX_FRAME) {
+                Frame::Ready => match catch_unwind(AssertUnwindSafe(|| self.rx.recv())) {
+                    Ok(Ok(msg)) => Recv::Msg(msg),
+                    Ok(Err(e)) => closed_or_bad(e),
+                    Err(_) => Recv::Bad("ipc-channel panicked while reading".into()),
+                },
+                Frame::TimedOut => Recv::TimedOut,
+                Frame::Closed => Recv::Closed,
+                Frame::Refused(why) => Recv::Bad(why),
+            };
+            match recv {
+                Recv::Msg(FromWorker::Done { job, status, data }) => {
+                    decode_reply((job % 8) as usize, 1 << 20, status, data)
+                        .map(|n| format!("a reply with {n} results"))
+                }
+                Recv::Msg(other) => Ok(format!("{other:?}")),
+                Recv::Bad(why) => Err(why),
+                Recv::TimedOut => Err("timed out".into()),
+                Recv::Closed => Err("closed".into()),
+            }
+        }
+    }
+
+    /// Checks a job's reply (`status`, `data`) for a job of `count`
+    /// arguments and a pool with `max_result_bytes = max`, as the pool does,
+    /// then decodes every item's result as a `u64`, a `String` and a
+    /// `Vec<u8>`. Returns the number of results.
+    pub fn reply(count: usize, max: usize, status: &[u8], data: &[u8]) -> Result<usize, String> {
+        decode_reply(
+            count,
+            max,
+            Blob::Inline(Bytes(status.to_vec())),
+            Blob::Inline(Bytes(data.to_vec())),
+        )
+    }
+
+    fn decode_reply(count: usize, max: usize, status: Blob, data: Blob) -> Result<usize, String> {
+        let results = check_reply(max, count, status, data).map_err(|(why, _)| why)?;
+        let mut start = 0usize;
+        for s in &results.status {
+            if let crate::wire::ItemOut::Ok(end) = s {
+                let end = *end as usize;
+                let bytes = results.data.get(start..end).unwrap_or_default();
+                start = end;
+                let _ = crate::registry::decode::<u64>(bytes);
+                let _ = crate::registry::decode::<String>(bytes);
+                let _ = crate::registry::decode::<Vec<u8>>(bytes);
+                let _ = crate::registry::decode::<(u64, Option<String>)>(bytes);
+            }
+        }
+        Ok(results.status.len())
+    }
+}
