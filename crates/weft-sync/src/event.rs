@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crate::waiting::{EventWait, block_on};
+use crate::waiting::{EventWait, WaitList, block_on};
 use crate::waker::deadline_after;
 
 /// A flag that starts clear; [`wait`](Event::wait) blocks until it is
@@ -34,7 +34,7 @@ use crate::waker::deadline_after;
 #[derive(Default)]
 pub struct Event {
     flag: AtomicBool,
-    event: event_listener::Event,
+    event: WaitList,
 }
 
 impl Event {
@@ -43,7 +43,7 @@ impl Event {
         pub fn new() -> Event {
             Event {
                 flag: AtomicBool::new(false),
-                event: event_listener::Event::new(),
+                event: WaitList::new(),
             }
         }
     }
@@ -56,7 +56,7 @@ impl Event {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         self.flag.store(true, Ordering::Release);
-        self.event.notify(usize::MAX);
+        self.event.notify_all();
     }
 
     /// Clears the flag; later waits block until it is set again.

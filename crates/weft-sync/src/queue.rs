@@ -9,10 +9,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use concurrent_queue::{ConcurrentQueue, PopError, PushError};
-use event_listener::{Event, IntoNotification};
 
 use crate::error::{GetError, PutError, TaskDoneError, Timeout};
-use crate::waiting::{EventWait, block_on};
+use crate::waiting::{EventWait, WaitList, block_on};
 use crate::waker::deadline_after;
 
 /// A first-in, first-out queue for handing values between threads and async
@@ -63,11 +62,11 @@ use crate::waker::deadline_after;
 pub struct Queue<T> {
     items: ConcurrentQueue<T>,
     /// Notified when an item arrives (or on shutdown): wakes getters.
-    not_empty: Event,
+    not_empty: WaitList,
     /// Notified when an item leaves (or on shutdown): wakes putters.
-    not_full: Event,
+    not_full: WaitList,
     /// Notified when the unfinished count reaches zero: wakes `join`.
-    all_done: Event,
+    all_done: WaitList,
     unfinished: AtomicUsize,
     shut_down: AtomicBool,
 }
@@ -95,9 +94,9 @@ impl<T> Queue<T> {
     fn with(items: ConcurrentQueue<T>) -> Queue<T> {
         Queue {
             items,
-            not_empty: Event::new(),
-            not_full: Event::new(),
-            all_done: Event::new(),
+            not_empty: WaitList::new(),
+            not_full: WaitList::new(),
+            all_done: WaitList::new(),
             unfinished: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
         }
@@ -135,7 +134,7 @@ impl<T> Queue<T> {
         self.unfinished.fetch_add(1, Ordering::AcqRel);
         match self.items.push(item) {
             Ok(()) => {
-                self.not_empty.notify(1.additional());
+                self.not_empty.notify_additional(1);
                 Ok(())
             }
             Err(e) => {
@@ -152,7 +151,7 @@ impl<T> Queue<T> {
         match self.items.pop() {
             Ok(item) => {
                 if self.items.capacity().is_some() {
-                    self.not_full.notify(1.additional());
+                    self.not_full.notify_additional(1);
                 }
                 Ok(item)
             }
@@ -284,7 +283,7 @@ impl<T> Queue<T> {
 
     fn finish_tasks(&self, n: usize) {
         if self.unfinished.fetch_sub(n, Ordering::AcqRel) == n {
-            self.all_done.notify(usize::MAX);
+            self.all_done.notify_all();
         }
     }
 
@@ -312,7 +311,7 @@ impl<T> Queue<T> {
             }
         }
         if n == 1 {
-            self.all_done.notify(usize::MAX);
+            self.all_done.notify_all();
         }
         Ok(())
     }
@@ -379,8 +378,8 @@ impl<T> Queue<T> {
                 self.finish_tasks(dropped);
             }
         }
-        self.not_empty.notify(usize::MAX);
-        self.not_full.notify(usize::MAX);
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
     }
 }
 

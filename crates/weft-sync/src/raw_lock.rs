@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
-use event_listener::Event;
+use crate::waiting::WaitList;
 use parking_lot_core::{DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN, ParkResult, SpinWait};
 
 const LOCKED: u8 = 0b001;
@@ -27,7 +27,7 @@ const ASYNC: u8 = 0b100;
 
 pub(crate) struct RawLock {
     state: AtomicU8,
-    event: Event,
+    event: WaitList,
 }
 
 impl RawLock {
@@ -35,7 +35,7 @@ impl RawLock {
         pub(crate) fn new() -> RawLock {
             RawLock {
                 state: AtomicU8::new(0),
-                event: Event::new(),
+                event: WaitList::new(),
             }
         }
     }
@@ -275,7 +275,7 @@ impl RawLock {
         self.try_lock()
     }
 
-    pub(crate) fn event(&self) -> &Event {
+    pub(crate) fn event(&self) -> &WaitList {
         &self.event
     }
 }

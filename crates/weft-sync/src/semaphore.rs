@@ -7,11 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use event_listener::{Event, IntoNotification};
-
 use crate::error::ReleaseError;
 use crate::shim::{AtomicUsize, Ordering};
-use crate::waiting::{EventWait, block_on};
+use crate::waiting::{EventWait, WaitList, block_on};
 use crate::waker::deadline_after;
 
 /// A counting semaphore (Python's `threading.Semaphore`): `acquire` takes a
@@ -49,7 +47,7 @@ use crate::waker::deadline_after;
 /// ```
 pub struct Semaphore {
     permits: AtomicUsize,
-    event: Event,
+    event: WaitList,
 }
 
 impl Semaphore {
@@ -58,7 +56,7 @@ impl Semaphore {
         pub fn new(permits: usize) -> Semaphore {
             Semaphore {
                 permits: AtomicUsize::new(permits),
-                event: Event::new(),
+                event: WaitList::new(),
             }
         }
     }
@@ -86,7 +84,7 @@ impl Semaphore {
 
     fn put_back(&self, n: usize) {
         self.permits.fetch_add(n, Ordering::AcqRel);
-        self.event.notify(n.additional());
+        self.event.notify_additional(n);
     }
 
     /// Takes a permit, blocking the thread while none is free.
@@ -280,7 +278,7 @@ impl BoundedSemaphore {
             }
         }
         if n > 0 {
-            self.sem.event.notify(n.additional());
+            self.sem.event.notify_additional(n);
         }
         Ok(())
     }

@@ -10,17 +10,144 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use event_listener::{Event, EventListener, Listener};
+use event_listener::{Event, EventListener, IntoNotification, Listener};
+
+use crate::shim::{AtomicUsize, Ordering, fence};
+
+/// An `event_listener::Event` with a count of the waiters registered on it,
+/// so that a notification with nobody waiting costs one fence and one load
+/// instead of event-listener's internal lock (which `Event::notify` always
+/// takes). Puts, gets and releases notify on every call, so this is the
+/// difference between a lock-free fast path and a mutex per operation.
+///
+/// The count is a Dekker-style handshake: a waiter increments it, registers
+/// its listener, fences, then re-checks its condition; a notifier changes
+/// the state, fences, then reads the count. Either the notifier sees the
+/// waiter (and notifies it, or it is not yet listening and its re-check
+/// will see the new state) or the waiter's re-check sees the change.
+pub(crate) struct WaitList {
+    event: Event,
+    waiters: AtomicUsize,
+}
+
+impl WaitList {
+    crate::shim::const_unless_loom! {
+        pub(crate) fn new() -> WaitList {
+            WaitList {
+                event: Event::new(),
+                waiters: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    /// Registers a waiter. Re-check the condition after this, before waiting.
+    pub(crate) fn listen(&self) -> Listening<'_> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let listener = self.event.listen();
+        fence(Ordering::SeqCst);
+        Listening {
+            list: self,
+            listener: Some(listener),
+        }
+    }
+
+    #[inline]
+    fn anyone_waiting(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.waiters.load(Ordering::Relaxed) > 0
+    }
+
+    /// Wakes `n` more waiters (each release or put wakes one more).
+    #[inline]
+    pub(crate) fn notify_additional(&self, n: usize) {
+        if self.anyone_waiting() {
+            self.event.notify(n.additional());
+        }
+    }
+
+    /// Makes sure at least `n` waiters are notified.
+    #[inline]
+    pub(crate) fn notify(&self, n: usize) {
+        if self.anyone_waiting() {
+            self.event.notify(n);
+        }
+    }
+
+    /// Wakes every waiter.
+    #[inline]
+    pub(crate) fn notify_all(&self) {
+        self.notify(usize::MAX);
+    }
+}
+
+impl Default for WaitList {
+    fn default() -> Self {
+        WaitList::new()
+    }
+}
+
+/// A registered waiter of a [`WaitList`]; unregisters when dropped (a
+/// notification it received and did not use passes to another waiter).
+pub(crate) struct Listening<'a> {
+    list: &'a WaitList,
+    listener: Option<EventListener>,
+}
+
+impl Listening<'_> {
+    pub(crate) fn wait(mut self) {
+        if let Some(listener) = self.listener.take() {
+            listener.wait();
+        }
+    }
+
+    /// Returns `false` if the deadline passed without a notification.
+    pub(crate) fn wait_deadline(mut self, deadline: Instant) -> bool {
+        self.listener
+            .take()
+            .is_some_and(|l| l.wait_deadline(deadline).is_some())
+    }
+}
+
+impl Future for Listening<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.listener.as_mut() {
+            Some(listener) => Pin::new(listener).poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for Listening<'_> {
+    fn drop(&mut self) {
+        // Drop the listener first (passing on an unused notification), then
+        // stop counting this waiter.
+        self.listener = None;
+        self.list.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Blocks the current thread until `attempt` succeeds, or until `deadline`
 /// (if any) passes, in which case it returns `None` after one last attempt.
 pub(crate) fn block_on_event<R>(
-    event: &Event,
+    event: &WaitList,
     deadline: Option<Instant>,
     mut attempt: impl FnMut(bool) -> Option<R>,
 ) -> Option<R> {
     if let Some(r) = attempt(false) {
         return Some(r);
+    }
+    // The other side is often about to act (a producer between two puts, a
+    // holder about to release): spin, then yield, briefly before paying for
+    // a listener and a park, as crossbeam's channels and parking_lot's locks
+    // do (parking_lot_core's SpinWait: 3 short spins, then 7 yields).
+    if deadline.is_none_or(|d| Instant::now() < d) {
+        let mut spin = parking_lot_core::SpinWait::new();
+        while spin.spin() {
+            if let Some(r) = attempt(false) {
+                return Some(r);
+            }
+        }
     }
     loop {
         let listener = event.listen();
@@ -30,7 +157,7 @@ pub(crate) fn block_on_event<R>(
         match deadline {
             None => listener.wait(),
             Some(deadline) => {
-                if listener.wait_deadline(deadline).is_none() {
+                if !listener.wait_deadline(deadline) {
                     return attempt(true);
                 }
             }
@@ -44,7 +171,7 @@ pub(crate) fn block_on_event<R>(
 #[track_caller]
 pub(crate) fn block_on_event_as<R>(
     primitive: crate::deadlock::Primitive,
-    event: &Event,
+    event: &WaitList,
     deadline: Option<Instant>,
     mut attempt: impl FnMut(bool) -> Option<R>,
 ) -> Option<R> {
@@ -80,15 +207,15 @@ pub(crate) use block_on;
 /// Cancel-safe: dropping it drops the listener, and a notification it had
 /// received passes on to another listener.
 pub(crate) struct EventWait<'a, C, R> {
-    event: &'a Event,
-    listener: Option<EventListener>,
+    event: &'a WaitList,
+    listener: Option<Listening<'a>>,
     contended: bool,
     ctx: C,
     attempt: fn(&mut C, bool) -> Option<R>,
 }
 
 impl<'a, C, R> EventWait<'a, C, R> {
-    pub(crate) fn new(event: &'a Event, ctx: C, attempt: fn(&mut C, bool) -> Option<R>) -> Self {
+    pub(crate) fn new(event: &'a WaitList, ctx: C, attempt: fn(&mut C, bool) -> Option<R>) -> Self {
         EventWait {
             event,
             listener: None,

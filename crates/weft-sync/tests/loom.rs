@@ -142,3 +142,34 @@ fn cancel_wakes_a_blocked_waiter() {
         assert!(!c.start());
     });
 }
+
+#[test]
+fn queue_put_and_get_wake_each_other() {
+    loom::model(|| {
+        let q = Arc::new(weft_sync::Queue::bounded(1));
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                q.put(1).unwrap();
+                q.put(2).unwrap(); // waits for the consumer to make room
+            })
+        };
+        assert_eq!(q.get(), Ok(1));
+        assert_eq!(q.get(), Ok(2)); // waits for the producer
+        producer.join().unwrap();
+    });
+}
+
+#[test]
+fn event_set_wakes_a_waiter() {
+    loom::model(|| {
+        let e = Arc::new(weft_sync::Event::new());
+        let setter = {
+            let e = e.clone();
+            thread::spawn(move || e.set())
+        };
+        e.wait();
+        assert!(e.is_set());
+        setter.join().unwrap();
+    });
+}
