@@ -554,7 +554,7 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         } else {
             &[]
         };
-        let mut cargs = vec!["bench", "-p", c.as_str(), "--bench", "*", "--"];
+        let mut cargs = vec!["bench", "-p", c.as_str(), "--benches", "--"];
         cargs.extend(criterion_args);
         Step::new("bench", cargo(), &cargs).run()?;
         // Benches that need a feature (so the main run measures the default
