@@ -142,26 +142,52 @@ struct Row {
     model: &'static str,
     seconds: f64,
     speedup: f64,
+    /// The workload's result (a checksum), the same for every model.
+    answer: u64,
 }
 
-struct Progress {
+/// The measurements so far, and the progress shown on stderr.
+struct Tour {
+    rows: Vec<Row>,
     done: usize,
     total: usize,
 }
 
-impl Progress {
-    /// Runs `f`, timing it, and reports progress on stderr.
-    fn step<T>(&mut self, workload: &str, model: &str, f: impl FnOnce() -> T) -> (T, f64) {
+impl Tour {
+    /// Runs one model of a workload and records its row. The first model of
+    /// each workload is the sequential baseline: the others must give the
+    /// same answer, and their speed-up is measured against it.
+    fn model(
+        &mut self,
+        workload: &'static str,
+        model: &'static str,
+        f: impl FnOnce() -> u64,
+    ) -> u64 {
         self.done += 1;
         eprint!(
             "[{}/{}] {workload:<10} {model:<28} ... ",
             self.done, self.total
         );
         let start = Instant::now();
-        let out = f();
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!("{secs:.2} s");
-        (out, secs)
+        let answer = f();
+        let seconds = start.elapsed().as_secs_f64();
+        eprintln!("{seconds:.2} s");
+        let baseline = self.rows.iter().find(|r| r.workload == workload);
+        if let Some(b) = baseline {
+            assert_eq!(
+                answer, b.answer,
+                "{model} disagrees with {} on the {workload} workload",
+                b.model
+            );
+        }
+        self.rows.push(Row {
+            workload,
+            model,
+            seconds,
+            speedup: baseline.map_or(1.0, |b| b.seconds / seconds),
+            answer,
+        });
+        answer
     }
 }
 
@@ -179,8 +205,11 @@ fn main() {
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut progress = Progress { done: 0, total: 8 };
-    let mut rows = Vec::new();
+    let mut tour = Tour {
+        rows: Vec::new(),
+        done: 0,
+        total: 8,
+    };
 
     // Pools are started before the clock runs; their start-up is reported
     // separately below.
@@ -199,48 +228,28 @@ fn main() {
     let addr = start_server(cfg.latency);
     let requests: Vec<u64> = (1..=cfg.requests).collect();
     let expected: u64 = requests.iter().map(|n| 2 * n).sum();
-    let io_label = "I/O-bound";
-    let (sum, seq_io) = progress.step(io_label, "sequential", || {
+    let io = "I/O-bound";
+    let sum = tour.model(io, "sequential", || {
         requests
             .iter()
             .map(|&n| fetch((addr.to_string(), n)))
             .sum::<u64>()
     });
     assert_eq!(sum, expected);
-    rows.push(Row {
-        workload: io_label,
-        model: "sequential",
-        seconds: seq_io,
-        speedup: 1.0,
-    });
-    let (sum, t) = progress.step(io_label, "threads (weft-pool)", || {
+    tour.model(io, "threads (weft-pool)", || {
         io_threads
             .map(|n| fetch((addr.to_string(), n)), requests.clone(), 1)
             .into_iter()
             .sum::<u64>()
     });
-    assert_eq!(sum, expected);
-    rows.push(Row {
-        workload: io_label,
-        model: "threads (weft-pool)",
-        seconds: t,
-        speedup: seq_io / t,
-    });
-    let (sum, t) = progress.step(io_label, "processes (weft-process)", || {
+    tour.model(io, "processes (weft-process)", || {
         let args = requests.iter().map(|&n| (addr.to_string(), n));
         processes
             .map(fetch, args)
             .map(|r| r.expect("request on a worker"))
             .sum::<u64>()
     });
-    assert_eq!(sum, expected);
-    rows.push(Row {
-        workload: io_label,
-        model: "processes (weft-process)",
-        seconds: t,
-        speedup: seq_io / t,
-    });
-    let (sum, t) = progress.step(io_label, "async (weft-async)", || {
+    tour.model(io, "async (weft-async)", || {
         aio::run(async {
             aio::join_all(requests.iter().map(|&n| fetch_async(addr, n)))
                 .await
@@ -248,53 +257,26 @@ fn main() {
                 .sum::<u64>()
         })
     });
-    assert_eq!(sum, expected);
-    rows.push(Row {
-        workload: io_label,
-        model: "async (weft-async)",
-        seconds: t,
-        speedup: seq_io / t,
-    });
 
     // CPU-bound: all computation, no waiting.
     let parts = chunks(cfg.primes_below, 32);
-    let cpu_label = "CPU-bound";
-    let (primes, seq_cpu) = progress.step(cpu_label, "sequential", || {
+    let cpu = "CPU-bound";
+    let primes = tour.model(cpu, "sequential", || {
         parts.iter().map(|&c| count_primes(c)).sum::<u64>()
     });
-    rows.push(Row {
-        workload: cpu_label,
-        model: "sequential",
-        seconds: seq_cpu,
-        speedup: 1.0,
-    });
-    let (n, t) = progress.step(cpu_label, "threads (weft-pool)", || {
+    tour.model(cpu, "threads (weft-pool)", || {
         cpu_threads
             .map(count_primes, parts.clone(), 1)
             .into_iter()
             .sum::<u64>()
     });
-    assert_eq!(n, primes);
-    rows.push(Row {
-        workload: cpu_label,
-        model: "threads (weft-pool)",
-        seconds: t,
-        speedup: seq_cpu / t,
-    });
-    let (n, t) = progress.step(cpu_label, "processes (weft-process)", || {
+    tour.model(cpu, "processes (weft-process)", || {
         processes
             .map(count_primes, parts.clone())
             .map(|r| r.expect("chunk on a worker"))
             .sum::<u64>()
     });
-    assert_eq!(n, primes);
-    rows.push(Row {
-        workload: cpu_label,
-        model: "processes (weft-process)",
-        seconds: t,
-        speedup: seq_cpu / t,
-    });
-    let (n, t) = progress.step(cpu_label, "async (weft-async)", || {
+    tour.model(cpu, "async (weft-async)", || {
         aio::run(async {
             let tasks = parts.iter().map(|&c| async move {
                 aio::yield_now().await; // tasks interleave, but on one thread
@@ -303,13 +285,7 @@ fn main() {
             aio::join_all(tasks).await.into_iter().sum::<u64>()
         })
     });
-    assert_eq!(n, primes);
-    rows.push(Row {
-        workload: cpu_label,
-        model: "async (weft-async)",
-        seconds: t,
-        speedup: seq_cpu / t,
-    });
+    let rows = tour.rows;
 
     if cfg.json {
         let results: Vec<_> = rows
