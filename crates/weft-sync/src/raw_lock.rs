@@ -59,13 +59,17 @@ impl RawLock {
         }
     }
 
+    /// The uncontended case: free, with no waiter bits set.
+    #[inline]
+    fn lock_fast(&self) -> bool {
+        self.state
+            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     #[inline]
     pub(crate) fn lock(&self) {
-        if self
-            .state
-            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.lock_fast() {
             self.lock_slow(None);
         }
     }
@@ -74,10 +78,7 @@ impl RawLock {
     #[inline]
     #[cfg_attr(feature = "deadlock-detection", allow(dead_code))]
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> bool {
-        self.state
-            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            || self.lock_slow(deadline)
+        self.lock_fast() || self.lock_slow(deadline)
     }
 
     /// [`lock_until`](Self::lock_until) that registers the wait with the
@@ -89,11 +90,7 @@ impl RawLock {
         primitive: crate::deadlock::Primitive,
         site: &'static std::panic::Location<'static>,
     ) -> bool {
-        if self
-            .state
-            .compare_exchange_weak(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.lock_fast() {
             return true;
         }
         let _wait = crate::deadlock::wait_begins(primitive, site);
