@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use concurrent_queue::{ConcurrentQueue, PopError, PushError};
+use crossbeam_utils::CachePadded;
 
 use crate::error::{GetError, PutError, TaskDoneError, Timeout};
 use crate::waiting::{EventWait, WaitList, block_on};
@@ -67,7 +68,10 @@ pub struct Queue<T> {
     not_full: WaitList,
     /// Notified when the unfinished count reaches zero: wakes `join`.
     all_done: WaitList,
-    unfinished: AtomicUsize,
+    /// Written by every put (and `task_done`): on a cache line of its own,
+    /// so that the putter's increments do not evict the fields every get
+    /// reads (the wait lists' counts) from the getter's cache.
+    unfinished: CachePadded<AtomicUsize>,
     shut_down: AtomicBool,
 }
 
@@ -97,7 +101,7 @@ impl<T> Queue<T> {
             not_empty: WaitList::new(),
             not_full: WaitList::new(),
             all_done: WaitList::new(),
-            unfinished: AtomicUsize::new(0),
+            unfinished: CachePadded::new(AtomicUsize::new(0)),
             shut_down: AtomicBool::new(false),
         }
     }
@@ -187,9 +191,9 @@ impl<T> Queue<T> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
         let mut slot = (self, Some(item));
-        block_on!(Queue, &self.not_full, None, |_| Self::try_push_slot(
-            &mut slot
-        ))
+        block_on!(Queue, &self.not_full, peer: &self.not_empty, None, |_| {
+            Self::try_push_slot(&mut slot)
+        })
         .expect("waits without a deadline")
     }
 
@@ -211,7 +215,8 @@ impl<T> Queue<T> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         let mut slot = (self, Some(item));
-        match block_on!(Queue, &self.not_full, deadline_after(timeout), |_| {
+        let deadline = deadline_after(timeout);
+        match block_on!(Queue, &self.not_full, peer: &self.not_empty, deadline, |_| {
             Self::try_push_slot(&mut slot)
         }) {
             Some(done) => done,
@@ -238,8 +243,10 @@ impl<T> Queue<T> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn get(&self) -> Result<T, GetError> {
         let mut q = self;
-        block_on!(Queue, &self.not_empty, None, |_| Self::try_pop_slot(&mut q))
-            .expect("waits without a deadline")
+        block_on!(Queue, &self.not_empty, peer: &self.not_full, None, |_| {
+            Self::try_pop_slot(&mut q)
+        })
+        .expect("waits without a deadline")
     }
 
     /// Removes the front item if there is one now (Python's `get_nowait`).
@@ -259,7 +266,8 @@ impl<T> Queue<T> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         let mut q = self;
-        block_on!(Queue, &self.not_empty, deadline_after(timeout), |_| {
+        let deadline = deadline_after(timeout);
+        block_on!(Queue, &self.not_empty, peer: &self.not_full, deadline, |_| {
             Self::try_pop_slot(&mut q)
         })
         .unwrap_or(Err(GetError::Empty))

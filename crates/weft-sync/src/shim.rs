@@ -10,6 +10,7 @@
 mod imp {
     pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{AtomicUsize, Ordering, fence};
+    pub(crate) use std::thread::yield_now;
 
     use std::time::Instant;
 
@@ -60,6 +61,7 @@ mod imp {
 mod imp {
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering, fence};
+    pub(crate) use loom::thread::yield_now;
 
     use std::time::Instant;
 

@@ -51,6 +51,12 @@ impl WaitList {
         }
     }
 
+    /// Whether any waiter is registered now (a hint: it may change at once).
+    #[inline]
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::Relaxed) > 0
+    }
+
     #[inline]
     fn anyone_waiting(&self) -> bool {
         fence(Ordering::SeqCst);
@@ -127,10 +133,27 @@ impl Drop for Listening<'_> {
     }
 }
 
+/// How many times a waiter yields while its [peer](block_on_event) is
+/// waking up before it parks anyway: a few hundred microseconds at most.
+/// (Once under loom, which explores every interleaving of each attempt.)
+const PEER_YIELDS: u32 = if cfg!(loom) { 1 } else { 200 };
+
 /// Blocks the current thread until `attempt` succeeds, or until `deadline`
 /// (if any) passes, in which case it returns `None` after one last attempt.
+///
+/// `peer`, for the two sides of a bounded channel, is the list the *other*
+/// side waits on (a getter's peer is the putters' list). When a getter
+/// finds the queue empty while a putter is registered on `peer`, that
+/// putter has been (or is about to be) woken and will put soon; parking now
+/// would only make the putter, once it has filled the queue, wake this
+/// getter in turn. On a machine whose wake-ups take tens of microseconds (a
+/// VM's cross-CPU futex wake), that convoy of parks is what a two-thread
+/// producer/consumer settles into, at about 1 µs an item. So the waiter
+/// keeps yielding, a bounded number of times, while the peer list is
+/// non-empty, and parks only if the peer stays away.
 pub(crate) fn block_on_event<R>(
     event: &WaitList,
+    peer: Option<&WaitList>,
     deadline: Option<Instant>,
     mut attempt: impl FnMut(bool) -> Option<R>,
 ) -> Option<R> {
@@ -146,6 +169,19 @@ pub(crate) fn block_on_event<R>(
         while spin.spin() {
             if let Some(r) = attempt(false) {
                 return Some(r);
+            }
+        }
+        if let Some(peer) = peer {
+            let mut yields = 0;
+            while yields < PEER_YIELDS
+                && peer.has_waiters()
+                && deadline.is_none_or(|d| Instant::now() < d)
+            {
+                crate::shim::yield_now();
+                yields += 1;
+                if let Some(r) = attempt(false) {
+                    return Some(r);
+                }
             }
         }
     }
@@ -172,6 +208,7 @@ pub(crate) fn block_on_event<R>(
 pub(crate) fn block_on_event_as<R>(
     primitive: crate::deadlock::Primitive,
     event: &WaitList,
+    peer: Option<&WaitList>,
     deadline: Option<Instant>,
     mut attempt: impl FnMut(bool) -> Option<R>,
 ) -> Option<R> {
@@ -179,23 +216,34 @@ pub(crate) fn block_on_event_as<R>(
         return Some(r);
     }
     let _wait = crate::deadlock::wait_begins(primitive, std::panic::Location::caller());
-    block_on_event(event, deadline, attempt)
+    block_on_event(event, peer, deadline, attempt)
 }
 
-/// `block_on!(Primitive, event, deadline, attempt)`: [`block_on_event`],
-/// registered with the watchdog as a wait on `Primitive` when the
-/// `deadlock-detection` feature is on (the calling function should then be
-/// `#[track_caller]`, so the wait's site is the user's call).
+/// `block_on!(Primitive, event, [peer: list,] deadline, attempt)`:
+/// [`block_on_event`], registered with the watchdog as a wait on
+/// `Primitive` when the `deadlock-detection` feature is on (the calling
+/// function should then be `#[track_caller]`, so the wait's site is the
+/// user's call).
 #[cfg(feature = "deadlock-detection")]
 macro_rules! block_on {
-    ($primitive:ident, $($arg:expr),+ $(,)?) => {
-        $crate::waiting::block_on_event_as($crate::deadlock::Primitive::$primitive, $($arg),+)
+    ($primitive:ident, $event:expr, peer: $peer:expr, $($arg:expr),+ $(,)?) => {
+        $crate::waiting::block_on_event_as(
+            $crate::deadlock::Primitive::$primitive, $event, Some($peer), $($arg),+
+        )
+    };
+    ($primitive:ident, $event:expr, $($arg:expr),+ $(,)?) => {
+        $crate::waiting::block_on_event_as(
+            $crate::deadlock::Primitive::$primitive, $event, None, $($arg),+
+        )
     };
 }
 #[cfg(not(feature = "deadlock-detection"))]
 macro_rules! block_on {
-    ($primitive:ident, $($arg:expr),+ $(,)?) => {
-        $crate::waiting::block_on_event($($arg),+)
+    ($primitive:ident, $event:expr, peer: $peer:expr, $($arg:expr),+ $(,)?) => {
+        $crate::waiting::block_on_event($event, Some($peer), $($arg),+)
+    };
+    ($primitive:ident, $event:expr, $($arg:expr),+ $(,)?) => {
+        $crate::waiting::block_on_event($event, None, $($arg),+)
     };
 }
 pub(crate) use block_on;

@@ -104,6 +104,41 @@ fn async_put_waits_for_room() {
     });
 }
 
+/// A blocked getter keeps yielding, rather than parking, while a putter is
+/// registered on the other side (it is usually about to put). A putter that
+/// registered and then stalls (an async put nobody polls any more) must not
+/// turn that into a busy wait that misses its deadline or its wake-up.
+#[test]
+fn stalled_putter_neither_delays_a_timeout_nor_strands_a_getter() {
+    deadline(10, || {
+        let q = Arc::new(Queue::bounded(1));
+        q.put(1).unwrap();
+        let mut stalled = Box::pin(q.put_async(2));
+        assert!(block_on(poll_once(&mut stalled)).is_none()); // registered, full
+        assert_eq!(q.get(), Ok(1)); // notifies the stalled putter, which never runs
+
+        let start = Instant::now();
+        assert_eq!(
+            q.get_timeout(Duration::from_millis(50)),
+            Err(GetError::Empty)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(50));
+
+        let getter = {
+            let q = q.clone();
+            thread::spawn(move || q.get())
+        };
+        settle();
+        assert!(!getter.is_finished(), "nothing was put yet");
+        q.try_put(3).unwrap();
+        assert_eq!(getter.join().unwrap(), Ok(3));
+
+        // The stalled put still completes when polled again.
+        assert_eq!(block_on(stalled), Ok(()));
+        assert_eq!(q.get(), Ok(2));
+    });
+}
+
 #[test]
 fn dropped_get_future_loses_no_item() {
     let q = Queue::unbounded();
