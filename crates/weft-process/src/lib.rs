@@ -1,9 +1,9 @@
 //! weft-process: Python's `multiprocessing.Pool` and
 //! `concurrent.futures.ProcessPoolExecutor`, without their failure modes.
 //!
-//! Workers are the current executable re-run in worker mode and connected
-//! over [`ipc-channel`](ipc_channel); arguments and results are `serde`
-//! values; large byte payloads travel through shared memory. A worker that
+//! Workers are the current executable re-run in worker mode, each connected
+//! to the pool by its own Unix socket pair; arguments and results are
+//! `serde` values; large byte payloads travel through shared memory. A worker that
 //! segfaults, aborts, exits or is killed fails only the task it was running,
 //! is replaced, and the pool goes on (Python raises `BrokenProcessPool` and
 //! the whole pool is lost); a task can be given a timeout, past which its
@@ -98,27 +98,50 @@
 //!   on every platform they exit when their channel to the parent closes),
 //!   are always reaped (no zombies), and no file descriptor outlives the
 //!   pool.
-//! - Only the processes the pool started can join it: each worker receives
-//!   a 256-bit secret on its stdin and must present it in its first
-//!   message, before any task is sent; the connecting pid and the table of
-//!   registered functions must match too, so a worker binary that is not
-//!   this build is refused with a clear error.
-//! - Nothing a worker sends can panic, hang or exhaust the parent: messages
-//!   from workers are checked (size, single fragment) before ipc-channel
-//!   reads them, so it never allocates what a worker announces nor waits
-//!   for fragments that never come; ipc-channel panics while decoding are
-//!   caught; decoding errors fail the task; result payloads are capped by
-//!   [`ProcessPoolBuilder::max_result_bytes`]; and shared memory from a
-//!   worker is copied with `process_vm_readv`, so a worker that truncates
-//!   it under the parent causes an error, not a SIGBUS. A worker that breaks
-//!   the protocol is killed and replaced.
+//! - Only the processes the pool started can join it: each worker's channel
+//!   is a `SOCK_SEQPACKET` socket pair whose other end only that child
+//!   inherits (as its stdin, which the worker then points at `/dev/null`),
+//!   and the worker must echo the 256-bit secret of the pool's first
+//!   message, before any task is sent; its pid and its table of registered
+//!   functions must match too, so a worker binary that is not this build is
+//!   refused with a clear error.
+//! - Nothing a worker sends can panic, hang or exhaust the parent: each
+//!   message, the handshake included, is read whole by one `recvmsg` into
+//!   a buffer of fixed size (68 KiB) with a deadline where one applies; a
+//!   longer message, one with more than two file descriptors (the excess
+//!   are closed) or one that does not decode fails the task with a clear
+//!   error and the worker is killed and replaced. Result payloads are
+//!   capped by [`ProcessPoolBuilder::max_result_bytes`] before anything is
+//!   allocated for them, and shared memory from a worker is accepted only
+//!   as a memfd sealed against shrinking, so reading it can never fault. A
+//!   worker that stops reading its channel cannot block the parent either:
+//!   a send to it gives up after 5 s and the worker is replaced.
 //! - Payloads above 32 KiB (arguments, results, or a whole `map` chunk)
-//!   travel as one shared-memory region; a `Vec<u8>` argument or result is
-//!   copied as is, not serialized byte by byte.
+//!   never travel inside messages. Arguments go through shared memory: the
+//!   pool keeps one sealed memfd region per worker, mapped in both
+//!   processes and reused while its pages are warm (a 64 MiB payload then
+//!   costs one `memcpy` into it, not 16,384 page faults); while it is in use
+//!   (two jobs in flight), a payload gets a memfd of its own. Results are
+//!   read by the parent straight from the worker's buffer with
+//!   `process_vm_readv` (one copy; the worker keeps the buffer until the
+//!   parent releases it) where the parent may read its workers' memory,
+//!   which it checks at start-up; elsewhere they come back through shared
+//!   memory the same way. A bad address from a worker is an error, never a
+//!   fault. A `Vec<u8>` argument or result is copied as is, not serialized
+//!   byte by byte, and a worker keeps its last large buffer (up to 256 MiB)
+//!   for the next large argument, so an idle worker may hold about three
+//!   times its largest payload until it is replaced or the pool is dropped.
+//! - Platforms: the channel and the shared memory are built and tested on
+//!   Linux (`SOCK_SEQPACKET` Unix sockets, sealed `memfd`s,
+//!   `process_vm_readv`). Elsewhere (untested) a system without
+//!   `SOCK_SEQPACKET` Unix sockets cannot build a pool (the error says
+//!   why), and one without `memfd_create` fails tasks whose payloads
+//!   exceed 32 KiB.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg(unix)]
 
+mod link;
 mod pool;
 mod registry;
 mod supervisor;
@@ -145,63 +168,61 @@ pub mod __private {
 /// None may panic or hang, whatever the input.
 #[doc(hidden)]
 pub mod __fuzz {
-    use std::os::fd::RawFd;
-    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
     use std::time::{Duration, Instant};
 
-    use ipc_channel::ipc::{IpcReceiver, IpcSender};
+    use crate::link::{Link, Received};
+    use crate::supervisor::{check_reply, take_reply};
+    use crate::wire::FromWorker;
 
-    use crate::supervisor::{Recv, check_reply, closed_or_bad};
-    use crate::sys::{self, Frame};
-    use crate::wire::{Blob, Bytes, FromWorker, MAX_FRAME};
-
-    /// A worker-to-parent channel, as the pool creates one for each worker.
+    /// A pool–worker channel: the parent's end, as the pool holds it, and
+    /// the worker's end to write raw packets on.
     #[derive(Debug)]
     pub struct Channel {
-        tx: IpcSender<FromWorker>,
-        rx: IpcReceiver<FromWorker>,
+        parent: Link,
+        buf: Vec<u8>,
+        worker: OwnedFd,
     }
 
     impl Channel {
         /// A fresh channel.
         pub fn new() -> std::io::Result<Channel> {
-            let (tx, rx) = ipc_channel::ipc::channel()?;
-            Ok(Channel { tx, rx })
+            let (parent, worker) = crate::sys::socketpair()?;
+            Ok(Channel {
+                parent: Link::new(parent),
+                buf: Vec::new(),
+                worker,
+            })
         }
 
-        /// The worker end's socket, to write raw packets on (from the
-        /// `Debug` output, as `sys::receiver_fd` does for the other end).
-        pub fn sender_fd(&self) -> Option<RawFd> {
-            let text = format!("{:?}", self.tx);
-            let start = text.find("SharedFileDescriptor(")? + "SharedFileDescriptor(".len();
-            let rest = &text[start..];
-            rest[..rest.find(')')?].parse().ok()
+        /// The worker end's socket (a `SOCK_SEQPACKET` socket: one write is
+        /// one message).
+        pub fn sender_fd(&self) -> RawFd {
+            self.worker.as_raw_fd()
         }
 
-        /// Receives the next message as the pool does (`Worker::recv`: frame
-        /// check, then ipc-channel's decoding with its panics caught), and,
-        /// for a job's reply, checks and decodes it as [`reply`] does.
-        pub fn receive(&self, wait: Duration) -> Result<String, String> {
-            let fd = sys::receiver_fd(&self.rx).ok_or("the receiver's fd is unknown")?;
-            let recv = match sys::wait_frame(fd, Some(Instant::now() + wait), MAX_FRAME) {
-                Frame::Ready => match catch_unwind(AssertUnwindSafe(|| self.rx.recv())) {
-                    Ok(Ok(msg)) => Recv::Msg(msg),
-                    Ok(Err(e)) => closed_or_bad(e),
-                    Err(_) => Recv::Bad("ipc-channel panicked while reading".into()),
-                },
-                Frame::TimedOut => Recv::TimedOut,
-                Frame::Closed => Recv::Closed,
-                Frame::Refused(why) => Recv::Bad(why),
-            };
-            match recv {
-                Recv::Msg(FromWorker::Done { job, status, data }) => {
-                    decode_reply((job % 8) as usize, 1 << 20, status, data)
-                        .map(|n| format!("a reply with {n} results"))
+        /// Receives the next message as the pool does (bounded receive,
+        /// decoding), and, for a job's reply, checks it and copies its
+        /// payload out as the pool does for a job of eight arguments and
+        /// a `max_result_bytes` of 1 MiB, then decodes the results as
+        /// [`reply`] does.
+        pub fn receive(&mut self, wait: Duration) -> Result<String, String> {
+            let deadline = Some(Instant::now() + wait);
+            match self.parent.recv::<FromWorker<'_>>(&mut self.buf, deadline) {
+                Received::Msg(FromWorker::Done { job, status, data }) => {
+                    let results =
+                        take_reply(&mut self.parent, job, 1 << 20, 8, status, data, Vec::new())
+                            .map_err(|(why, _)| why)?;
+                    decode_items(&results.status, &results.data);
+                    Ok(format!("a reply with {} results", results.status.len()))
                 }
-                Recv::Msg(other) => Ok(format!("{other:?}")),
-                Recv::Bad(why) => Err(why),
-                Recv::TimedOut => Err("timed out".into()),
-                Recv::Closed => Err("closed".into()),
+                Received::Msg(other) => {
+                    self.parent.no_spare_fds()?;
+                    Ok(format!("{other:?}"))
+                }
+                Received::Bad(why) => Err(why),
+                Received::TimedOut => Err("timed out".into()),
+                Received::Closed => Err("closed".into()),
             }
         }
     }
@@ -211,21 +232,17 @@ pub mod __fuzz {
     /// then decodes every item's result as a `u64`, a `String` and a
     /// `Vec<u8>`. Returns the number of results.
     pub fn reply(count: usize, max: usize, status: &[u8], data: &[u8]) -> Result<usize, String> {
-        decode_reply(
-            count,
-            max,
-            Blob::Inline(Bytes(status.to_vec())),
-            Blob::Inline(Bytes(data.to_vec())),
-        )
+        let status = check_reply(max, count, status, data.len() as u64).map_err(|(why, _)| why)?;
+        decode_items(&status, data);
+        Ok(status.len())
     }
 
-    fn decode_reply(count: usize, max: usize, status: Blob, data: Blob) -> Result<usize, String> {
-        let results = check_reply(max, count, status, data).map_err(|(why, _)| why)?;
+    fn decode_items(status: &[crate::wire::ItemOut], data: &[u8]) {
         let mut start = 0usize;
-        for s in &results.status {
+        for s in status {
             if let crate::wire::ItemOut::Ok(end) = s {
                 let end = *end as usize;
-                let bytes = results.data.get(start..end).unwrap_or_default();
+                let bytes = data.get(start..end).unwrap_or_default();
                 start = end;
                 let _ = crate::registry::decode::<u64>(bytes);
                 let _ = crate::registry::decode::<String>(bytes);
@@ -233,6 +250,92 @@ pub mod __fuzz {
                 let _ = crate::registry::decode::<(u64, Option<String>)>(bytes);
             }
         }
-        Ok(results.status.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use crate::__fuzz::Channel;
+    use crate::sys;
+    use crate::wire::{Blob, FromWorker, ItemOut, Raw, encode_to};
+
+    fn encode(msg: &FromWorker<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_to(msg, &mut out).unwrap();
+        out
+    }
+
+    fn status_of(items: usize) -> Vec<u8> {
+        postcard::to_stdvec(&vec![ItemOut::Ok(0); items]).unwrap()
+    }
+
+    /// What the parent concludes from one packet with these descriptors.
+    fn receive(packet: &[u8], fds: &[std::os::fd::RawFd]) -> Result<String, String> {
+        let mut channel = Channel::new().unwrap();
+        sys::send_msg(channel.sender_fd(), packet, fds).unwrap();
+        channel.receive(Duration::from_secs(5))
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn malformed_messages_from_a_worker_are_refused_never_trusted() {
+        let status = status_of(8);
+        let done = |data: Blob<'static>, status: &'static [u8]| {
+            encode(&FromWorker::Done {
+                job: 1,
+                status: Blob::Inline(Raw(status)),
+                data,
+            })
+        };
+        let status: &'static [u8] = Box::leak(status.into_boxed_slice());
+        // A valid reply (8 empty results) is accepted.
+        assert!(receive(&done(Blob::Inline(Raw(&[])), status), &[]).is_ok());
+        // Garbage, and a valid reply with a byte missing.
+        assert!(receive(&[0xff; 40], &[]).is_err());
+        let valid = done(Blob::Inline(Raw(&[])), status);
+        assert!(receive(&valid[..valid.len() - 1], &[]).is_err());
+        // A region that was never sent.
+        let e = receive(&done(Blob::Region { len: 1 << 20 }, status), &[]).unwrap_err();
+        assert!(e.contains("region"), "{e}");
+        // Shared memory announced but no descriptor, or a descriptor no
+        // payload uses.
+        let e = receive(&done(Blob::OneShot { len: 100_000 }, status), &[]).unwrap_err();
+        assert!(e.contains("descriptor"), "{e}");
+        let shm = sys::memfd_with(&[0; 100_000]).unwrap();
+        let e = receive(&valid, &[shm.as_raw_fd()]).unwrap_err();
+        assert!(e.contains("descriptors"), "{e}");
+        // A payload over max_result_bytes (1 MiB here) is refused before it
+        // is read; one longer than its memfd, or in a descriptor that is not
+        // a sealed memfd, is refused too.
+        let big = done(Blob::OneShot { len: 2 << 20 }, status);
+        let e = receive(&big, &[shm.as_raw_fd()]).unwrap_err();
+        assert!(e.contains("max_result_bytes"), "{e}");
+        let long = done(Blob::OneShot { len: 200_000 }, status);
+        assert!(receive(&long, &[shm.as_raw_fd()]).is_err());
+        let file = std::fs::File::open("/dev/zero").unwrap();
+        let not_memfd = done(Blob::NewRegion { len: 100_000 }, status);
+        assert!(receive(&not_memfd, &[file.as_raw_fd()]).is_err());
+        // The same payload in a proper memfd is read.
+        let ok = done(Blob::OneShot { len: 100_000 }, status);
+        assert!(receive(&ok, &[shm.as_raw_fd()]).is_ok());
+        // A status list that does not match the job, or offsets past the
+        // data.
+        let short: &'static [u8] = Box::leak(status_of(3).into_boxed_slice());
+        assert!(receive(&done(Blob::Inline(Raw(&[])), short), &[]).is_err());
+        let past: &'static [u8] = Box::leak(
+            postcard::to_stdvec(&vec![ItemOut::Ok(9); 8])
+                .unwrap()
+                .into_boxed_slice(),
+        );
+        assert!(receive(&done(Blob::Inline(Raw(&[1])), past), &[]).is_err());
+        // Nothing at all within the deadline: a timeout, not a hang.
+        let mut silent = Channel::new().unwrap();
+        assert_eq!(
+            silent.receive(Duration::from_millis(20)).unwrap_err(),
+            "timed out"
+        );
     }
 }

@@ -16,9 +16,11 @@ use serde::de::DeserializeOwned;
 use weft_sync::{Completer, TaskError, TaskHandle};
 
 use crate::registry::{self, decode, decode_owned, encode_into};
-use crate::supervisor::{Job, Loss, Recv, Worker, check_reply, reap, supervise};
+use crate::supervisor::{
+    Job, Loss, Recv, SendError, Worker, reap, recv_from, supervise, take_reply,
+};
 use crate::sys;
-use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, ToWorker};
+use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, Raw, Status};
 
 /// Why a pool could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -464,7 +466,7 @@ impl ProcessPool {
                 message: registry::unregistered_message::<F>(),
             });
         };
-        let mut args = Vec::new();
+        let mut args = registry::small_buffer();
         if let Err(e) = encode_into(arg, &mut args) {
             return Err(TaskError::Serialization {
                 message: format!("the argument could not be serialized: {e}"),
@@ -479,8 +481,8 @@ impl ProcessPool {
             if parked.is_none() {
                 continue;
             }
-            match self.direct(slot, &mut parked, entry.name, &args) {
-                Some(outcome) => return outcome.and_then(single_result),
+            match self.direct::<R>(slot, &mut parked, entry.name, &mut args) {
+                Some(outcome) => return outcome,
                 // The worker had died before it got the task: queue it.
                 None => break,
             }
@@ -503,48 +505,57 @@ impl ProcessPool {
     /// Runs a one-argument job on the parked worker of `slot`, from the
     /// calling thread. `None` if the task could not be sent (the worker is
     /// then dropped, and the caller queues the task instead).
-    fn direct(
+    fn direct<R: DeserializeOwned + 'static>(
         &self,
         slot: usize,
         parked: &mut Option<Worker>,
         func: &str,
-        args: &[u8],
-    ) -> Option<Result<Results, TaskError>> {
+        args: &mut Vec<u8>,
+    ) -> Option<Result<R, TaskError>> {
         let w = parked.as_mut()?;
         let job = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
-        let msg = ToWorker::Run {
-            job,
-            func: func.to_owned(),
-            ends: Blob::new(postcard::to_stdvec(&[args.len() as u64][..]).unwrap_or_default()),
-            args: Blob::from_slice(args),
-        };
         let timeout = self.inner.config.task_timeout;
-        let loss = if w.tasks.send(msg).is_err() {
-            None
-        } else {
-            w.sent += 1;
-            let deadline = timeout.map(|t| Instant::now() + t);
-            match w.recv(deadline) {
-                Recv::Msg(FromWorker::Done {
-                    job: id,
-                    status,
-                    data,
-                }) if id == job => {
-                    let max = self.inner.config.max_result_bytes;
-                    match check_reply(max, 1, status, data) {
-                        Ok(results) => return Some(Ok(results)),
-                        Err((message, false)) => {
-                            return Some(Err(TaskError::Serialization { message }));
+        let loss = match w.send_run(job, func, &[args.len() as u64], args) {
+            Err(SendError::Payload(message)) => {
+                return Some(Err(TaskError::Serialization { message }));
+            }
+            Err(SendError::Channel) => None,
+            Ok(()) => {
+                let deadline = timeout.map(|t| Instant::now() + t);
+                match recv_from(&mut w.link, &mut w.rbuf, deadline) {
+                    Recv::Msg(FromWorker::Done {
+                        job: id,
+                        status,
+                        data,
+                    }) if id == job => {
+                        let max = self.inner.config.max_result_bytes;
+                        // The usual reply to a small task (one result, in
+                        // the message): decoded where it was received.
+                        if let Some(bytes) = inline_single(&status, &data, max)
+                            && !w.link.has_fds()
+                        {
+                            w.link.release(job);
+                            registry::recycle(std::mem::take(args));
+                            return Some(decode_result(bytes));
                         }
-                        Err((message, true)) => Some(Loss::Bad(message)),
+                        // The arguments are no longer needed: the result
+                        // may reuse their buffer.
+                        let spare = std::mem::take(args);
+                        match take_reply(&mut w.link, job, max, 1, status, data, spare) {
+                            Ok(results) => return Some(single_result(results)),
+                            Err((message, false)) => {
+                                return Some(Err(TaskError::Serialization { message }));
+                            }
+                            Err((message, true)) => Some(Loss::Bad(message)),
+                        }
                     }
+                    Recv::Msg(_) => Some(Loss::Bad(
+                        "the worker broke the protocol: it sent an unexpected message".into(),
+                    )),
+                    Recv::TimedOut => Some(Loss::TimedOut),
+                    Recv::Closed => Some(Loss::Died),
+                    Recv::Bad(why) => Some(Loss::Bad(why)),
                 }
-                Recv::Msg(_) => Some(Loss::Bad(
-                    "the worker broke the protocol: it sent an unexpected message".into(),
-                )),
-                Recv::TimedOut => Some(Loss::TimedOut),
-                Recv::Closed => Some(Loss::Died),
-                Recv::Bad(why) => Some(Loss::Bad(why)),
             }
         };
         // The worker is lost: reap it here; its supervisor starts a new one
@@ -726,7 +737,7 @@ impl ProcessPool {
             }
             if ends.is_empty() {
                 sink.finish(Ok(Results {
-                    status: Vec::new(),
+                    status: Status::Many(Vec::new()),
                     data: Vec::new(),
                 }));
                 continue;
@@ -885,7 +896,7 @@ impl<R> Drop for MapResults<R> {
 
 /// A job's per-item results, as decoded from a worker's reply.
 pub(crate) struct Results {
-    pub(crate) status: Vec<ItemOut>,
+    pub(crate) status: Status,
     pub(crate) data: Vec<u8>,
 }
 
@@ -934,6 +945,22 @@ impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
     }
 }
 
+/// The result bytes of a reply that holds one successful result of at
+/// most `max` bytes, inline: what `check_reply` would accept, checked here
+/// without decoding the status list.
+fn inline_single<'a>(status: &Blob<'_>, data: &Blob<'a>, max: usize) -> Option<&'a [u8]> {
+    let (Blob::Inline(Raw(status)), Blob::Inline(Raw(data))) = (status, data) else {
+        return None;
+    };
+    let [1, 0, rest @ ..] = status else {
+        return None;
+    };
+    let (end, []) = postcard::take_from_bytes::<u64>(rest).ok()? else {
+        return None;
+    };
+    (end == data.len() as u64 && data.len() <= max).then_some(*data)
+}
+
 /// The value of a one-argument job's results.
 fn single_result<R: DeserializeOwned + 'static>(results: Results) -> Result<R, TaskError> {
     if let [ItemOut::Ok(end)] = results.status[..]
@@ -941,7 +968,11 @@ fn single_result<R: DeserializeOwned + 'static>(results: Results) -> Result<R, T
     {
         // The usual case: move the buffer (a `Vec<u8>` result is not copied
         // again).
-        return decode_owned(results.data).map_err(|e| TaskError::Serialization {
+        let (value, leftover) = decode_owned(results.data);
+        if let Some(buf) = leftover {
+            registry::recycle(buf);
+        }
+        return value.map_err(|e| TaskError::Serialization {
             message: format!("the result could not be deserialized: {e}"),
         });
     }
@@ -1017,5 +1048,37 @@ impl<R> Drop for ChunkSink<R> {
             let out = (0..self.count).map(|_| Err(TaskError::Abandoned)).collect();
             let _ = tx.send((self.index, out));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_inline_short_cut_accepts_only_what_check_reply_accepts() {
+        let one = |end: u64| postcard::to_stdvec(&vec![ItemOut::Ok(end)]).unwrap();
+        let data = [7u8, 8, 9];
+        let status = one(3);
+        let inline = |b: &'static [u8]| Blob::Inline(Raw(b));
+        let status: &'static [u8] = Box::leak(status.into_boxed_slice());
+        let data: &'static [u8] = Box::leak(Box::new(data));
+        assert_eq!(inline_single(&inline(status), &inline(data), 3), Some(data));
+        // Over max_result_bytes, an end that is not the data's length, a
+        // status that is not one success, a payload out of the message.
+        assert_eq!(inline_single(&inline(status), &inline(data), 2), None);
+        let short: &'static [u8] = Box::leak(one(2).into_boxed_slice());
+        assert_eq!(inline_single(&inline(short), &inline(data), 3), None);
+        let two: &'static [u8] = Box::leak(
+            postcard::to_stdvec(&vec![ItemOut::Ok(1), ItemOut::Ok(3)])
+                .unwrap()
+                .into_boxed_slice(),
+        );
+        assert_eq!(inline_single(&inline(two), &inline(data), 3), None);
+        assert_eq!(
+            inline_single(&inline(status), &Blob::OneShot { len: 3 }, 3),
+            None
+        );
+        assert!(crate::supervisor::check_reply(3, 1, status, 3).is_ok());
     }
 }

@@ -8,7 +8,9 @@
 //! a code address.
 
 use std::any::{Any, TypeId, type_name};
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
@@ -45,12 +47,22 @@ pub struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(args: &'a [u8], ends: &'a [u64]) -> Batch<'a> {
+    /// A batch whose results go to `status` and `out` (cleared), buffers
+    /// that the worker reuses from job to job.
+    pub(crate) fn new(
+        args: &'a [u8],
+        ends: &'a [u64],
+        mut status: Vec<ItemOut>,
+        mut out: Vec<u8>,
+    ) -> Batch<'a> {
+        status.clear();
+        status.reserve(ends.len());
+        out.clear();
         Batch {
             args,
             ends,
-            out: Vec::new(),
-            status: Vec::with_capacity(ends.len()),
+            out,
+            status,
         }
     }
 }
@@ -158,7 +170,7 @@ pub(crate) fn encode_into<T: Serialize + 'static>(
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, String> {
     let mut slot: Option<T> = None;
     if let Some(s) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
-        let mut v = crate::sys::byte_buffer(bytes.len());
+        let mut v = crate::worker::buffer_for(bytes.len());
         v.extend_from_slice(bytes);
         *s = Some(v);
         return slot.ok_or_else(|| "internal: no value".to_string());
@@ -166,23 +178,72 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, S
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
-/// [`decode`] from an owned buffer: a `Vec<u8>` is moved, not copied.
-pub(crate) fn decode_owned<T: DeserializeOwned + 'static>(bytes: Vec<u8>) -> Result<T, String> {
+/// [`decode`] from an owned buffer: a `Vec<u8>` is moved, not copied;
+/// for any other type the buffer is handed back (to be reused).
+pub(crate) fn decode_owned<T: DeserializeOwned + 'static>(
+    bytes: Vec<u8>,
+) -> (Result<T, String>, Option<Vec<u8>>) {
     let mut slot: Option<T> = None;
     if let Some(s) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Vec<u8>>>() {
         *s = Some(bytes);
-        return slot.ok_or_else(|| "internal: no value".to_string());
+        return (slot.ok_or_else(|| "internal: no value".to_string()), None);
     }
-    postcard::from_bytes(&bytes).map_err(|e| e.to_string())
+    let value = postcard::from_bytes(&bytes).map_err(|e| e.to_string());
+    (value, Some(bytes))
 }
 
-fn by_type() -> &'static HashMap<TypeId, &'static Entry> {
-    static MAP: OnceLock<HashMap<TypeId, &'static Entry>> = OnceLock::new();
+/// A small buffer for encoding a task's argument, reused by each thread
+/// from task to task (see [`recycle`]).
+pub(crate) fn small_buffer() -> Vec<u8> {
+    SMALL.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Gives a buffer back for [`small_buffer`] if it is small.
+pub(crate) fn recycle(mut buf: Vec<u8>) {
+    if buf.capacity() > 0 && buf.capacity() <= crate::wire::INLINE_MAX {
+        buf.clear();
+        let _ = SMALL.try_with(|c| c.set(buf));
+    }
+}
+
+thread_local! {
+    static SMALL: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// FNV-1a: the tables are small and fixed, and their keys come from this
+/// build only, so a fast hash is enough (SipHash would cost a visible part
+/// of a tiny task's round trip).
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+fn by_type() -> &'static FnvMap<TypeId, &'static Entry> {
+    static MAP: OnceLock<FnvMap<TypeId, &'static Entry>> = OnceLock::new();
     MAP.get_or_init(|| REGISTRY.iter().map(|e| ((e.type_id)(), e)).collect())
 }
 
-fn by_name() -> &'static HashMap<&'static str, &'static Entry> {
-    static MAP: OnceLock<HashMap<&'static str, &'static Entry>> = OnceLock::new();
+fn by_name() -> &'static FnvMap<&'static str, &'static Entry> {
+    static MAP: OnceLock<FnvMap<&'static str, &'static Entry>> = OnceLock::new();
     MAP.get_or_init(|| REGISTRY.iter().map(|e| (e.name, e)).collect())
 }
 
@@ -214,6 +275,59 @@ pub(crate) fn fingerprint() -> u64 {
         }
         h
     })
+}
+
+/// Appends the encoding of a job's argument end offsets to `out` (the
+/// same bytes as `postcard` writes for a `Vec<u64>`: a varint count, then
+/// one varint per offset), without an intermediate allocation.
+pub(crate) fn encode_ends(ends: &[u64], out: &mut Vec<u8>) {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    varint(ends.len() as u64, out);
+    for &e in ends {
+        varint(e, out);
+    }
+}
+
+/// Decodes what [`encode_ends`] wrote into `out` (cleared first), which
+/// the worker reuses from job to job.
+pub(crate) fn decode_ends(bytes: &[u8], out: &mut Vec<u64>) -> Result<(), String> {
+    fn varint(bytes: &mut &[u8]) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = bytes
+                .split_first()
+                .ok_or("the job's offsets are truncated")?;
+            *bytes = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("the job's offsets are malformed".into())
+    }
+    out.clear();
+    let mut bytes = bytes;
+    let count = varint(&mut bytes)?;
+    // Each offset takes at least one byte: never reserve more than that.
+    out.reserve(
+        usize::try_from(count)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len()),
+    );
+    for _ in 0..count {
+        out.push(varint(&mut bytes)?);
+    }
+    if bytes.is_empty() {
+        Ok(())
+    } else {
+        Err("the job's offsets have trailing bytes".into())
+    }
 }
 
 /// The error message for a function that was not registered.
@@ -274,6 +388,20 @@ mod tests {
         encode_into(vec![4u8], &mut out).unwrap();
         assert_eq!(out, vec![1, 2, 3, 4]);
         assert_eq!(decode::<Vec<u8>>(&out).unwrap(), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn ends_are_encoded_as_postcard_does() {
+        let ends = [0u64, 1, 127, 128, 300, u64::MAX];
+        let mut enc = Vec::new();
+        encode_ends(&ends, &mut enc);
+        assert_eq!(enc, postcard::to_stdvec(&ends[..]).unwrap());
+        let mut back = vec![9];
+        decode_ends(&enc, &mut back).unwrap();
+        assert_eq!(back, ends);
+        assert!(decode_ends(&enc[..enc.len() - 1], &mut back).is_err());
+        assert!(decode_ends(&[1, 0, 0], &mut back).is_err());
+        assert!(decode_ends(&[0xff; 12], &mut back).is_err());
     }
 
     #[test]

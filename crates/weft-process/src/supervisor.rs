@@ -10,10 +10,8 @@
 //! direct path.
 
 use std::collections::VecDeque;
-use std::io::Write;
-use std::os::fd::RawFd;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
@@ -21,18 +19,21 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{TryRecvError, select};
-use ipc_channel::IpcError;
-use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use weft_sync::{TaskError, WorkerExit};
 
+use crate::link::{Link, Received};
 use crate::pool::{Error, Inner, Results, Sink, lock};
 use crate::registry;
-use crate::sys::{self, Frame};
-use crate::wire::{Blob, FromWorker, ItemOut, MAX_FRAME, PROTOCOL, ToWorker};
-use crate::worker::{ENV_WORKER, to_hex};
+use crate::sys;
+use crate::wire::{Blob, FromWorker, ItemOut, PROTOCOL, Raw, Status, ToWorker, fast};
+use crate::worker::ENV_WORKER;
 
 /// Jobs a worker may hold at once: the one it runs and the next one.
 const PIPELINE: usize = 2;
+
+/// How long a send to a worker may wait for room in its channel before the
+/// worker is taken as lost (see `sys::set_send_timeout`).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A unit of work: one task, or one chunk of a `map`.
 pub(crate) struct Job {
@@ -57,81 +58,137 @@ pub(crate) struct InFlight {
     since: Option<Instant>,
 }
 
-/// A live worker process and its channels.
+/// A live worker process and its channel.
 pub(crate) struct Worker {
     pub(crate) child: Child,
-    pub(crate) tasks: IpcSender<ToWorker>,
-    pub(crate) results: IpcReceiver<FromWorker>,
-    pub(crate) fd: Option<RawFd>,
+    pub(crate) link: Link,
+    /// Where messages from the worker are received (reused).
+    pub(crate) rbuf: Vec<u8>,
+    /// Where a job's offsets are encoded (reused).
+    scratch: Vec<u8>,
     pub(crate) sent: u64,
 }
 
-pub(crate) enum Recv {
-    Msg(FromWorker),
+pub(crate) enum Recv<'a> {
+    Msg(FromWorker<'a>),
     TimedOut,
     Closed,
     Bad(String),
 }
 
-impl Worker {
-    /// Receives the next message, refusing oversized or fragmented ones
-    /// before ipc-channel reads them, and never blocking past `deadline`.
-    pub(crate) fn recv(&self, deadline: Option<Instant>) -> Recv {
-        if let Some(fd) = self.fd {
-            match sys::wait_frame(fd, deadline, MAX_FRAME) {
-                Frame::Ready => {}
-                Frame::TimedOut => return Recv::TimedOut,
-                Frame::Closed => return Recv::Closed,
-                Frame::Refused(why) => return Recv::Bad(why),
-            }
-            return match catch_unwind(AssertUnwindSafe(|| self.results.recv())) {
-                Ok(Ok(msg)) => Recv::Msg(msg),
-                Ok(Err(e)) => closed_or_bad(e),
-                Err(_) => {
-                    Recv::Bad("ipc-channel panicked while reading the worker's message".into())
-                }
-            };
-        }
-        // Fallback when the receiver's fd is unknown: ipc-channel's own
-        // receive, without the size guard.
-        loop {
-            let outcome = match deadline {
-                None => self
-                    .results
-                    .recv()
-                    .map_err(ipc_channel::TryRecvError::IpcError),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Recv::TimedOut;
-                    }
-                    self.results.try_recv_timeout(left)
-                }
-            };
-            match outcome {
-                Ok(msg) => return Recv::Msg(msg),
-                Err(ipc_channel::TryRecvError::Empty) => continue,
-                Err(ipc_channel::TryRecvError::IpcError(e)) => return closed_or_bad(e),
-            }
-        }
+/// Why a job could not be sent.
+pub(crate) enum SendError {
+    /// Its payload could not be placed in shared memory: the job fails,
+    /// the worker is fine.
+    Payload(String),
+    /// The channel is broken: the worker died.
+    Channel,
+}
+
+/// Receives the next message from a worker into `buf`, never blocking past
+/// `deadline`; the channel refuses oversized messages and excess
+/// descriptors before allocating anything for them.
+pub(crate) fn recv_from<'b>(
+    link: &mut Link,
+    buf: &'b mut Vec<u8>,
+    deadline: Option<Instant>,
+) -> Recv<'b> {
+    match link.recv(buf, deadline) {
+        Received::Msg(msg) => Recv::Msg(msg),
+        Received::TimedOut => Recv::TimedOut,
+        Received::Closed => Recv::Closed,
+        Received::Bad(why) => Recv::Bad(format!("the worker broke the protocol: {why}")),
     }
 }
 
-pub(crate) fn closed_or_bad(e: IpcError) -> Recv {
-    match e {
-        IpcError::Disconnected => Recv::Closed,
-        IpcError::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            Recv::Closed
-        }
-        e => Recv::Bad(format!(
-            "the worker sent a message that could not be decoded: {e}"
-        )),
+impl Worker {
+    /// Sends job `id`: `func` over the arguments `args` (ending at `ends`).
+    pub(crate) fn send_run(
+        &mut self,
+        id: u64,
+        func: &str,
+        ends: &[u64],
+        args: &[u8],
+    ) -> Result<(), SendError> {
+        let payload = |e: std::io::Error| {
+            SendError::Payload(format!(
+                "the job's arguments could not be placed in shared memory: {e}"
+            ))
+        };
+        self.scratch.clear();
+        registry::encode_ends(ends, &mut self.scratch);
+        let blobs = self
+            .link
+            .blob(&self.scratch, None)
+            .and_then(|ends| Ok((ends, self.link.blob(args, Some(id))?)));
+        let (ends, args) = match blobs {
+            Ok(blobs) => blobs,
+            Err(e) => {
+                self.link.cancel(id);
+                return Err(payload(e));
+            }
+        };
+        self.link
+            .send_with(|out| {
+                fast::encode_run(out, id, func.as_bytes(), &ends, &args);
+                Ok(())
+            })
+            .map_err(|_| SendError::Channel)?;
+        self.sent += 1;
+        Ok(())
     }
+}
+
+/// Checks a worker's reply to job `id` (of `count` arguments, in a pool
+/// whose `max_result_bytes` is `max`) and copies its payload out; `spare`
+/// is a buffer the result may reuse. On error, says why and whether the
+/// worker broke the protocol (and must be replaced).
+pub(crate) fn take_reply(
+    link: &mut Link,
+    id: u64,
+    max: usize,
+    count: usize,
+    status: Blob<'_>,
+    data: Blob<'_>,
+    spare: Vec<u8>,
+) -> Result<Results, (String, bool)> {
+    // The worker answered, so it is done with the job's arguments.
+    link.release(id);
+    // Handed over in the worker's region or by address: the worker keeps
+    // it until the parent releases it.
+    let handed_over = matches!(
+        data,
+        Blob::Region { .. } | Blob::NewRegion { .. } | Blob::Remote { .. }
+    );
+    let data_len = data.len();
+    let refused = |e: String| (format!("the worker's reply was refused: {e}"), true);
+    let outcome = (|| {
+        if matches!(status, Blob::Remote { .. }) {
+            return Err(refused("its status list was handed over by address".into()));
+        }
+        let status = link.resolve(status, max).map_err(refused)?;
+        if data_len > max as u64 {
+            // Never read. A new region of the worker's is still mapped (not
+            // read: mapping costs no memory), so that parent and worker
+            // agree on it once it is released below.
+            if matches!(data, Blob::NewRegion { .. }) {
+                link.resolve(data, usize::MAX).map_err(refused)?;
+            }
+            link.drop_fds();
+            return Err((over_limit(data_len, max), false));
+        }
+        let data = link.resolve(data, max).map_err(refused)?;
+        link.no_spare_fds().map_err(refused)?;
+        let status = check_reply(max, count, link.bytes(&status), data_len)?;
+        let data = link.take_payload(data, spare).map_err(refused)?;
+        Ok(Results { status, data })
+    })();
+    if handed_over && !matches!(outcome, Err((_, true))) {
+        // Done with it, read or refused. A failed send means the worker
+        // died; the next receive says so.
+        let _ = link.send(&ToWorker::Release);
+    }
+    outcome
 }
 
 pub(crate) fn exit_of(status: ExitStatus) -> WorkerExit {
@@ -322,19 +379,15 @@ impl Supervisor {
             return;
         };
         job.id = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
-        let msg = ToWorker::Run {
-            job: job.id,
-            func: job.func.to_owned(),
-            ends: Blob::new(postcard::to_stdvec(&job.ends).unwrap_or_default()),
-            args: Blob::from_slice(&job.args),
-        };
-        match w.tasks.send(msg) {
+        match w.send_run(job.id, job.func, &job.ends, &job.args) {
             Ok(()) => {
-                w.sent += 1;
                 let since = self.inflight.is_empty().then(Instant::now);
                 self.inflight.push_back(InFlight { job, since });
             }
-            Err(_) => {
+            Err(SendError::Payload(message)) => {
+                job.fail(TaskError::Serialization { message });
+            }
+            Err(SendError::Channel) => {
                 // The worker is gone. The job never reached it: run it on
                 // the replacement. If other jobs are in flight, reading
                 // from the worker reports the death and fails the one it
@@ -346,7 +399,7 @@ impl Supervisor {
     }
 
     fn wait_reply(&mut self) {
-        let Some(w) = self.worker.as_ref() else {
+        let Some(w) = self.worker.as_mut() else {
             // Cannot happen (jobs are in flight only on a live worker); be safe.
             for f in std::mem::take(&mut self.inflight) {
                 self.retry.push_back(f.job);
@@ -356,20 +409,34 @@ impl Supervisor {
         let Some(head) = self.inflight.front() else {
             return;
         };
+        let head_id = head.job.id;
         let deadline = head
             .job
             .timeout
             .map(|t| head.since.unwrap_or_else(Instant::now) + t);
-        match w.recv(deadline) {
-            Recv::Msg(FromWorker::Done { job, status, data }) if job == head.job.id => {
-                let Some(done) = self.inflight.pop_front() else {
+        match recv_from(&mut w.link, &mut w.rbuf, deadline) {
+            Recv::Msg(FromWorker::Done { job, status, data }) if job == head_id => {
+                let Some(mut done) = self.inflight.pop_front() else {
                     return;
                 };
                 if let Some(next) = self.inflight.front_mut() {
                     next.since = Some(Instant::now());
                 }
-                if let Err(why) = self.complete(done.job, status, data) {
-                    self.lose_worker(Loss::Bad(why));
+                // The arguments' buffer is no longer needed: the result
+                // may reuse it.
+                let spare = std::mem::take(&mut done.job.args);
+                let max = self.inner.config.max_result_bytes;
+                let count = done.job.ends.len();
+                match take_reply(&mut w.link, job, max, count, status, data, spare) {
+                    Ok(results) => done.job.sink.finish(Ok(results)),
+                    Err((message, protocol)) => {
+                        done.job.fail(TaskError::Serialization {
+                            message: message.clone(),
+                        });
+                        if protocol {
+                            self.lose_worker(Loss::Bad(message));
+                        }
+                    }
                 }
             }
             Recv::Msg(other) => {
@@ -385,28 +452,6 @@ impl Supervisor {
             Recv::TimedOut => self.lose_worker(Loss::TimedOut),
             Recv::Closed => self.lose_worker(Loss::Died),
             Recv::Bad(why) => self.lose_worker(Loss::Bad(why)),
-        }
-    }
-
-    /// Checks a reply and delivers it. A malformed reply fails the job with
-    /// `Serialization` and returns why, so that the worker is replaced.
-    fn complete(&mut self, job: Job, status: Blob, data: Blob) -> Result<(), String> {
-        match check_reply(
-            self.inner.config.max_result_bytes,
-            job.ends.len(),
-            status,
-            data,
-        ) {
-            Ok(results) => {
-                job.sink.finish(Ok(results));
-                Ok(())
-            }
-            Err((message, protocol)) => {
-                job.fail(TaskError::Serialization {
-                    message: message.clone(),
-                });
-                if protocol { Err(message) } else { Ok(()) }
-            }
         }
     }
 
@@ -454,7 +499,7 @@ impl Supervisor {
     fn retire(&mut self) {
         self.broken = false;
         if let Some(mut w) = self.worker.take() {
-            let _ = w.tasks.send(ToWorker::Shutdown);
+            let _ = w.link.send(&ToWorker::Shutdown);
             let grace = self.inner.config.shutdown_grace;
             self.reap(&mut w.child, grace);
         }
@@ -484,7 +529,7 @@ impl Supervisor {
                 job.fail(TaskError::Cancelled);
             }
         } else if let Some(mut w) = self.worker.take() {
-            let _ = w.tasks.send(ToWorker::Shutdown);
+            let _ = w.link.send(&ToWorker::Shutdown);
             let grace = self.inner.config.shutdown_grace;
             self.reap(&mut w.child, grace);
         }
@@ -498,26 +543,30 @@ impl Supervisor {
     }
 
     /// Starts a worker and completes the authenticated handshake (and the
-    /// initializer). Never blocks past the start timeout, even if the child
-    /// dies before connecting (ipc-channel's `accept` has no timeout: it is
-    /// run on a helper thread that is unblocked by a dummy connection).
+    /// initializer). Never blocks past the start timeout: every read of
+    /// what the worker sends is bounded in size and time.
     fn spawn(&self) -> Result<Worker, Error> {
         let cfg = &self.inner.config;
         let spawn_error = |source| Error::Spawn {
             program: cfg.program.clone(),
             source,
         };
-        let (server, name) = IpcOneShotServer::<FromWorker>::new().map_err(spawn_error)?;
+        let (ours, theirs) = sys::socketpair().map_err(spawn_error)?;
+        sys::set_send_timeout(ours.as_raw_fd(), SEND_TIMEOUT).map_err(spawn_error)?;
         let secret = sys::random_secret().map_err(spawn_error)?;
         let mut cmd = Command::new(&cfg.program);
-        cmd.env(ENV_WORKER, "1").stdin(Stdio::piped());
+        cmd.env(ENV_WORKER, "1").stdin(Stdio::from(theirs));
         for (key, value) in &cfg.env {
             match value {
                 Some(v) => cmd.env(key, v),
                 None => cmd.env_remove(key),
             };
         }
-        let mut child = cmd.spawn().map_err(spawn_error)?;
+        let spawned = cmd.spawn();
+        // Close our copy of the worker's end, so that its death closes the
+        // channel.
+        drop(cmd);
+        let mut child = spawned.map_err(spawn_error)?;
         {
             let mut pid = lock(&self.inner.slots[self.slot]);
             if self.terminating() {
@@ -529,154 +578,166 @@ impl Supervisor {
             *pid = Some(child.id());
         }
         self.inner.started.fetch_add(1, Ordering::Relaxed);
-        let boot = format!(
-            "{PROTOCOL}\n{}\n{name}\n{}\n",
-            std::process::id(),
-            to_hex(&secret)
-        );
-        if let Some(mut stdin) = child.stdin.take() {
-            // A write error means the child died; the loop below reports it.
-            let _ = stdin.write_all(boot.as_bytes());
-        }
-        let (done_tx, done_rx) = mpsc::channel();
-        let acceptor = thread::Builder::new()
-            .name("weft-process-accept".into())
-            .spawn(move || {
-                let _ = done_tx.send(server.accept());
-            });
-        let acceptor = match acceptor {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = child.kill();
-                self.reap(&mut child, Duration::ZERO);
-                return Err(spawn_error(e));
-            }
+        let mut worker = Worker {
+            child,
+            link: Link::new(ours),
+            rbuf: Vec::new(),
+            scratch: Vec::new(),
+            sent: 0,
         };
+        let deadline = Instant::now() + cfg.start_timeout;
+        if let Err(e) = self.handshake(&mut worker, &secret, deadline) {
+            let _ = worker.child.kill();
+            self.reap(&mut worker.child, Duration::ZERO);
+            return Err(e);
+        }
+        Ok(worker)
+    }
+
+    /// Sends the bootstrap, checks the worker's answer, and runs the
+    /// initializer.
+    fn handshake(&self, w: &mut Worker, secret: &[u8], deadline: Instant) -> Result<(), Error> {
+        let cfg = &self.inner.config;
         let hint = if sys::HAS_INIT_HOOK {
             ""
         } else {
             " (on this platform the program must call weft_process::main_hook() first thing in main)"
         };
-        let deadline = Instant::now() + cfg.start_timeout;
-        let outcome: Result<(IpcReceiver<FromWorker>, IpcSender<ToWorker>), Error> = loop {
-            match done_rx.recv_timeout(Duration::from_millis(1)) {
-                Ok(Ok((
-                    rx,
-                    FromWorker::Hello {
-                        secret: s,
-                        pid,
-                        fingerprint,
-                        tasks,
-                    },
-                ))) => {
-                    if !constant_time_eq(&s.0, &secret) {
-                        break Err(handshake(
+        let boot = ToWorker::Boot {
+            protocol: PROTOCOL,
+            parent: std::process::id(),
+            secret: Raw(secret),
+        };
+        // A failed send means the child died; the loop below reports it.
+        let _ = w.link.send(&boot);
+        loop {
+            // Short waits, so that `terminate` is noticed.
+            let slice = (Instant::now() + Duration::from_millis(20)).min(deadline);
+            match w.link.recv::<FromWorker<'_>>(&mut w.rbuf, Some(slice)) {
+                Received::Msg(FromWorker::Hello {
+                    secret: s,
+                    pid,
+                    fingerprint,
+                    probe,
+                }) => {
+                    w.link.no_spare_fds().map_err(handshake)?;
+                    if !constant_time_eq(s.0, secret) {
+                        return Err(handshake(
                             "a process that does not know the pool's secret tried to join it"
                                 .into(),
                         ));
                     }
-                    if pid != child.id() {
-                        break Err(handshake(format!(
-                            "the process that connected (pid {pid}) is not the worker started (pid {})",
-                            child.id()
+                    if pid != w.child.id() {
+                        return Err(handshake(format!(
+                            "the process that answered (pid {pid}) is not the worker started (pid {})",
+                            w.child.id()
                         )));
                     }
                     if fingerprint != registry::fingerprint() {
-                        break Err(handshake(format!(
+                        return Err(handshake(format!(
                             "the worker's table of registered functions differs from the parent's: \
                              {} was replaced or rebuilt after this program started",
                             cfg.program.display()
                         )));
                     }
-                    break Ok((rx, tasks));
+                    // Large results can be read straight from the worker's
+                    // memory if this process may read it (the same user,
+                    // and no policy against it): try on the secret's copy.
+                    let mut seen = Vec::new();
+                    if sys::read_remote(pid, probe, secret.len(), &mut seen).is_ok()
+                        && constant_time_eq(&seen, secret)
+                        && w.link.send(&ToWorker::RemoteOk).is_ok()
+                    {
+                        w.link.peer = Some(pid);
+                    }
+                    break;
                 }
-                Ok(Ok(_)) => {
-                    break Err(handshake(
+                Received::Msg(_) => {
+                    return Err(handshake(
                         "the worker's first message was not a handshake".into(),
                     ));
                 }
-                Ok(Err(e)) => break Err(handshake(format!("the worker's connection failed: {e}"))),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if self.terminating() {
-                        break Err(Error::Terminated);
+                Received::Bad(why) => {
+                    return Err(handshake(format!(
+                        "the worker's handshake was refused: {why}"
+                    )));
+                }
+                Received::Closed => {
+                    // It exited (or closed the channel): say how, if it is
+                    // gone within a moment.
+                    let until = Instant::now() + Duration::from_millis(200);
+                    loop {
+                        if let Ok(Some(status)) = w.child.try_wait() {
+                            return Err(handshake(format!(
+                                "the worker exited ({}) before connecting{hint}",
+                                exit_of(status)
+                            )));
+                        }
+                        if Instant::now() >= until {
+                            return Err(handshake(format!(
+                                "the worker closed its channel before connecting{hint}"
+                            )));
+                        }
+                        sys::nap();
                     }
-                    if let Ok(Some(status)) = child.try_wait() {
-                        break Err(handshake(format!(
+                }
+                Received::TimedOut => {
+                    if self.terminating() {
+                        return Err(Error::Terminated);
+                    }
+                    if let Ok(Some(status)) = w.child.try_wait() {
+                        return Err(handshake(format!(
                             "the worker exited ({}) before connecting{hint}",
                             exit_of(status)
                         )));
                     }
                     if Instant::now() >= deadline {
-                        break Err(handshake(format!(
+                        return Err(handshake(format!(
                             "the worker did not connect within {:?}{hint}",
                             cfg.start_timeout
                         )));
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break Err(handshake("the handshake thread stopped".into()));
-                }
-            }
-        };
-        let (results, tasks) = match outcome {
-            Ok(pair) => {
-                let _ = acceptor.join();
-                pair
-            }
-            Err(e) => {
-                let _ = child.kill();
-                self.reap(&mut child, Duration::ZERO);
-                if !acceptor.is_finished() {
-                    // Unblock `accept` with a connection of our own.
-                    if let Ok(tx) = IpcSender::<FromWorker>::connect(name) {
-                        let _ = tx.send(FromWorker::Ready { error: None });
-                    }
-                }
-                let _ = acceptor.join();
-                return Err(e);
-            }
-        };
-        let fd = sys::receiver_fd(&results);
-        let mut worker = Worker {
-            child,
-            tasks,
-            results,
-            fd,
-            sent: 0,
-        };
-        if let Some((func, arg)) = &cfg.initializer {
-            let init = ToWorker::Init {
-                func: (*func).to_owned(),
-                arg: Blob::from_slice(arg),
-            };
-            let error = if worker.tasks.send(init).is_err() {
-                Some(Error::Initializer(
-                    "the worker died before running it".into(),
-                ))
-            } else {
-                match worker.recv(Some(deadline)) {
-                    Recv::Msg(FromWorker::Ready { error: None }) => None,
-                    Recv::Msg(FromWorker::Ready { error: Some(e) }) => Some(Error::Initializer(e)),
-                    Recv::Msg(_) => Some(handshake(
-                        "the worker did not answer the initializer".into(),
-                    )),
-                    Recv::TimedOut => Some(Error::Initializer(format!(
-                        "it did not finish within the start timeout of {:?}",
-                        cfg.start_timeout
-                    ))),
-                    Recv::Closed => Some(Error::Initializer(
-                        "the worker died while running it".into(),
-                    )),
-                    Recv::Bad(why) => Some(handshake(why)),
-                }
-            };
-            if let Some(e) = error {
-                let _ = worker.child.kill();
-                self.reap(&mut worker.child, Duration::ZERO);
-                return Err(e);
             }
         }
-        Ok(worker)
+        let Some((func, arg)) = &cfg.initializer else {
+            return Ok(());
+        };
+        let init = w.link.blob(arg, Some(0)).map(|arg| ToWorker::Init {
+            func: Raw(func.as_bytes()),
+            arg,
+        });
+        let sent = match init {
+            Ok(init) => w.link.send(&init).is_ok(),
+            Err(e) => {
+                return Err(Error::Initializer(format!(
+                    "its argument could not be placed in shared memory: {e}"
+                )));
+            }
+        };
+        if !sent {
+            return Err(Error::Initializer(
+                "the worker died before running it".into(),
+            ));
+        }
+        let answer = recv_from(&mut w.link, &mut w.rbuf, Some(deadline));
+        // The worker has read the argument, if it answered.
+        w.link.release(0);
+        match answer {
+            Recv::Msg(FromWorker::Ready { error: None }) => Ok(()),
+            Recv::Msg(FromWorker::Ready { error: Some(e) }) => Err(Error::Initializer(e.into())),
+            Recv::Msg(_) => Err(handshake(
+                "the worker did not answer the initializer".into(),
+            )),
+            Recv::TimedOut => Err(Error::Initializer(format!(
+                "it did not finish within the start timeout of {:?}",
+                cfg.start_timeout
+            ))),
+            Recv::Closed => Err(Error::Initializer(
+                "the worker died while running it".into(),
+            )),
+            Recv::Bad(why) => Err(handshake(why)),
+        }
     }
 }
 
@@ -713,31 +774,39 @@ pub(crate) fn reap(slot: &Mutex<Option<u32>>, child: &mut Child, grace: Duration
     }
 }
 
-/// Checks a worker's reply to a job of `count` arguments and copies its
-/// payload out of shared memory. On error, says why and whether the worker
-/// broke the protocol (and must be replaced).
+/// Decodes a reply's `postcard`-encoded `Vec<ItemOut>`, with a short cut
+/// for the usual reply to a task: one successful item.
+fn decode_status(bytes: &[u8]) -> postcard::Result<Status> {
+    if let [1, 0, rest @ ..] = bytes
+        && let Ok((end, [])) = postcard::take_from_bytes::<u64>(rest)
+    {
+        return Ok(Status::One(ItemOut::Ok(end)));
+    }
+    let mut items: Vec<ItemOut> = postcard::from_bytes(bytes)?;
+    Ok(match items.len() {
+        1 => Status::One(items.remove(0)),
+        _ => Status::Many(items),
+    })
+}
+
+fn over_limit(len: u64, max: usize) -> String {
+    format!("the worker's result is {len} bytes, over the pool's max_result_bytes of {max}")
+}
+
+/// Checks a worker's reply to a job of `count` arguments: its encoded
+/// per-item `status` list, against the length of its result payload. On
+/// error, says why and whether the worker broke the protocol (and must be
+/// replaced).
 pub(crate) fn check_reply(
     max: usize,
     count: usize,
-    status: Blob,
-    data: Blob,
-) -> Result<Results, (String, bool)> {
-    if data.len() > max {
-        return Err((
-            format!(
-                "the worker's result is {} bytes, over the pool's max_result_bytes of {max}",
-                data.len()
-            ),
-            false,
-        ));
+    status: &[u8],
+    data_len: u64,
+) -> Result<Status, (String, bool)> {
+    if data_len > max as u64 {
+        return Err((over_limit(data_len, max), false));
     }
-    let status_bytes = match &status {
-        Blob::Inline(bytes) => std::borrow::Cow::Borrowed(&bytes.0[..]),
-        Blob::Shared(shm) => {
-            std::borrow::Cow::Owned(sys::copy_untrusted(shm).map_err(|e| (e, true))?)
-        }
-    };
-    let status: Vec<ItemOut> = postcard::from_bytes(&status_bytes).map_err(|e| {
+    let status = decode_status(status).map_err(|e| {
         (
             format!("the worker's reply could not be decoded: {e}"),
             true,
@@ -753,19 +822,15 @@ pub(crate) fn check_reply(
         ));
     }
     let mut last = 0u64;
-    for s in &status {
+    for s in status.iter() {
         if let ItemOut::Ok(end) = s {
-            if *end < last || *end > data.len() as u64 {
+            if *end < last || *end > data_len {
                 return Err(("the worker's reply has offsets out of bounds".into(), true));
             }
             last = *end;
         }
     }
-    let data = match data {
-        Blob::Inline(bytes) => bytes.0,
-        Blob::Shared(shm) => sys::copy_untrusted(&shm).map_err(|e| (e, true))?,
-    };
-    Ok(Results { status, data })
+    Ok(status)
 }
 
 fn handshake(reason: String) -> Error {
@@ -774,4 +839,31 @@ fn handshake(reason: String) -> Error {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ErrKind;
+
+    #[test]
+    fn the_status_short_cut_agrees_with_postcard() {
+        for status in [
+            vec![ItemOut::Ok(0)],
+            vec![ItemOut::Ok(300)],
+            vec![ItemOut::Ok(u64::MAX)],
+            vec![ItemOut::Err(ErrKind::Panicked, "boom".into())],
+            vec![ItemOut::Ok(1), ItemOut::Ok(2)],
+            vec![],
+        ] {
+            let enc = postcard::to_stdvec(&status).unwrap();
+            assert_eq!(*decode_status(&enc).unwrap(), status[..]);
+            assert!(decode_status(&enc[..enc.len().saturating_sub(1)]).is_err() || enc.len() <= 1);
+        }
+        // Trailing bytes after one item are not the short cut's to accept.
+        assert!(decode_status(&[1, 0, 5, 0]).is_ok_and(|s| *s == [ItemOut::Ok(5)]));
+        assert!(check_reply(1 << 20, 1, &[1, 0, 5], 4).is_err());
+        assert!(check_reply(1 << 20, 1, &[1, 0, 5], 5).is_ok());
+        assert!(check_reply(4, 1, &[1, 0, 5], 5).is_err_and(|(_, protocol)| !protocol));
+    }
 }

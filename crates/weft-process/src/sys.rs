@@ -1,11 +1,13 @@
 //! The operating-system calls the pool needs, and the only `unsafe` code of
 //! the crate: the process-constructor hook, `PR_SET_PDEATHSIG`, ignoring
 //! `SIGPIPE`, removing the worker marker from the environment, sending a
-//! signal to a worker by pid, and peeking at a worker's next message before
-//! ipc-channel reads it.
+//! signal to a worker by pid, the channel between the pool and a worker (a
+//! `SOCK_SEQPACKET` socket pair: bounded receives, descriptors passed with
+//! `SCM_RIGHTS`) and the sealed shared-memory regions large payloads travel
+//! in.
 #![allow(unsafe_code)]
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// The process constructor that starts worker mode before `main` (and
@@ -108,142 +110,311 @@ pub(crate) fn kill(pid: u32) {
     }
 }
 
-/// What [`wait_frame`] found.
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets (close-on-exec): the
+/// channel between the pool and one worker. Each `send` is one message
+/// (packet) with its boundaries kept, so a message is read whole by one
+/// `recvmsg` into a bounded buffer, never trusted for its size.
+pub(crate) fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let kind = libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let kind = libc::SOCK_SEQPACKET;
+    // SAFETY: `fds` is valid for writes of two c_ints.
+    if unsafe { libc::socketpair(libc::AF_UNIX, kind, 0, fds.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socketpair succeeded, so both are open descriptors we own.
+    let pair = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    for fd in [&pair.0, &pair.1] {
+        // SAFETY: F_SETFD on an open descriptor; no pointers.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    Ok(pair)
+}
+
+/// The most file descriptors one message may carry (one per payload that
+/// travels out of band; a message has at most two).
+pub(crate) const MAX_FDS: usize = 2;
+
+/// Sends one message: `data` and the descriptors `fds` (SCM_RIGHTS).
+/// Blocks while the peer's receive buffer is full. `SIGPIPE` is never
+/// raised: a closed peer is an `EPIPE` error.
+pub(crate) fn send_msg(fd: RawFd, data: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
+    // The control buffer below has room for eight.
+    assert!(fds.len() <= 8);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // Room for MAX_FDS descriptors, aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is a valid value (null pointers, lengths 0).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let bytes = std::mem::size_of_val(fds) as libc::c_uint;
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(bytes) } as usize;
+        debug_assert!(space <= std::mem::size_of_val(&control));
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: `msg` points at `control`, which has room for one header
+        // and `fds.len()` descriptors (checked above), so CMSG_FIRSTHDR is
+        // non-null and CMSG_DATA has room for the copy.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        }
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = 0;
+    loop {
+        // SAFETY: `msg` and everything it points to live across the call.
+        let sent = unsafe { libc::sendmsg(fd, &msg, flags) };
+        if sent >= 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Makes a blocking send on `fd` give up (with `EAGAIN`) after `timeout`.
+/// The pool's sends to a worker never need to wait for long (a worker holds
+/// at most two jobs, and every message is small), so a send that cannot
+/// complete means the worker stopped reading its channel: the parent then
+/// treats it as lost instead of waiting forever.
+pub(crate) fn set_send_timeout(fd: RawFd, timeout: Duration) -> std::io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below 1,000,000: fits every platform's suseconds_t.
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: `tv` is a valid timeval for the duration of the call.
+    let ok = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if ok == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// What [`recv_msg`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
-    /// A complete, unfragmented message of acceptable size is ready.
+    /// A message of acceptable size is in the buffer (its descriptors, if
+    /// any, in the descriptor list).
     Ready,
     /// The deadline passed with nothing to read.
     TimedOut,
     /// The peer closed its end and nothing is left to read.
     Closed,
-    /// The next message is not acceptable (the text says why).
+    /// The next message was not acceptable (the text says why); it was
+    /// consumed, and any descriptors it carried were closed.
     Refused(String),
 }
 
-/// Waits until the next ipc-channel message on `fd` can be read, or
-/// `deadline` passes, and checks its header without consuming it: the
-/// message must be a single fragment of at most `max` bytes. ipc-channel
-/// trusts the total size a sender writes in its header and allocates for
-/// it, and blocks on the fragments that follow; refusing anything else here
-/// means a worker can neither exhaust the parent's memory nor hang it.
-///
-/// ipc-channel's frame: `[fragment_size: usize][total_size: usize][data]`,
-/// where `fragment_size` is the length of the whole packet.
-pub(crate) fn wait_frame(fd: RawFd, deadline: Option<Instant>, max: usize) -> Frame {
+/// Receives the next message on `fd` into `buf` (cleared first; at most
+/// `max` bytes are accepted) and its descriptors into `fds` (at most
+/// [`MAX_FDS`]), waiting at most until `deadline`. A longer message, one
+/// with more descriptors, or an empty one is refused, so whatever the peer
+/// sends, this never allocates more than `max` bytes and never blocks past
+/// the deadline.
+pub(crate) fn recv_msg(
+    fd: RawFd,
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<OwnedFd>,
+    max: usize,
+    deadline: Option<Instant>,
+) -> Frame {
+    buf.clear();
+    fds.clear();
+    // One byte more than allowed, to see a message that is too long.
+    buf.reserve(max + 1);
+    let mut flags = 0;
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        flags |= libc::MSG_CMSG_CLOEXEC;
+    }
     loop {
-        let timeout_ms: libc::c_int = match deadline {
-            None => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    0
-                } else {
-                    // Round up so that we never wake before the deadline.
-                    let ms = left.as_nanos().div_ceil(1_000_000);
-                    libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
-                }
-            }
-        };
-        if deadline.is_none() {
-            // No time limit: a blocking peek waits for the next message
-            // without a separate poll(2).
-            match peek_header(fd, 0) {
-                Peek::Header(len, header) => return check_header(len, header, max),
-                Peek::Closed => return Frame::Closed,
-                Peek::Retry => continue,
-                Peek::Failed(why) => return Frame::Refused(why),
+        if let Some(deadline) = deadline {
+            match wait_readable(fd, deadline) {
+                Ok(true) => flags |= libc::MSG_DONTWAIT,
+                Ok(false) => return Frame::TimedOut,
+                Err(e) => return Frame::Refused(format!("waiting on the channel failed: {e}")),
             }
         }
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: max + 1,
+        };
+        // Room for more descriptors than allowed, to close the excess.
+        let mut control = [0u64; 16];
+        // SAFETY: an all-zero msghdr is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: `iov` describes `max + 1` writable bytes of `buf`'s
+        // capacity and `control` is writable for `msg_controllen` bytes.
+        let got = unsafe { libc::recvmsg(fd, &mut msg, flags) };
+        if got < 0 {
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) => continue,
+                Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ENOTCONN) => {
+                    return Frame::Closed;
+                }
+                _ => return Frame::Refused(format!("reading the channel failed: {err}")),
+            }
+        }
+        // Take ownership of every descriptor received, so that each is
+        // closed whatever happens next.
+        // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk the
+        // control buffer within `msg_controllen`, and each SCM_RIGHTS
+        // payload is an array of descriptors now open in this process.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg);
+                    let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                    for i in 0..bytes / size_of::<libc::c_int>() {
+                        let raw = std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                        if raw >= 0 {
+                            fds.push(OwnedFd::from_raw_fd(raw));
+                        }
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        let got = got as usize;
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 || fds.len() > MAX_FDS {
+            fds.clear();
+            return Frame::Refused(format!(
+                "the peer sent a message with more than {MAX_FDS} file descriptors"
+            ));
+        }
+        if got > max || msg.msg_flags & libc::MSG_TRUNC != 0 {
+            fds.clear();
+            return Frame::Refused(format!("the peer sent a message over the {max}-byte limit"));
+        }
+        if got == 0 {
+            fds.clear();
+            // End of stream, or an empty packet (never valid).
+            return if peer_closed(fd) {
+                Frame::Closed
+            } else {
+                Frame::Refused("the peer sent an empty message".into())
+            };
+        }
+        // SAFETY: recvmsg wrote `got <= max + 1` bytes into `buf`.
+        unsafe { buf.set_len(got) };
+        return Frame::Ready;
+    }
+}
+
+/// Waits until `fd` is readable (or closed): `false` if `deadline` passed.
+fn wait_readable(fd: RawFd, deadline: Instant) -> std::io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Round up so that we never wake before the deadline.
+        let ms =
+            libc::c_int::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX);
         let mut pfd = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: `pfd` is a valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n > 0 {
+            return Ok(true);
+        }
         if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
             }
-            return Frame::Refused(format!(
-                "poll on the worker's channel failed: {}",
-                std::io::Error::last_os_error()
-            ));
         }
-        if n == 0 {
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Frame::TimedOut;
-            }
-            continue;
-        }
-        match peek_header(fd, libc::MSG_DONTWAIT) {
-            Peek::Header(len, header) => return check_header(len, header, max),
-            Peek::Closed => return Frame::Closed,
-            Peek::Retry => continue,
-            Peek::Failed(why) => return Frame::Refused(why),
+        if Instant::now() >= deadline {
+            return Ok(false);
         }
     }
 }
 
-const HEADER: usize = 2 * size_of::<usize>();
-
-enum Peek {
-    /// The packet's full length and its first bytes.
-    Header(usize, [u8; HEADER]),
-    Closed,
-    Retry,
-    Failed(String),
+/// Whether the peer of `fd` has closed its end.
+fn peer_closed(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & libc::POLLHUP != 0
 }
 
-/// Reads the first bytes of the next packet without consuming it.
-fn peek_header(fd: RawFd, flags: libc::c_int) -> Peek {
-    let mut header = [0u8; HEADER];
-    // SAFETY: `header` is valid for writes of `HEADER` bytes.
-    let got = unsafe {
-        libc::recv(
+/// Moves the worker's end of its channel, inherited as stdin, to a new
+/// descriptor, and puts `/dev/null` on stdin, so that a task reading stdin
+/// cannot read (or corrupt) the pool's messages. Returns the channel.
+pub(crate) fn take_stdin_channel() -> std::io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on fd 0; no pointers. The result, if
+    // not negative, is a new descriptor we own.
+    let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    let channel = unsafe { OwnedFd::from_raw_fd(fd) };
+    if !is_seqpacket(channel.as_raw_fd()) {
+        return Err(std::io::Error::other(
+            "stdin is not the pool's channel (not a SOCK_SEQPACKET socket)",
+        ));
+    }
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: dup2 onto fd 0 of a descriptor we hold open; no pointers.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(channel)
+}
+
+/// Whether `fd` is a `SOCK_SEQPACKET` socket.
+fn is_seqpacket(fd: RawFd) -> bool {
+    let mut kind: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `kind` and `len` are valid for writes of their sizes.
+    let ok = unsafe {
+        libc::getsockopt(
             fd,
-            header.as_mut_ptr().cast(),
-            HEADER,
-            libc::MSG_PEEK | libc::MSG_TRUNC | flags,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
         )
     };
-    if got == 0 {
-        return Peek::Closed;
-    }
-    if got < 0 {
-        let err = std::io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => Peek::Retry,
-            Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ENOTCONN) => Peek::Closed,
-            _ => Peek::Failed(format!("reading the worker's channel failed: {err}")),
-        };
-    }
-    Peek::Header(got as usize, header)
-}
-
-/// Accepts only a single-fragment message of at most `max` bytes.
-fn check_header(len: usize, header: [u8; HEADER], max: usize) -> Frame {
-    if len < HEADER {
-        return Frame::Refused(format!(
-            "the worker sent a {len}-byte message, shorter than any valid message"
-        ));
-    }
-    let (a, b) = header.split_at(size_of::<usize>());
-    let fragment = usize::from_ne_bytes(a.try_into().unwrap_or_default());
-    let total = usize::from_ne_bytes(b.try_into().unwrap_or_default());
-    if fragment != len || total != len - HEADER {
-        return Frame::Refused(format!(
-            "the worker sent a fragmented or malformed message (announced {total} bytes, \
-             packet of {len} bytes); workers never send fragmented messages"
-        ));
-    }
-    if len > max {
-        return Frame::Refused(format!(
-            "the worker sent a {len}-byte message, over the {max}-byte limit for messages from workers"
-        ));
-    }
-    Frame::Ready
+    ok == 0 && kind == libc::SOCK_SEQPACKET
 }
 
 /// An empty `Vec` with room for `len` bytes. Large buffers are marked for
@@ -269,74 +440,283 @@ pub(crate) fn byte_buffer(len: usize) -> Vec<u8> {
     v
 }
 
-/// The file descriptor behind an ipc-channel receiver, read from its `Debug`
-/// output (`OsIpcReceiver { fd: Cell { value: N } }` in ipc-channel 0.23),
-/// since ipc-channel does not expose it. `None` if the format is not
-/// recognised; the pool then falls back to ipc-channel's own receive.
-pub(crate) fn receiver_fd<T: std::fmt::Debug>(
-    rx: &ipc_channel::ipc::IpcReceiver<T>,
-) -> Option<RawFd> {
-    let text = format!("{rx:?}");
-    let start = text.find("fd: Cell { value: ")? + "fd: Cell { value: ".len();
-    let rest = &text[start..];
-    let end = rest.find(|c: char| !c.is_ascii_digit() && c != '-')?;
-    let fd: RawFd = rest[..end].parse().ok()?;
-    (fd >= 0).then_some(fd)
+/// The largest shared-memory region kept for reuse between messages;
+/// larger payloads travel in a region of their own, used once.
+pub(crate) const REGION_MAX: usize = 256 << 20;
+
+/// A shared-memory region (a sealed `memfd`) mapped into this process and
+/// kept for reuse: the pages are allocated and mapped once, so the next
+/// payload costs a `memcpy`, not a page fault per 4 KiB.
+pub(crate) struct Shm {
+    fd: OwnedFd,
+    ptr: *mut u8,
+    cap: usize,
 }
 
-/// Copies `src` — a shared-memory region a worker sent — into a new buffer
-/// without ever faulting on it: the worker still holds the region's file and
-/// could truncate it, and reading a truncated mapping raises SIGBUS, which
-/// would kill the parent. `process_vm_readv` on our own pid turns that fault
-/// into an error instead. Where that call is not available, falls back to a
-/// plain copy.
-pub(crate) fn copy_untrusted(src: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = byte_buffer(src.len());
+// SAFETY: `Shm` owns its mapping; the raw pointer is only a handle to it,
+// usable from any thread.
+unsafe impl Send for Shm {}
+
+impl std::fmt::Debug for Shm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Shm({} bytes)", self.cap)
+    }
+}
+
+impl Shm {
+    /// A new region of `cap` bytes (at least 1), sealed at that size and
+    /// mapped read-write, its pages allocated now.
+    pub(crate) fn create(cap: usize) -> std::io::Result<Shm> {
+        let cap = cap.max(1);
+        let fd = sealed_memfd(cap)?;
+        let ptr = map(&fd, cap, libc::PROT_READ | libc::PROT_WRITE, true)?;
+        Ok(Shm { fd, ptr, cap })
+    }
+
+    /// Maps, read-only, a region a peer sent. Refused unless it is a memfd
+    /// sealed against shrinking (so reading it can never fault) whose size
+    /// is at least `need` and at most `limit` bytes.
+    pub(crate) fn open(fd: OwnedFd, need: usize, limit: usize) -> Result<Shm, String> {
+        let size = sealed_size(&fd)?;
+        if size < need || size > limit.max(need) {
+            return Err(format!(
+                "the peer sent a shared-memory region of {size} bytes for a payload of {need}"
+            ));
+        }
+        let cap = size.max(1);
+        // Not populated: the pages are mapped as they are first read, and a
+        // region that is never read costs no memory here.
+        let ptr = map(&fd, cap, libc::PROT_READ, false)
+            .map_err(|e| format!("the peer's shared memory could not be mapped: {e}"))?;
+        Ok(Shm { fd, ptr, cap })
+    }
+
+    /// Its size in bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Its descriptor, to send to the peer.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Copies `data` to the start of the region (created by this process,
+    /// so mapped writable).
+    pub(crate) fn write(&mut self, data: &[u8]) {
+        assert!(data.len() <= self.cap);
+        // SAFETY: the mapping is `cap >= data.len()` bytes, writable (made by
+        // `create`), and does not overlap `data` (a fresh mapping).
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr, data.len()) };
+    }
+
+    /// Appends the region's first `len` bytes to `out`.
+    ///
+    /// The peer may write the region while it is read here (only if it
+    /// breaks the protocol): the copy then holds whatever bytes it found,
+    /// which is harmless for plain bytes; the region's size cannot change
+    /// (it is sealed), so the read never faults.
+    pub(crate) fn read_into(&self, len: usize, out: &mut Vec<u8>) {
+        assert!(len <= self.cap);
+        out.reserve(len);
+        let at = out.len();
+        // SAFETY: `len <= cap` bytes of the mapping are readable for as long
+        // as `self` lives, and `out` has room for `len` more bytes, in a
+        // buffer that cannot overlap the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr, out.as_mut_ptr().add(at), len);
+            out.set_len(at + len);
+        }
+    }
+
+    /// The region's first `len` bytes, for a worker reading what its parent
+    /// wrote (the parent does not write the region again until the worker
+    /// has answered the job that uses it).
+    pub(crate) fn bytes(&self, len: usize) -> &[u8] {
+        assert!(len <= self.cap);
+        // SAFETY: `len <= cap` bytes of the mapping stay readable while
+        // `self` is borrowed; see above for why they do not change.
+        unsafe { std::slice::from_raw_parts(self.ptr, len) }
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`cap` is the mapping made for this value, unmapped
+        // only here.
+        unsafe { libc::munmap(self.ptr.cast(), self.cap) };
+    }
+}
+
+fn map(fd: &OwnedFd, len: usize, prot: libc::c_int, populate: bool) -> std::io::Result<*mut u8> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = if populate {
+        libc::MAP_SHARED | libc::MAP_POPULATE
+    } else {
+        libc::MAP_SHARED
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = {
+        let _ = populate;
+        libc::MAP_SHARED
+    };
+    // SAFETY: a new shared mapping of an open descriptor; the kernel picks
+    // the address, so no existing memory is affected.
+    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, fd.as_raw_fd(), 0) };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(ptr.cast())
+}
+
+/// A memfd of `len` bytes whose size is sealed.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sealed_memfd(len: usize) -> std::io::Result<OwnedFd> {
+    // SAFETY: the name is a NUL-terminated literal; the result, if not
+    // negative, is a new descriptor we own.
+    let raw = unsafe {
+        libc::memfd_create(
+            c"weft-process".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let size = libc::off_t::try_from(len).map_err(std::io::Error::other)?;
+    // SAFETY: ftruncate and fcntl on a descriptor we own; no pointers.
+    unsafe {
+        if libc::ftruncate(raw, size) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        if libc::fcntl(raw, libc::F_ADD_SEALS, seals) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sealed_memfd(_len: usize) -> std::io::Result<OwnedFd> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "large payloads need memfd_create (Linux)",
+    ))
+}
+
+/// The size of a memfd a peer sent, if it is sealed against shrinking.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sealed_size(fd: &OwnedFd) -> Result<usize, String> {
+    // SAFETY: fcntl(F_GET_SEALS) has no pointer arguments.
+    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+        return Err(
+            "the peer sent a descriptor that is not a memfd sealed against shrinking".into(),
+        );
+    }
+    let size = std::fs::File::from(fd.try_clone().map_err(|e| e.to_string())?)
+        .metadata()
+        .map_err(|e| e.to_string())?
+        .len();
+    usize::try_from(size).map_err(|e| e.to_string())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn sealed_size(_fd: &OwnedFd) -> Result<usize, String> {
+    Err("large payloads need memfd_create (Linux)".into())
+}
+
+/// A sealed memfd holding a copy of `data`, for a payload sent once.
+pub(crate) fn memfd_with(data: &[u8]) -> std::io::Result<OwnedFd> {
+    let fd = sealed_memfd(data.len().max(1))?;
+    std::os::unix::fs::FileExt::write_all_at(&std::fs::File::from(fd.try_clone()?), data, 0)?;
+    Ok(fd)
+}
+
+/// Appends the first `len` bytes of a memfd a peer sent to `out`. It must
+/// be sealed against shrinking and at least `len` bytes long; it is read
+/// with `pread`, so even a file that changes cannot fault or block.
+pub(crate) fn read_memfd(fd: &OwnedFd, len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    let size = sealed_size(fd)?;
+    if size < len {
+        return Err(format!(
+            "the peer sent a {size}-byte shared-memory file for a {len}-byte payload"
+        ));
+    }
+    let file = std::fs::File::from(fd.try_clone().map_err(|e| e.to_string())?);
+    let at = out.len();
+    out.resize(at + len, 0);
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut out[at..], 0)
+        .map_err(|e| format!("the peer's shared memory could not be read: {e}"))
+}
+
+/// Appends `len` bytes at address `addr` of process `pid` (a worker of this
+/// process) to `out`, with `process_vm_readv`: one copy, straight from the
+/// worker's buffer. Any failure (the address is not mapped there, the
+/// process is gone, the call is not permitted or not available) is an
+/// error, never a fault in this process.
+pub(crate) fn read_remote(
+    pid: u32,
+    addr: u64,
+    len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
+        let pid = libc::pid_t::try_from(pid).map_err(|e| e.to_string())?;
+        let addr = usize::try_from(addr).map_err(|e| e.to_string())?;
+        out.reserve(len);
+        let at = out.len();
         let mut done = 0usize;
-        while done < src.len() {
-            let rest = src.len() - done;
+        while done < len {
             let local = libc::iovec {
-                // SAFETY: `done < src.len() <= out.capacity()`.
-                iov_base: unsafe { out.as_mut_ptr().add(done) }.cast(),
-                iov_len: rest,
+                // SAFETY: `at + done < at + len <= out.capacity()`.
+                iov_base: unsafe { out.as_mut_ptr().add(at + done) }.cast(),
+                iov_len: len - done,
             };
             let remote = libc::iovec {
-                iov_base: src[done..].as_ptr() as *mut libc::c_void,
-                iov_len: rest,
+                iov_base: addr.wrapping_add(done) as *mut libc::c_void,
+                iov_len: len - done,
             };
-            // SAFETY: `local` describes `rest` writable bytes of `out`'s
-            // spare capacity; `remote` is only read, by the kernel, which
-            // reports a fault on it as EFAULT instead of a signal.
-            let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+            // SAFETY: `local` is `len - done` writable bytes of `out`'s spare
+            // capacity; `remote` is only read, by the kernel, in the other
+            // process, and a bad address there is reported as an error.
+            let got = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
             if got > 0 {
                 done += got as usize;
                 continue;
             }
-            let errno = std::io::Error::last_os_error().raw_os_error();
-            if got < 0 && errno == Some(libc::EINTR) {
+            let err = std::io::Error::last_os_error();
+            if got < 0 && err.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            if got == 0 || errno == Some(libc::EFAULT) {
-                return Err(
-                    "the worker's shared memory became unreadable while the pool read it \
-                     (was it truncated?)"
-                        .into(),
-                );
-            }
-            // Not available here (e.g. ENOSYS, EPERM): finish with a plain copy.
-            break;
+            return Err(format!("the worker's result could not be read: {err}"));
         }
-        // SAFETY: the first `done` bytes of `out` were written above.
-        unsafe { out.set_len(done) };
-        out.extend_from_slice(&src[done..]);
-        Ok(out)
+        // SAFETY: the `len` bytes after `at` were written above.
+        unsafe { out.set_len(at + len) };
+        Ok(())
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
-        out.extend_from_slice(src);
-        Ok(out)
+        let _ = (pid, addr, len, out);
+        Err("reading a worker's memory needs Linux".into())
+    }
+}
+
+/// Whether this process may still have its memory read by its parent
+/// (task code may have made it non-dumpable, which forbids that).
+pub(crate) fn dumpable() -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: PR_GET_DUMPABLE takes no pointers.
+        unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) == 1 }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        false
     }
 }
 
@@ -357,74 +737,147 @@ pub(crate) fn nap() {
 mod tests {
     use super::*;
 
-    #[test]
-    #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn copy_untrusted_copies_and_survives_truncation() {
-        let data: Vec<u8> = (0..3 << 20).map(|i: u32| i as u8).collect();
-        assert_eq!(copy_untrusted(&data).unwrap(), data);
-        assert_eq!(copy_untrusted(&[]).unwrap(), Vec::<u8>::new());
-        // A shared mapping whose file shrinks under it: reading it would
-        // raise SIGBUS; the copy reports an error instead.
-        let shm = ipc_channel::ipc::IpcSharedMemory::from_bytes(&data);
-        let fd_dir = std::fs::read_dir("/proc/self/fd").unwrap();
-        let mut truncated = false;
-        for entry in fd_dir.flatten() {
-            let target = std::fs::read_link(entry.path()).unwrap_or_default();
-            let ours = target
-                .to_string_lossy()
-                .contains("ipc-channel-shared-memory")
-                && std::fs::metadata(entry.path()).is_ok_and(|m| m.len() == 3 << 20);
-            if ours {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(entry.path())
-                    .unwrap();
-                file.set_len(0).unwrap();
-                truncated = true;
-            }
-        }
-        assert!(truncated);
-        assert!(copy_untrusted(&shm).is_err());
+    fn pair() -> (OwnedFd, OwnedFd) {
+        socketpair().unwrap()
     }
 
     #[test]
     #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn receiver_fd_is_found() {
-        let (_tx, rx) = ipc_channel::ipc::channel::<u8>().unwrap();
-        let fd = receiver_fd(&rx).expect("ipc-channel's Debug format changed");
-        assert!(fd > 2);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn wait_frame_times_out_then_sees_a_message_then_close() {
-        let (tx, rx) = ipc_channel::ipc::channel::<u32>().unwrap();
-        let fd = receiver_fd(&rx).unwrap();
+    fn messages_keep_their_boundaries_and_time_out() {
+        let (a, b) = pair();
+        let (mut buf, mut fds) = (Vec::new(), Vec::new());
         let soon = Instant::now() + Duration::from_millis(20);
-        assert_eq!(wait_frame(fd, Some(soon), 1024), Frame::TimedOut);
-        tx.send(7).unwrap();
-        assert_eq!(wait_frame(fd, None, 1024), Frame::Ready);
-        assert_eq!(rx.recv().unwrap(), 7);
-        tx.send(8).unwrap();
-        assert!(matches!(wait_frame(fd, None, 8), Frame::Refused(_)));
-        assert_eq!(rx.recv().unwrap(), 8);
-        drop(tx);
-        assert_eq!(wait_frame(fd, None, 1024), Frame::Closed);
+        assert_eq!(
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, Some(soon)),
+            Frame::TimedOut
+        );
+        send_msg(a.as_raw_fd(), b"one", &[]).unwrap();
+        send_msg(a.as_raw_fd(), b"two!", &[]).unwrap();
+        assert_eq!(
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, None),
+            Frame::Ready
+        );
+        assert_eq!(buf, b"one");
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, Some(later)),
+            Frame::Ready
+        );
+        assert_eq!(buf, b"two!");
+        drop(a);
+        assert_eq!(
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, None),
+            Frame::Closed
+        );
     }
 
     #[test]
     #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn wait_frame_refuses_fragmented_messages() {
-        let (tx, rx) = ipc_channel::ipc::channel::<Vec<u8>>().unwrap();
-        let fd = receiver_fd(&rx).unwrap();
-        let big = vec![1u8; 4 << 20];
-        let t = std::thread::spawn(move || tx.send(big));
+    fn oversized_empty_and_fd_laden_messages_are_refused_and_consumed() {
+        let (a, b) = pair();
+        let (mut buf, mut fds) = (Vec::new(), Vec::new());
+        let fd = memfd_with(b"x").unwrap();
+        let raw = fd.as_raw_fd();
+        // Too long: refused without taking more than the limit.
+        send_msg(a.as_raw_fd(), &[7; 65], &[]).unwrap();
         assert!(matches!(
-            wait_frame(fd, None, usize::MAX),
-            Frame::Refused(_)
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, None),
+            Frame::Refused(why) if why.contains("limit")
         ));
-        // Drain it so that the sender finishes.
-        assert_eq!(rx.recv().unwrap().len(), 4 << 20);
-        t.join().unwrap().unwrap();
+        assert!(buf.capacity() < 1024);
+        // Empty: never valid, and not mistaken for the end of the stream.
+        send_msg(a.as_raw_fd(), &[], &[]).unwrap();
+        assert!(matches!(
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, None),
+            Frame::Refused(why) if why.contains("empty")
+        ));
+        // Too many descriptors: refused, and the ones received are closed.
+        send_msg(a.as_raw_fd(), b"m", &[raw; MAX_FDS + 1]).unwrap();
+        assert!(matches!(
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, None),
+            Frame::Refused(why) if why.contains("descriptors")
+        ));
+        assert!(fds.is_empty());
+        // Within the limits, descriptors arrive in order.
+        send_msg(a.as_raw_fd(), b"ok", &[raw]).unwrap();
+        assert_eq!(
+            recv_msg(b.as_raw_fd(), &mut buf, &mut fds, 64, None),
+            Frame::Ready
+        );
+        assert_eq!(fds.len(), 1);
+        let mut out = Vec::new();
+        read_memfd(&fds[0], 1, &mut out).unwrap();
+        assert_eq!(out, b"x");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn regions_and_memfds_from_a_peer_are_checked() {
+        let data: Vec<u8> = (0..3 << 20).map(|i: u32| i as u8).collect();
+        let mut region = Shm::create(data.len()).unwrap();
+        region.write(&data);
+        let copy = region.fd.try_clone().unwrap();
+        let theirs = Shm::open(copy, data.len(), REGION_MAX).unwrap();
+        let mut out = Vec::new();
+        theirs.read_into(data.len(), &mut out);
+        assert_eq!(out, data);
+        assert_eq!(theirs.bytes(3), &data[..3]);
+        // Sealed: the creator cannot shrink it under the reader.
+        let file = std::fs::File::from(region.fd.try_clone().unwrap());
+        assert!(file.set_len(0).is_err());
+        // Too small for the payload, or too large a region: refused.
+        let copy = region.fd.try_clone().unwrap();
+        assert!(Shm::open(copy, data.len() + 1, REGION_MAX).is_err());
+        let copy = region.fd.try_clone().unwrap();
+        assert!(Shm::open(copy, 1, 1024).is_err());
+        // Not a sealed memfd (a plain file, a socket): refused.
+        let (a, _b) = pair();
+        assert!(Shm::open(a, 1, REGION_MAX).is_err());
+        let plain = std::fs::File::open("/proc/self/exe").unwrap();
+        assert!(read_memfd(&OwnedFd::from(plain), 1, &mut out).is_err());
+        // A one-shot memfd shorter than announced: refused.
+        let short = memfd_with(&[1, 2, 3]).unwrap();
+        assert!(read_memfd(&short, 4, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn a_send_to_a_peer_that_stopped_reading_gives_up() {
+        let (a, _b) = pair();
+        set_send_timeout(a.as_raw_fd(), Duration::from_millis(50)).unwrap();
+        let big = vec![0u8; 60 * 1024];
+        let started = Instant::now();
+        let err = loop {
+            if let Err(e) = send_msg(a.as_raw_fd(), &big, &[]) {
+                break e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "never blocked");
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn remote_reads_copy_or_fail_cleanly() {
+        let data: Vec<u8> = (0..1 << 20).map(|i: u32| i as u8).collect();
+        let me = std::process::id();
+        let mut out = vec![9];
+        read_remote(me, data.as_ptr() as u64, data.len(), &mut out).unwrap();
+        assert_eq!(out[0], 9);
+        assert_eq!(out[1..], data[..]);
+        // An address that is not mapped: an error, not a fault.
+        assert!(read_remote(me, 8, 16, &mut Vec::new()).is_err());
+        assert!(read_remote(me, u64::MAX - 4, 16, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn only_a_seqpacket_socket_is_taken_as_the_channel() {
+        let (a, _b) = pair();
+        assert!(is_seqpacket(a.as_raw_fd()));
+        let (s, _t) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!is_seqpacket(s.as_raw_fd()));
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(!is_seqpacket(file.as_raw_fd()));
     }
 }

@@ -1,19 +1,23 @@
 //! Worker mode: what a pool's child process runs instead of the program.
 //!
-//! The pool starts the current executable with [`ENV_WORKER`] set and writes
-//! the bootstrap on its stdin: the protocol version, the parent's pid, the
-//! name of a one-shot ipc-channel server and a random secret. The worker
-//! connects, proves it knows the secret, and serves jobs until told to stop
-//! or until the parent goes away.
+//! The pool starts the current executable with [`ENV_WORKER`] set and its
+//! end of a `SOCK_SEQPACKET` socket pair as stdin. The worker moves the
+//! socket off stdin (which becomes `/dev/null`), reads the pool's
+//! [`ToWorker::Boot`] (protocol version, parent pid, secret), proves it
+//! knows the secret in its [`FromWorker::Hello`], and serves jobs until told
+//! to stop or until the parent goes away.
 
-use std::io::Read;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{self, IpcSender};
-
+use crate::link::{Link, Received};
 use crate::registry::{self, Batch};
 use crate::sys;
-use crate::wire::{Blob, Bytes, ErrKind, FromWorker, ItemOut, PROTOCOL, ToWorker};
+use std::os::fd::AsRawFd;
+
+use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, MAX_FRAME, PROTOCOL, Raw, ToWorker};
 
 /// The environment variable that marks a worker process.
 pub(crate) const ENV_WORKER: &str = "WEFT_PROCESS_WORKER";
@@ -62,158 +66,317 @@ pub fn is_worker() -> bool {
 
 static IS_WORKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// A test hook: makes the worker break its own handshake in the way named
+/// (`wrong-secret`, `wrong-pid`, `garbage`, `oversized`, `fds`, `silent`),
+/// so that the tests can check the pool refuses it, or (`no-remote`) offer
+/// no address for the parent to probe, so that large results travel in
+/// shared memory. It can only make this worker fail to join or slower.
+const ENV_TEST_HELLO: &str = "WEFT_PROCESS_TEST_HELLO";
+
+/// How long a worker waits for the pool's first message.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Large result buffers a worker keeps for the next large argument (a
+/// warm buffer instead of fresh pages), up to this size.
+const SPARE_MAX: usize = sys::REGION_MAX;
+
+thread_local! {
+    /// See [`SPARE_MAX`].
+    static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer for a `len`-byte argument: the worker's spare one if it is
+/// large enough, else a fresh one.
+pub(crate) fn buffer_for(len: usize) -> Vec<u8> {
+    if len > crate::wire::INLINE_MAX
+        && let Ok(Some(spare)) = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            (s.capacity() >= len).then(|| std::mem::take(&mut *s))
+        })
+    {
+        let mut spare = spare;
+        spare.clear();
+        return spare;
+    }
+    sys::byte_buffer(len)
+}
+
+fn keep_spare(buf: Vec<u8>) {
+    if buf.capacity() > crate::wire::INLINE_MAX && buf.capacity() <= SPARE_MAX {
+        let _ = SPARE.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.capacity() < buf.capacity() {
+                *s = buf;
+            }
+        });
+    }
+}
+
+/// Buffers a worker reuses from job to job, so that a tiny task allocates
+/// nothing but what the function itself does.
+#[derive(Default)]
+struct Scratch {
+    last: Option<&'static registry::Entry>,
+    ends: Vec<u64>,
+    status: Vec<ItemOut>,
+    status_bytes: Vec<u8>,
+    out: Vec<u8>,
+}
+
 fn serve() -> i32 {
     IS_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     sys::ignore_sigpipe();
-    let mut boot = String::new();
-    if std::io::stdin()
-        .take(4096)
-        .read_to_string(&mut boot)
-        .is_err()
-    {
-        return EXIT_BOOTSTRAP;
-    }
-    let mut lines = boot.lines();
-    let (Some(proto), Some(parent), Some(server), Some(secret)) =
-        (lines.next(), lines.next(), lines.next(), lines.next())
-    else {
-        eprintln!("weft-process: worker started without a valid bootstrap; exiting");
-        return EXIT_BOOTSTRAP;
+    let sock = match sys::take_stdin_channel() {
+        Ok(sock) => sock,
+        Err(e) => {
+            eprintln!("weft-process: worker started without the pool's channel ({e}); exiting");
+            return EXIT_BOOTSTRAP;
+        }
     };
-    if proto != PROTOCOL {
-        eprintln!("weft-process: worker speaks {PROTOCOL}, parent sent {proto:?}; exiting");
-        return EXIT_BOOTSTRAP;
-    }
-    let Ok(parent) = parent.parse::<u32>() else {
-        return EXIT_BOOTSTRAP;
+    let mut link = Link::new(sock);
+    let mut rbuf = Vec::new();
+    let (parent, mut secret) = match link
+        .recv::<ToWorker<'_>>(&mut rbuf, Some(Instant::now() + BOOT_TIMEOUT))
+    {
+        Received::Msg(ToWorker::Boot {
+            protocol: PROTOCOL,
+            parent,
+            secret,
+        }) => (parent, secret.0.to_vec()),
+        Received::Msg(ToWorker::Boot { protocol, .. }) => {
+            eprintln!("weft-process: worker speaks {PROTOCOL}, parent sent {protocol:?}; exiting");
+            return EXIT_BOOTSTRAP;
+        }
+        _ => {
+            eprintln!("weft-process: worker started without a valid bootstrap; exiting");
+            return EXIT_BOOTSTRAP;
+        }
     };
     if !sys::die_with_parent(parent) {
         return EXIT_BOOTSTRAP;
     }
-    let Some(secret) = from_hex(secret) else {
-        return EXIT_BOOTSTRAP;
+    let mut pid = std::process::id();
+    if let Some(how) = std::env::var_os(ENV_TEST_HELLO)
+        && let Some(code) = misbehave(
+            &mut link,
+            &mut secret,
+            &mut pid,
+            how.to_str().unwrap_or_default(),
+        )
+    {
+        return code;
+    }
+    let probe = if std::env::var_os(ENV_TEST_HELLO).is_some_and(|v| v == "no-remote") {
+        0
+    } else {
+        secret.as_ptr() as u64
     };
-    let Ok(to_parent) = IpcSender::<FromWorker>::connect(server.to_string()) else {
-        return EXIT_BOOTSTRAP;
-    };
-    let Ok((tasks, jobs)) = ipc::channel::<ToWorker>() else {
-        return EXIT_BOOTSTRAP;
-    };
+    // `secret` stays alive (and unmoved) while the parent reads the probe.
     let hello = FromWorker::Hello {
-        secret: Bytes(secret),
-        pid: std::process::id(),
+        secret: Raw(&secret),
+        pid,
         fingerprint: registry::fingerprint(),
-        tasks,
+        probe,
     };
-    if to_parent.send(hello).is_err() {
+    if link.send(&hello).is_err() {
         return EXIT_BOOTSTRAP;
     }
+    let mut scratch = Scratch::default();
+    // May large results be handed over by address?
+    let mut remote = false;
+    // What the parent has not released yet, oldest first: a result by
+    // address (kept here), or the region (`None`).
+    let mut handed: VecDeque<Option<Vec<u8>>> = VecDeque::new();
     loop {
-        let Ok(msg) = jobs.recv() else {
-            // The parent dropped its sender or died.
-            return 0;
+        let msg = match link.recv::<ToWorker<'_>>(&mut rbuf, None) {
+            Received::Msg(msg) => msg,
+            // The parent closed the channel or died.
+            Received::Closed | Received::TimedOut => return 0,
+            Received::Bad(why) => {
+                eprintln!("weft-process: worker got a bad message from the pool ({why}); exiting");
+                return EXIT_BOOTSTRAP;
+            }
         };
-        let reply = match msg {
+        let sent = match msg {
             ToWorker::Shutdown => return 0,
-            ToWorker::Init { func, arg } => FromWorker::Ready {
-                error: run_initializer(&func, arg.as_slice()),
-            },
+            ToWorker::Boot { .. } => return EXIT_BOOTSTRAP,
+            ToWorker::Release => {
+                match handed.pop_front() {
+                    Some(Some(buf)) => keep_spare(buf),
+                    Some(None) => link.release(0),
+                    None => {}
+                }
+                continue;
+            }
+            ToWorker::RemoteOk => {
+                remote = true;
+                continue;
+            }
+            ToWorker::Init { func, arg } => {
+                let Ok(arg) = link.resolve(arg, usize::MAX) else {
+                    return EXIT_BOOTSTRAP;
+                };
+                let error = run_initializer(func.0, link.bytes(&arg), &mut scratch);
+                drop(arg);
+                link.send(&FromWorker::Ready {
+                    error: error.as_deref(),
+                })
+            }
             ToWorker::Run {
                 job,
                 func,
                 ends,
                 args,
             } => {
-                let (status, data) = run_job(&func, ends.as_slice(), args.as_slice());
-                let status = postcard::to_stdvec(&status).unwrap_or_default();
-                FromWorker::Done {
-                    job,
-                    status: Blob::new(status),
-                    data: Blob::new(data),
+                let (Ok(ends), Ok(args)) = (
+                    link.resolve(ends, usize::MAX),
+                    link.resolve(args, usize::MAX),
+                ) else {
+                    return EXIT_BOOTSTRAP;
+                };
+                run_job(func.0, link.bytes(&ends), link.bytes(&args), &mut scratch);
+                drop((ends, args));
+                scratch.status_bytes.clear();
+                if let [ItemOut::Ok(end)] = scratch.status[..] {
+                    // What postcard writes for `vec![ItemOut::Ok(end)]`.
+                    scratch.status_bytes.extend_from_slice(&[1, 0]);
+                    crate::wire::fast::varint(&mut scratch.status_bytes, end);
+                } else if crate::wire::encode_to(&scratch.status, &mut scratch.status_bytes)
+                    .is_err()
+                {
+                    return EXIT_BOOTSTRAP;
                 }
+                // (Task code may have made the process non-dumpable since
+                // the parent checked: the parent could not read it then.)
+                let by_address =
+                    remote && scratch.out.len() > crate::wire::INLINE_MAX && sys::dumpable();
+                let data = if by_address {
+                    Ok(Blob::Remote {
+                        addr: scratch.out.as_ptr() as u64,
+                        len: scratch.out.len() as u64,
+                    })
+                } else {
+                    link.blob(&scratch.out, Some(0))
+                };
+                let (Ok(status), Ok(data)) = (link.blob(&scratch.status_bytes, None), data) else {
+                    return EXIT_BOOTSTRAP;
+                };
+                let in_region = matches!(data, Blob::Region { .. } | Blob::NewRegion { .. });
+                let sent = link.send_with(|out| {
+                    crate::wire::fast::encode_done(out, job, &status, &data);
+                    Ok(())
+                });
+                if by_address {
+                    // Kept, unmoved, until the parent has read it.
+                    handed.push_back(Some(std::mem::take(&mut scratch.out)));
+                } else {
+                    if in_region {
+                        handed.push_back(None);
+                    }
+                    // A large result buffer becomes the spare for the next
+                    // large argument; a small one is reused for the next
+                    // result.
+                    if scratch.out.capacity() > crate::wire::INLINE_MAX {
+                        keep_spare(std::mem::take(&mut scratch.out));
+                    }
+                }
+                sent
             }
         };
-        if to_parent.send(reply).is_err() {
+        if sent.is_err() {
             return 0;
         }
     }
 }
 
-fn run_initializer(func: &str, arg: &[u8]) -> Option<String> {
-    let ends = [arg.len() as u64];
-    let (status, _) = run_job(
-        func,
-        &postcard::to_stdvec(&ends[..]).unwrap_or_default(),
-        arg,
-    );
-    match status.into_iter().next() {
+/// The test hook of [`ENV_TEST_HELLO`]: changes the handshake, or sends
+/// something else instead (returning the exit code).
+fn misbehave(link: &mut Link, secret: &mut [u8], pid: &mut u32, how: &str) -> Option<i32> {
+    match how {
+        "wrong-secret" => secret.iter_mut().for_each(|b| *b ^= 0xff),
+        "wrong-pid" => *pid = pid.wrapping_add(1),
+        "garbage" | "oversized" | "fds" => {
+            let packet = match how {
+                "garbage" => vec![0xff; 64],
+                "fds" => vec![0; 8],
+                _ => vec![0; MAX_FRAME + 1],
+            };
+            let extra = sys::memfd_with(&[1]).ok()?;
+            let fds = if how == "fds" {
+                vec![extra.as_raw_fd(); sys::MAX_FDS + 1]
+            } else {
+                Vec::new()
+            };
+            let _ = sys::send_msg(link.fd(), &packet, &fds);
+            std::thread::sleep(Duration::from_secs(60));
+            return Some(0);
+        }
+        "silent" => {
+            std::thread::sleep(Duration::from_secs(60));
+            return Some(0);
+        }
+        _ => {}
+    }
+    None
+}
+
+fn run_initializer(func: &[u8], arg: &[u8], scratch: &mut Scratch) -> Option<String> {
+    let mut ends = Vec::new();
+    registry::encode_ends(&[arg.len() as u64], &mut ends);
+    run_job(func, &ends, arg, scratch);
+    match scratch.status.pop() {
         Some(ItemOut::Ok(_)) => None,
         Some(ItemOut::Err(_, msg)) => Some(msg),
         None => Some("the initializer produced no result".into()),
     }
 }
 
-fn run_job(func: &str, ends: &[u8], args: &[u8]) -> (Vec<ItemOut>, Vec<u8>) {
-    let ends: Vec<u64> = match postcard::from_bytes(ends) {
-        Ok(e) => e,
-        Err(e) => {
-            return (
-                vec![ItemOut::Err(
-                    ErrKind::Serialization,
-                    format!("the worker could not decode the job: {e}"),
-                )],
-                Vec::new(),
-            );
-        }
+/// Runs a job; its per-item outcomes and encoded results are left in
+/// `scratch.status` and `scratch.out`.
+fn run_job(func: &[u8], ends: &[u8], args: &[u8], scratch: &mut Scratch) {
+    scratch.status.clear();
+    scratch.out.clear();
+    if let Err(e) = registry::decode_ends(ends, &mut scratch.ends) {
+        scratch.status.push(ItemOut::Err(
+            ErrKind::Serialization,
+            format!("the worker could not decode the job: {e}"),
+        ));
+        return;
+    }
+    let count = scratch.ends.len();
+    // The last function run, checked first: a pool mostly runs one.
+    let entry = match scratch.last {
+        Some(e) if e.name.as_bytes() == func => Some(e),
+        _ => std::str::from_utf8(func)
+            .ok()
+            .and_then(registry::lookup_name),
     };
-    let Some(entry) = registry::lookup_name(func) else {
+    scratch.last = entry;
+    let Some(entry) = entry else {
+        let func = String::from_utf8_lossy(func);
         let msg = format!(
             "the worker has no function registered as `{func}`: the worker executable does not \
              match the parent (was it rebuilt while the pool ran?)"
         );
-        return (
-            vec![ItemOut::Err(ErrKind::UnknownFunction, msg); ends.len()],
-            Vec::new(),
-        );
+        scratch
+            .status
+            .resize(count, ItemOut::Err(ErrKind::UnknownFunction, msg));
+        return;
     };
-    let mut batch = Batch::new(args, &ends);
+    let status = std::mem::take(&mut scratch.status);
+    let out = std::mem::take(&mut scratch.out);
+    let mut batch = Batch::new(args, &scratch.ends, status, out);
     // `run_batch` catches each item's panic; this guards the rest.
     if catch_unwind(AssertUnwindSafe(|| (entry.run)(&mut batch))).is_err() {
         batch.status.clear();
         batch.out.clear();
     }
-    while batch.status.len() < ends.len() {
+    while batch.status.len() < count {
         batch.status.push(ItemOut::Err(
             ErrKind::Panicked,
             "the worker failed while running the batch".into(),
         ));
     }
-    (batch.status, batch.out)
-}
-
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 == 1 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_round_trip() {
-        let b = [0u8, 1, 0xab, 0xff];
-        assert_eq!(from_hex(&to_hex(&b)).unwrap(), b);
-        assert!(from_hex("abc").is_none());
-        assert!(from_hex("zz").is_none());
-    }
+    scratch.status = batch.status;
+    scratch.out = batch.out;
 }

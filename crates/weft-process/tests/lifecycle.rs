@@ -43,7 +43,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn no_fd_leaks_no_zombies_and_children_die_with_their_parent() {
-    // Warm up lazily created process-wide state (ipc-channel's statics).
+    // Warm up lazily created process-wide state.
     drop(ProcessPool::builder().processes(1).build().unwrap());
     let before = open_fds();
     let mut pids = Vec::new();

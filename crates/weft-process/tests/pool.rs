@@ -41,6 +41,15 @@ fn do_segfault(_: ()) {
     }
 }
 
+fn undumpable_bytes(len: usize) -> Vec<u8> {
+    // SAFETY: PR_SET_DUMPABLE takes no pointers. A non-dumpable process's
+    // memory cannot be read by its parent.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    vec![3; len]
+}
+
 fn do_exit(code: i32) {
     std::process::exit(code)
 }
@@ -52,6 +61,12 @@ fn sleep_ms(ms: u64) -> u64 {
 
 fn env_var(key: String) -> Option<String> {
     std::env::var(key).ok()
+}
+
+fn read_stdin(_: ()) -> Result<usize, String> {
+    let mut all = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut all).map_err(|e| e.to_string())?;
+    Ok(all.len())
 }
 
 fn reverse(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -67,6 +82,10 @@ fn init(value: u64) {
 
 fn read_init(_: ()) -> u64 {
     INIT.load(Ordering::SeqCst)
+}
+
+fn init_big(bytes: Vec<u8>) {
+    INIT.store(bytes.iter().map(|&b| u64::from(b)).sum(), Ordering::SeqCst);
 }
 
 fn bad_init(_: ()) {
@@ -102,8 +121,11 @@ weft_process::register!(
     sleep_ms,
     env_var,
     reverse,
+    read_stdin,
+    undumpable_bytes,
     init,
     read_init,
+    init_big,
     bad_init,
     take_unserializable,
     make_unserializable,
@@ -167,6 +189,14 @@ fn submit_apply_and_await() {
 }
 
 #[test]
+fn a_task_reading_stdin_cannot_see_the_pool_channel() {
+    // The worker's channel arrives as its stdin, then moves off it: stdin
+    // is /dev/null.
+    assert_eq!(get(shared().submit(read_stdin, ())), Ok(Ok(0)));
+    assert_eq!(get(shared().submit(square, 3)), Ok(9));
+}
+
+#[test]
 fn map_in_order_and_unordered() {
     let pool = shared();
     within(move || {
@@ -221,6 +251,65 @@ fn large_byte_payloads_round_trip() {
     assert_eq!(get(pool.submit(reverse, big)), Ok(expected));
     assert_eq!(get(pool.submit(reverse, vec![1, 2, 3])), Ok(vec![3, 2, 1]));
     assert_eq!(get(pool.submit(reverse, Vec::new())), Ok(Vec::new()));
+}
+
+#[test]
+fn shared_memory_regions_are_reused_grown_and_never_mixed_up() {
+    // Large results are read from the worker's memory where the parent may
+    // read it (here, Linux and the same user), else they travel in shared
+    // memory, as the arguments always do: both ways.
+    large_payloads_on(ProcessPool::builder().processes(1).build().unwrap());
+    large_payloads_on(
+        ProcessPool::builder()
+            .processes(1)
+            .env("WEFT_PROCESS_TEST_HELLO", "no-remote")
+            .build()
+            .unwrap(),
+    );
+}
+
+fn large_payloads_on(pool: ProcessPool) {
+    let payload = |len: usize, seed: u8| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    };
+    let reversed = |mut v: Vec<u8>| {
+        v.reverse();
+        v
+    };
+    // One at a time: the regions are created, reused (smaller and equal
+    // sizes) and replaced by larger ones.
+    for (len, seed) in [
+        (100_000, 1),
+        (8 << 20, 2),
+        (3 << 20, 3),
+        (8 << 20, 4),
+        (20 << 20, 5),
+    ] {
+        let p = payload(len, seed);
+        assert_eq!(pool.apply(reverse, p.clone()), Ok(reversed(p)), "{len}");
+    }
+    // Several in flight on one worker: while a region is in use, payloads
+    // travel in memfds of their own; every task gets its own bytes back.
+    let inputs: Vec<Vec<u8>> = (0..6)
+        .map(|i| payload((2 << 20) + i * 4099, i as u8))
+        .collect();
+    let handles: Vec<_> = inputs
+        .iter()
+        .map(|p| pool.submit(reverse, p.clone()))
+        .collect();
+    for (h, p) in handles.into_iter().zip(&inputs) {
+        assert_eq!(get(h), Ok(reversed(p.clone())));
+    }
+    let back: Vec<_> = pool.map_chunked(reverse, inputs.clone(), 2).collect();
+    let expected: Vec<_> = inputs.into_iter().map(|p| Ok(reversed(p))).collect();
+    assert_eq!(back, expected);
+    // Task code that forbids reading the worker's memory: its results come
+    // back through shared memory instead.
+    assert_eq!(pool.apply(undumpable_bytes, 3 << 20), Ok(vec![3; 3 << 20]));
+    let p = payload(1 << 20, 9);
+    assert_eq!(pool.apply(reverse, p.clone()), Ok(reversed(p)));
 }
 
 // ---- per-task failures (the worker survives) -----------------------------
@@ -426,6 +515,20 @@ fn initializer_and_environment_reach_the_workers() {
     // The parent is not a worker and did not run the initializer.
     assert_eq!(INIT.load(Ordering::SeqCst), 0);
     assert!(!weft_process::is_worker());
+    // A large initializer argument travels in shared memory, which is then
+    // free for the tasks' arguments.
+    let pool = ProcessPool::builder()
+        .processes(1)
+        .initializer(init_big, vec![1u8; 100_000])
+        .build()
+        .unwrap();
+    assert_eq!(pool.apply(read_init, ()), Ok(100_000));
+    for seed in 0..3u8 {
+        let p: Vec<u8> = (0..200_000u32).map(|i| (i as u8) ^ seed).collect();
+        let mut expected = p.clone();
+        expected.reverse();
+        assert_eq!(pool.apply(reverse, p), Ok(expected));
+    }
 }
 
 #[test]
@@ -459,11 +562,21 @@ fn bad_settings_are_clear_errors() {
 
 #[test]
 fn results_over_the_size_limit_are_refused() {
-    let pool = ProcessPool::builder()
-        .processes(1)
-        .max_result_bytes(1 << 20)
-        .build()
-        .unwrap();
+    // Results read from the worker's memory, and (no-remote) results in
+    // the worker's shared-memory region.
+    for hook in ["none", "no-remote"] {
+        over_the_limit_on(
+            ProcessPool::builder()
+                .processes(1)
+                .max_result_bytes(1 << 20)
+                .env("WEFT_PROCESS_TEST_HELLO", hook)
+                .build()
+                .unwrap(),
+        );
+    }
+}
+
+fn over_the_limit_on(pool: ProcessPool) {
     let err = get(pool.submit(reverse, vec![0u8; 2 << 20])).unwrap_err();
     assert!(
         matches!(&err, TaskError::Serialization { message } if message.contains("max_result_bytes")),
@@ -473,6 +586,15 @@ fn results_over_the_size_limit_are_refused() {
         get(pool.submit(reverse, vec![0u8; 1 << 20])).map(|v| v.len()),
         Ok(1 << 20)
     );
+    // The refused result was never read; the worker goes on serving large
+    // results (in payloads of their own) and small ones.
+    for _ in 0..3 {
+        let p: Vec<u8> = (0..(1 << 20) - 7).map(|i: u32| i as u8).collect();
+        let mut expected = p.clone();
+        expected.reverse();
+        assert_eq!(pool.apply(reverse, p), Ok(expected));
+    }
+    assert_eq!(pool.apply(square, 9), Ok(81));
 }
 
 // ---- lifecycle -----------------------------------------------------------------
@@ -598,53 +720,59 @@ fn apply_runs_on_an_idle_worker_directly_and_handles_every_failure() {
 
 // ---- the authenticated bootstrap -----------------------------------------
 
-/// A worker wrapper: reads the bootstrap from stdin, changes it with `edit`
-/// (a sed script), and `exec`s this test binary with it (same pid).
-fn wrapper(edit: &str) -> Vec<String> {
-    let bin = std::env::current_exe().unwrap();
-    vec![
-        "-c".into(),
-        format!(
-            "read a; read b; read c; read d; exec '{}' <<EOF\n$a\n$b\n$c\n$(echo \"$d\" | sed '{edit}')\nEOF\n",
-            bin.display()
-        ),
-    ]
+/// Builds a one-process pool whose worker breaks its handshake as `how`
+/// says (the worker's `WEFT_PROCESS_TEST_HELLO` test hook).
+fn misbehaving(how: &str, start_timeout: Duration) -> Result<ProcessPool, Error> {
+    within({
+        let how = how.to_string();
+        move || {
+            ProcessPool::builder()
+                .processes(1)
+                .env("WEFT_PROCESS_TEST_HELLO", how)
+                .start_timeout(start_timeout)
+                .build()
+        }
+    })
+}
+
+fn handshake_error(how: &str, start_timeout: Duration) -> String {
+    match misbehaving(how, start_timeout) {
+        Err(Error::Handshake { reason }) => reason,
+        Err(other) => panic!("{how}: expected a handshake error, got {other}"),
+        Ok(_) => panic!("{how}: a misbehaving worker was accepted"),
+    }
 }
 
 #[test]
 fn only_processes_that_know_the_secret_can_join() {
-    // A worker that presents a wrong secret is refused before any task.
-    let script = std::env::temp_dir().join(format!("weft-wrong-secret-{}.sh", std::process::id()));
-    let args = wrapper("s/./0/g");
-    std::fs::write(&script, format!("#!/bin/sh\n{}", &args[1])).unwrap();
-    let mut perms = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).unwrap();
-    let err = ProcessPool::builder()
-        .processes(1)
-        .executable(&script)
-        .start_timeout(LIMIT)
-        .build()
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Handshake { reason } if reason.contains("secret")),
-        "{err}"
-    );
-    // The same wrapper passing the bootstrap unchanged works.
-    std::fs::write(&script, format!("#!/bin/sh\n{}", &wrapper("s/x/x/")[1])).unwrap();
-    let pool = ProcessPool::builder()
-        .processes(1)
-        .executable(&script)
-        .build()
-        .unwrap();
+    // A worker that presents a wrong secret, or answers for another pid,
+    // is refused before any task.
+    assert!(handshake_error("wrong-secret", LIMIT).contains("secret"));
+    assert!(handshake_error("wrong-pid", LIMIT).contains("not the worker started"));
+    // The same hook with nothing to break joins normally.
+    let pool = misbehaving("none", LIMIT).unwrap();
     assert_eq!(pool.apply(square, 5), Ok(25));
-    drop(pool);
-    let _ = std::fs::remove_file(&script);
+}
+
+#[test]
+fn a_bad_handshake_is_refused_without_hanging_or_allocating() {
+    // Each is read into a bounded buffer with a deadline, and refused.
+    let garbage = handshake_error("garbage", LIMIT);
+    assert!(garbage.contains("decoded"), "{garbage}");
+    let oversized = handshake_error("oversized", LIMIT);
+    assert!(oversized.contains("limit"), "{oversized}");
+    let fds = handshake_error("fds", LIMIT);
+    assert!(fds.contains("descriptors"), "{fds}");
+    // Alive and connected but silent: the start timeout fires.
+    let started = std::time::Instant::now();
+    let silent = handshake_error("silent", Duration::from_millis(300));
+    assert!(silent.contains("did not connect"), "{silent}");
+    assert!(started.elapsed() < LIMIT);
 }
 
 #[test]
 fn a_worker_that_never_connects_is_a_clear_error_not_a_hang() {
-    // Dies before connecting: ipc-channel's accept would wait forever.
+    // Dies before its handshake.
     let err = ProcessPool::builder()
         .processes(1)
         .executable("/bin/true")

@@ -1,98 +1,102 @@
 //! One packet, as a worker could write it on its channel to the parent,
-//! received and decoded as the pool does: the frame check, ipc-channel's
-//! decoding of a `FromWorker` message, and for a job's reply the reply
+//! received and decoded as the pool does: the bounded receive (size and
+//! descriptor limits), the decoding of a `FromWorker` message, and for a
+//! job's reply the payload checks (shared memory included), the reply
 //! check and the result decoders.
 //!
-//! The first input byte picks how the packet is built from the rest:
-//! - 0: sent as is (any header: truncated, lying about its size, ...);
-//! - 1: behind a correct ipc-channel header (the body reaches postcard);
-//! - 2: behind a header announcing more bytes than are sent (the first
-//!   fragment of a message that never completes);
-//! - 3: behind a correct header, padded past the parent's frame limit.
+//! The first input byte picks how the packet is sent; the rest is its body:
+//! - 0: as is (any bytes: truncated, lying about lengths, ...);
+//! - 1: with one descriptor, a sealed memfd holding the body (so that a
+//!   payload that refers to shared memory finds one, of any length);
+//! - 2: with one descriptor that is not a sealed memfd (a pipe);
+//! - 3: with more descriptors than a message may carry;
+//! - 4: padded past the parent's message limit.
 //!
 //! Every packet must be received (never a hang) and end as a message or a
-//! refusal, never as a panic. One exception, known and handled: ipc-channel
-//! 0.23 itself panics on some malformed messages (an index to a channel or
-//! shared-memory region that was not sent, `ipc.rs` in
-//! `deserialize_os_ipc_sender` and friends). The parent catches that panic
-//! around `recv` and treats the message as a protocol violation (the worker
-//! is killed and replaced), so this target lets panics located in
-//! ipc-channel's sources through (and says so once on stderr); any other
-//! panic aborts, as libFuzzer's hook does.
+//! refusal, never as a panic.
 #![no_main]
 
-use std::sync::Once;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use weft_process::__fuzz::Channel;
 
-const HEADER: usize = 2 * size_of::<usize>();
 /// Above the parent's limit (`wire::MAX_FRAME`, 68 KiB).
 const OVERSIZED: usize = 80 * 1024;
 
-fn with_header(body: &[u8], announced_extra: usize) -> Vec<u8> {
-    let len = HEADER + body.len();
-    let mut p = Vec::with_capacity(len);
-    p.extend_from_slice(&len.to_ne_bytes());
-    p.extend_from_slice(&(body.len() + announced_extra).to_ne_bytes());
-    p.extend_from_slice(body);
-    p
+fn memfd(body: &[u8]) -> OwnedFd {
+    // SAFETY: a NUL-terminated name; the result is checked and owned.
+    let raw = unsafe {
+        libc::memfd_create(c"fuzz".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    };
+    assert!(raw >= 0, "memfd_create");
+    // SAFETY: `raw` is a new descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let file = std::fs::File::from(fd.try_clone().expect("dup"));
+    std::os::unix::fs::FileExt::write_all_at(&file, body, 0).expect("write");
+    // SAFETY: fcntl on a descriptor we own; no pointers.
+    unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK | libc::F_SEAL_GROW) };
+    fd
 }
 
-/// Lets panics raised inside ipc-channel through (the parent catches
-/// them); any other panic goes to libFuzzer's hook, which aborts.
-fn tolerate_ipc_channel_panics() {
-    static ONCE: Once = Once::new();
-    static NOTED: Once = Once::new();
-    ONCE.call_once(|| {
-        let libfuzzer_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let in_ipc_channel = info
-                .location()
-                .is_some_and(|l| l.file().contains("/ipc-channel-"));
-            if in_ipc_channel {
-                NOTED.call_once(|| {
-                    eprintln!(
-                        "frame: note: ipc-channel panicked while decoding a message ({info}); \
-                         the parent catches this and refuses the message"
-                    );
-                });
-            } else {
-                libfuzzer_hook(info);
-            }
-        }));
-    });
+fn pipe() -> OwnedFd {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both are new descriptors we own.
+    unsafe {
+        drop(OwnedFd::from_raw_fd(fds[1]));
+        OwnedFd::from_raw_fd(fds[0])
+    }
+}
+
+fn send(fd: i32, packet: &[u8], fds: &[i32]) -> bool {
+    let mut iov = libc::iovec {
+        iov_base: packet.as_ptr() as *mut libc::c_void,
+        iov_len: packet.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: an all-zero msghdr is valid; the control buffer has room for
+    // the (at most four) descriptors written below.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        if !fds.is_empty() {
+            let bytes = (fds.len() * size_of::<i32>()) as u32;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(bytes) as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(bytes) as _;
+            std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        }
+        libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) >= 0
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
-    tolerate_ipc_channel_panics();
     let Some((&mode, body)) = data.split_first() else {
         return;
     };
-    let packet = match mode % 4 {
-        0 => body.to_vec(),
-        1 => with_header(body, 0),
-        2 => with_header(body, 1 + usize::from(mode)),
+    let mut channel = Channel::new().expect("a channel");
+    let fd = channel.sender_fd();
+    let shm = memfd(body);
+    let other = pipe();
+    let sent = match mode % 5 {
+        0 => send(fd, body, &[]),
+        1 => send(fd, body, &[shm.as_raw_fd()]),
+        2 => send(fd, body, &[other.as_raw_fd()]),
+        3 => send(fd, body, &[shm.as_raw_fd(); 4]),
         _ => {
             let mut padded = body.to_vec();
             padded.resize(OVERSIZED.max(body.len()), 0);
-            with_header(&padded, 0)
+            send(fd, &padded, &[])
         }
     };
-    let channel = Channel::new().expect("a channel");
-    let fd = channel.sender_fd().expect("the sender's fd");
-    // SAFETY: `fd` is the channel's open socket, which `channel` keeps open
-    // for the call; `packet` is valid for reads of its length.
-    let sent = unsafe {
-        libc::send(
-            fd,
-            packet.as_ptr().cast(),
-            packet.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if sent < 0 {
+    if !sent {
         return;
     }
     let outcome = channel.receive(Duration::from_secs(5));
