@@ -59,18 +59,28 @@ impl Node {
     }
 }
 
+// Every implementation visits the nodes in the same order: right subtree
+// first. The tree is allocated in post-order (children before their parent,
+// left before right), so a right-first walk reads memory in one descending
+// sweep and a left-first walk jumps about: on one thread a plain sequential
+// left-first recursion takes ~1.5x as long as a right-first one. chili's
+// `join` runs its *second* closure inline and offers the first, so it walks
+// right-first; weft and rayon run the *first* closure inline and offer the
+// second, so they are given the right child first. The comparison is then
+// about the schedulers, not the visiting order.
+
 fn tree_weft(n: &Node) -> u64 {
-    let (l, r) = weft_pool::join(
-        || n.left.as_deref().map_or(0, tree_weft),
+    let (r, l) = weft_pool::join(
         || n.right.as_deref().map_or(0, tree_weft),
+        || n.left.as_deref().map_or(0, tree_weft),
     );
     n.val + l + r
 }
 
 fn tree_rayon(n: &Node) -> u64 {
-    let (l, r) = rayon::join(
-        || n.left.as_deref().map_or(0, tree_rayon),
+    let (r, l) = rayon::join(
         || n.right.as_deref().map_or(0, tree_rayon),
+        || n.left.as_deref().map_or(0, tree_rayon),
     );
     n.val + l + r
 }

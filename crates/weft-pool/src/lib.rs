@@ -41,9 +41,13 @@
 //! crossbeam injector for work from outside. A `join` pushes its second
 //! closure privately, runs the first, and pops the second back: a few
 //! nanoseconds. Only when another worker is hungry (it raised a share
-//! request) does a busy worker move its *oldest* private job to its shared
+//! request) does a busy worker move its *oldest* private jobs to its shared
 //! deque, so work is split lazily, where it pays; the outermost three
-//! pending `join`s of a worker (the biggest pieces) are shared at once. Idle
+//! pending `join`s of a worker (the biggest pieces) are shared at once. A
+//! worker keeps at most four private jobs, those of its outermost pending
+//! `join`s; a `join` nested below them simply calls its two closures in
+//! turn, as sequential code would (a thief takes the bigger pieces above
+//! first, which frees room for the next `join` to offer its half). Idle
 //! workers spin briefly, then park; a push wakes at most one sleeper per job
 //! (see the `sleep` module, modelled with loom). While a `join` waits for a
 //! stolen half it only runs descendants of that half (stolen back from the
@@ -122,7 +126,11 @@ fn global() -> &'static ThreadPool {
 /// On a worker of a pool this is that pool's `join`; anywhere else it moves
 /// into the global pool first. `b` is offered to idle workers; if nobody
 /// takes it, it runs right here after `a`, at the cost of a plain push and
-/// pop. A panic in either closure is resumed here once both are done.
+/// pop. Deep inside a tree of `join`s (below the four outermost pending
+/// ones on this worker, which idle workers take first), `b` is not offered
+/// and the call costs no more than calling `a` then `b`. A panic in either
+/// closure is resumed here once both are done (if `a` panics before `b` was
+/// taken, `b` does not run).
 ///
 /// ```
 /// fn sum(v: &[u64]) -> u64 {

@@ -263,7 +263,8 @@ impl ThreadPool {
     /// Runs `a` and `b`, potentially in parallel, and returns both results
     /// (rayon's `join`). `a` runs on the current worker (the call moves into
     /// the pool first if made from outside it); `b` is offered to idle
-    /// workers. A panic in either is resumed here once both are done.
+    /// workers (see [`crate::join`]). A panic in either is resumed here once
+    /// both are done.
     pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
     where
         A: FnOnce() -> RA + Send,
@@ -334,7 +335,9 @@ impl ThreadPool {
     /// Applies `f` to every item in parallel and returns the results in
     /// input order (Python's `executor.map(f, items, chunksize=...)`). Items
     /// are processed in chunks of `chunk_size` (0 picks one). A panic in `f`
-    /// is resumed here.
+    /// is resumed here. The results are written in place into a `Vec`
+    /// allocated on the calling thread (warm memory from its heap, rather
+    /// than fresh pages from a worker's arena).
     pub fn map<T, R, F, I>(&self, f: F, items: I, chunk_size: usize) -> Vec<R>
     where
         I: IntoIterator<Item = T>,
@@ -348,7 +351,7 @@ impl ThreadPool {
         } else {
             chunk_size
         };
-        self.install(|| map::par_map(items, chunk, &f))
+        map::par_map(self, items, chunk, &f)
     }
 
     /// [`map`](Self::map) over a borrowed slice: no copy of the input is
@@ -372,7 +375,7 @@ impl ThreadPool {
         } else {
             chunk_size
         };
-        self.install(|| map::par_map_slice(items, chunk, &f))
+        map::par_map_slice(self, items, chunk, &f)
     }
 
     /// Applies `f` to every item in parallel and yields the results as their

@@ -3,20 +3,26 @@
 //! Each worker owns two queues of jobs:
 //!
 //! * a **private** stack (`local`) that only the owner touches, without any
-//!   atomic operation: every `join` pushes its second closure here and, in
-//!   the common case, pops it back and runs it inline a few nanoseconds later;
+//!   atomic operation: a `join` pushes its second closure here and, in the
+//!   common case, pops it back and runs it inline a few nanoseconds later.
+//!   It holds at most `PRIVATE_WINDOW` private jobs, those of the outermost
+//!   pending joins; a `join` below a full window is plain sequential code
+//!   (`a()` then `b()`), since a hungry worker would take one of the bigger
+//!   jobs above it anyway;
 //! * a **shared** crossbeam deque (`deque`) that other workers steal from.
 //!
 //! Work moves from the first to the second only on demand: a worker that
 //! runs out of work raises a *share request* flag on the others, and a busy
 //! worker that sees its flag at its next `join` promotes its **oldest**
-//! private job (the biggest piece of its tree) to the shared deque and wakes
-//! one sleeper (and any worker parked waiting on it) if there is one.
-//! Fine-grained `join`s therefore cost a plain push and pop unless someone
-//! is actually hungry, which is how lazy or heartbeat-style splitting beats
-//! eager deques. The outermost `EAGER_DEPTH` pending joins of a worker are
-//! shared at once, so coarse-grained work (long stretches between joins)
-//! does not leave idle workers waiting for the owner's next `join`.
+//! private jobs (the biggest pieces of its tree; two of them, see
+//! `SHARE_BATCH`) to the shared deque and wakes one sleeper (and any worker
+//! parked waiting on it) if there is one.
+//! Fine-grained `join`s therefore cost two plain calls (or a push and pop)
+//! unless someone is actually hungry, which is how lazy or heartbeat-style
+//! splitting beats eager deques. The outermost `EAGER_DEPTH` pending joins
+//! of a worker are shared at once, so coarse-grained work (long stretches
+//! between joins) does not leave idle workers waiting for the owner's next
+//! `join`.
 //!
 //! Waiting never picks up unrelated work (rayon #592): a `join` whose second
 //! half was stolen only runs jobs taken from the thief's deque while the thief
@@ -222,13 +228,30 @@ const LOCAL_CAPACITY: usize = 128;
 /// `join`, which matters when the work between `join`s is long.
 const EAGER_DEPTH: usize = 3;
 
+/// How many private jobs, oldest first, one share request promotes. A
+/// request is only answered at this worker's next `join`, which may be a
+/// long time coming when the work between joins is coarse (the partition
+/// step of a quicksort); promoting the next-oldest job too lets the next
+/// hungry worker (or the same one, once done) find it at once. A promoted
+/// job nobody takes costs its owner one deque pop when its `join` ends.
+const SHARE_BATCH: usize = 2;
+
+/// At most this many private jobs per worker: a `join` that finds the window
+/// full runs its halves sequentially without offering `b` (see
+/// [`join_in_worker`]). The window holds the outermost pending joins, the
+/// biggest pieces, which are what a hungry worker takes; the many small
+/// joins below them then cost no more than the plain calls (how heartbeat
+/// schedulers such as chili amortise their joins, but keeping the biggest
+/// pieces on offer rather than every 64th).
+const PRIVATE_WINDOW: usize = 4;
+
 /// Where [`LocalStack::push_back`] put a job.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pushed {
-    /// In a slot, private: only this worker can see it.
-    Private,
-    /// In a slot, but to be shared now: one of the outermost joins.
-    Eager,
+    /// In this slot, private: only this worker can see it.
+    Private(usize),
+    /// In this slot, but to be shared now: one of the outermost joins.
+    Eager(usize),
     /// No slot (the stack is full): to be shared now.
     Overflow,
 }
@@ -266,26 +289,37 @@ impl LocalStack {
         if len < EAGER_DEPTH {
             // Every slot below is eager too, so `front == len` here.
             self.front = len + 1;
-            Pushed::Eager
+            Pushed::Eager(len)
         } else {
-            Pushed::Private
+            Pushed::Private(len)
         }
     }
 
-    /// The `join` owning the top slot (holding `job`) ends: frees the slot
-    /// and says whether the job was still private.
+    /// The `join` owning the top slot, `slot` (holding `job`), ends: frees
+    /// the slot and says whether the job was still private.
+    ///
+    /// The caller passes the slot it got from `push_back` rather than this
+    /// reading `len` back: the store is then the only access to `len`, so
+    /// consecutive joins do not form a chain of store-to-load forwards
+    /// through it (a few cycles each, on the critical path of every join).
     #[inline]
-    fn pop(&mut self, job: *const JoinPrefix) -> bool {
-        let top = self.len - 1;
-        debug_assert!(ptr::eq(self.jobs[top], job), "joins nest");
+    fn pop(&mut self, slot: usize, job: *const JoinPrefix) -> bool {
+        debug_assert_eq!(self.len, slot + 1, "joins nest");
+        debug_assert!(ptr::eq(self.jobs[slot], job), "joins nest");
         let _ = job;
-        self.len = top;
-        if top >= self.front {
+        self.len = slot;
+        if slot >= self.front {
             true
         } else {
-            self.front = top;
+            self.front = slot;
             false
         }
+    }
+
+    /// Whether `PRIVATE_WINDOW` private jobs are pending already.
+    #[inline]
+    fn window_full(&self) -> bool {
+        self.len - self.front >= PRIVATE_WINDOW
     }
 
     /// Shares the oldest private job, if any.
@@ -377,13 +411,17 @@ impl WorkerThread {
         }
     }
 
-    /// Someone is hungry: move our oldest private job where it can be stolen.
+    /// Someone is hungry: move our oldest private jobs (up to
+    /// `SHARE_BATCH`) where they can be stolen.
     #[cold]
     #[inline(never)]
     fn share(&self) {
-        // Keep the request up while there is nothing to promote, so the
-        // next `join` (which will have a job) answers it.
-        if let Some(job) = self.with_local(|l| l.pop_front()) {
+        for _ in 0..SHARE_BATCH {
+            // Keep the request up while there is nothing to promote, so the
+            // next `join` (which will have a job) answers it.
+            let Some(job) = self.with_local(|l| l.pop_front()) else {
+                return;
+            };
             self.share.store(false, Ordering::Relaxed);
             // SAFETY: a job in our private queue is alive (its `join` frame
             // waits for it), unrun and unpublished, and we are its owner.
@@ -395,7 +433,9 @@ impl WorkerThread {
     /// (unless it was shared) or from the shared deque.
     #[inline]
     fn take_back(&self, header: *const JoinPrefix, pushed: Pushed) -> bool {
-        if pushed != Pushed::Overflow && self.with_local(|l| l.pop(header)) {
+        if let Pushed::Private(slot) | Pushed::Eager(slot) = pushed
+            && self.with_local(|l| l.pop(slot, header))
+        {
             return true;
         }
         self.take_back_shared(|j| j.is(header.cast())).is_some()
@@ -695,8 +735,44 @@ fn run_hook(h: &Hook, index: usize) {
 }
 
 /// `join` on a worker of the pool: see the module documentation.
-#[inline]
+///
+/// When this worker already holds `PRIVATE_WINDOW` private jobs, all from
+/// enclosing `join`s (so each bigger than anything this one could offer),
+/// nobody needs this `b` to be offered: the call is then plain sequential
+/// code, `a()` then `b()`, with no job built, pushed or popped. A hungry
+/// worker takes the oldest private job (answered here too), which frees a
+/// place in the window, and the next `join` offers its `b` again.
+///
+/// Never inlined: the caller of `join` is typically a recursive function
+/// that first tests for its base case (`if n < 2 { return n; }`). Inlined,
+/// this frame (the job, the saved registers) becomes part of that function
+/// and every base-case call pays for it; out of line, the base case stays a
+/// few instructions and only real joins pay for the frame (the closures are
+/// still inlined in here).
+#[inline(never)]
 pub(crate) fn join_in_worker<A, B, RA, RB>(w: &WorkerThread, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    if w.with_local(|l| l.window_full()) {
+        if w.share.load(Ordering::Relaxed) {
+            w.share();
+        }
+        // A panic in `a` unwinds from here without running `b`, as when a
+        // job is taken back after a panic.
+        let ra = a();
+        return (ra, b());
+    }
+    join_offered(w, a, b)
+}
+
+/// `join` that offers `b`: pushes it on the private stack (or shares it at
+/// once), runs `a`, then takes `b` back or waits for whoever took it.
+#[inline(never)]
+fn join_offered<A, B, RA, RB>(w: &WorkerThread, a: A, b: B) -> (RA, RB)
 where
     A: FnOnce() -> RA + Send,
     B: FnOnce() -> RB + Send,
@@ -708,7 +784,7 @@ where
     // The frame below does not return or unwind before the job is taken
     // back (then run or dropped here) or its latch is set.
     let pushed = w.with_local(|l| l.push_back(job));
-    if pushed != Pushed::Private {
+    if !matches!(pushed, Pushed::Private(_)) {
         // SAFETY: ours, alive, unrun and unpublished.
         w.push_shared(unsafe { JoinPrefix::publish(job, &**w.registry(), w.index) });
     } else if w.share.load(Ordering::Relaxed) {

@@ -299,6 +299,72 @@ fn nested_join_to_depth_25() {
     });
 }
 
+/// Nested deep enough (below the few outermost pending joins a worker
+/// keeps on offer), a `join` runs its closures as plain calls. It must still
+/// behave like every other `join`: both results in order, a panic in `a`
+/// leaves `b` unrun and dropped once, a panic in `b` drops `a`'s result.
+#[test]
+fn deeply_nested_join_behaves_like_any_join() {
+    #[derive(Debug)]
+    struct Counted<'a>(&'a AtomicUsize);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    /// Nests `depth` joins (each with a small, pending `b`), then runs `f`.
+    fn nest<R: Send>(depth: u32, f: &(dyn Fn() -> R + Sync)) -> (R, u32) {
+        if depth == 0 {
+            return (f(), 0);
+        }
+        let ((r, s), d) = weft_pool::join(|| nest(depth - 1, f), || depth);
+        (r, s + d)
+    }
+    with_timeout(60, || {
+        for threads in [1, 2] {
+            let pool = ThreadPool::new(threads).unwrap();
+            let (r, s) = pool.install(|| nest(30, &|| weft_pool::join(|| "a", || "b")));
+            assert_eq!((r, s), (("a", "b"), (1..=30).sum()));
+
+            let (b_ran, dropped) = (AtomicBool::new(false), AtomicUsize::new(0));
+            let e = catch_unwind(AssertUnwindSafe(|| {
+                pool.install(|| {
+                    nest(30, &|| {
+                        let (guard, b_ran) = (Counted(&dropped), &b_ran);
+                        weft_pool::join(
+                            || panic!("deep a"),
+                            move || {
+                                b_ran.store(true, Ordering::SeqCst);
+                                drop(guard);
+                            },
+                        )
+                    })
+                })
+            }))
+            .unwrap_err();
+            assert_eq!(weft_sync::panic_message(&*e), "deep a");
+            if threads == 1 {
+                // Nobody could have stolen `b`: it was dropped unrun.
+                assert!(!b_ran.load(Ordering::SeqCst));
+            }
+            assert_eq!(dropped.load(Ordering::SeqCst), 1);
+
+            let dropped = AtomicUsize::new(0);
+            let e = catch_unwind(AssertUnwindSafe(|| {
+                pool.install(|| {
+                    nest(30, &|| {
+                        weft_pool::join(|| Counted(&dropped), || -> u8 { panic!("deep b") })
+                    })
+                })
+            }))
+            .unwrap_err();
+            assert_eq!(weft_sync::panic_message(&*e), "deep b");
+            assert_eq!(dropped.load(Ordering::SeqCst), 1);
+            assert_eq!(pool.join(|| 2, || 3), (2, 3), "pool still works");
+        }
+    });
+}
+
 #[test]
 fn join_panics_propagate_to_the_caller() {
     with_timeout(30, || {
@@ -413,6 +479,34 @@ fn map_keeps_order_for_every_chunk_size() {
         let strings: Vec<String> = (0..100).map(|i| i.to_string()).collect();
         let lens = pool.map(|s: String| s.len(), strings, 3);
         assert_eq!(lens.iter().sum::<usize>(), 190);
+    });
+}
+
+#[test]
+fn map_works_from_any_thread() {
+    // The result buffer is allocated on the calling thread, which may be a
+    // worker of the same pool, a worker of another pool, or (after
+    // shutdown) the only thread left to run the map.
+    with_timeout(60, || {
+        let pool = ThreadPool::new(2).unwrap();
+        let other = ThreadPool::new(1).unwrap();
+        let input: Vec<u64> = (0..5000).collect();
+        let expect: Vec<u64> = input.iter().map(|x| x + 1).collect();
+        assert_eq!(
+            pool.install(|| pool.map_slice(|x| x + 1, &input, 0)),
+            expect
+        );
+        assert_eq!(
+            other.install(|| pool.map(|x: u64| x + 1, input.clone(), 16)),
+            expect
+        );
+        assert_eq!(
+            other.install(|| pool.map_slice(|x| x + 1, &input, 1)),
+            expect
+        );
+        pool.shutdown(weft_pool::ShutdownMode::Wait);
+        assert_eq!(pool.map_slice(|x| x + 1, &input, 0), expect);
+        assert_eq!(pool.map(|x: u64| x + 1, input.clone(), 7), expect);
     });
 }
 
