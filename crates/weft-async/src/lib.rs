@@ -61,16 +61,24 @@
 //!
 //! # The executor
 //!
-//! The run queue is a thread-local `RefCell<VecDeque<Runnable>>`: scheduling a
-//! task woken on the runtime's own thread takes no lock and no atomic of the
-//! runtime's (the only atomics are `async-task`'s own task state). Wake-ups
-//! from other threads go to a separate `ConcurrentQueue` and unpark the
-//! runtime, which sleeps in `async-io`'s reactor (via `async_io::block_on`)
-//! whenever it has nothing to run. After every 40 µs of running tasks it lets
-//! the reactor poll, so I/O and timers are served even under constant load.
-//! Each spawned task is one allocation (`async-task`'s; a named task adds one
-//! for its name), and a task enters the live-task registry only when it first
-//! has to wait.
+//! The run queue is thread-local and first in, first out: a `Cell` takes a
+//! task pushed into an empty queue (so a task that wakes the next one, as in a
+//! ping-pong, only moves a pointer in and out of it) and a `RefCell<VecDeque>`
+//! the rest, its capacity kept from one `run` to the next. Scheduling a task
+//! woken on the runtime's own thread takes no lock and no atomic of the
+//! runtime's (the only atomics are `async-task`'s own task state). Wake-ups from other
+//! threads go to a separate `ConcurrentQueue` and unpark the runtime, which
+//! sleeps in `async-io`'s reactor (via `async_io::block_on`) whenever it has
+//! nothing to run. After every 40 µs of running tasks it lets the reactor
+//! poll, so I/O and timers are served even under constant load (it reads the
+//! clock once every 32 polls when polls are quick, more often when they are
+//! slow); the tasks queued at that moment run before the main future is
+//! polled again. Each spawned task is one allocation (`async-task`'s: 72
+//! bytes for an empty future, the same `malloc` size class as
+//! `async-executor`'s tasks; a named task adds one, the out-of-line part of
+//! its handle that holds the name), its [`Task`] handle is three words, and a
+//! task enters the live-task registry only when it first has to wait (a named
+//! one at once: its name is kept there).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -1,28 +1,32 @@
 //! The executor: a thread-local run queue, a queue for wake-ups from other
-//! threads, the live-task registry, and the loop that [`run`] drives inside
+//! threads, the live-task registry, and the loop that [`run`](crate::run) drives inside
 //! `async_io::block_on` so that timers and I/O wake it.
 //!
 //! # How it fits together
 //!
-//! * Every thread has one [`Local`] (a `const` thread-local). While a runtime
-//!   runs on the thread, `Local::rt` holds its id; `0` means "no runtime".
+//! * Every thread has one [`Core`] (a `const` thread-local, so reaching it
+//!   costs no lazy initialisation). While a runtime runs on the thread,
+//!   `Core::rt` holds its id; `0` means "no runtime". The core's run queue
+//!   keeps its capacity from one `run` to the next.
 //! * Tasks are `async-task` tasks whose metadata ([`Meta`]) records the id of
 //!   the runtime that owns them. The schedule function is a plain `fn` (a
 //!   zero-sized schedule, which `async-task` handles with the least reference
-//!   counting). It looks at the current thread's `Local`: when that thread runs
-//!   the owning runtime, the task goes to the back of a
-//!   `RefCell<VecDeque<Runnable>>` (no lock, no atomic). Otherwise the wake-up
-//!   came from another thread: the task goes to the owner's [`Remote`] queue (a
-//!   `ConcurrentQueue`) and the owner's loop is woken.
+//!   counting). It looks at the current thread's `Core`: when that thread
+//!   runs the owning runtime, the task goes to the back of its [`RunQueue`]
+//!   (a `Cell` for a task pushed into an empty queue, a `RefCell<VecDeque>`
+//!   for the rest: no lock, no atomic). Otherwise the wake-up came from another thread: the task goes
+//!   to the owner's [`Remote`] queue (a `ConcurrentQueue`) and the owner's
+//!   loop is woken.
 //! * The loop is a future polled by `async_io::block_on`. When it has nothing
 //!   to run it returns `Pending`, and `block_on` parks the thread on the
 //!   `async-io` reactor (epoll/kqueue), so a timer, an I/O event or a wake-up
 //!   from another thread (which unparks it) resumes it. After running tasks
 //!   for [`SLICE`] it yields to `block_on` so that the reactor is polled even
-//!   under constant load.
-//! * A registry (a slab in `Local`) holds every live task's waker, id and name:
+//!   under constant load; the tasks queued at that moment then run before the
+//!   main future is polled again (first come, first served).
+//! * A registry (a slab in `Core`) holds every live task's waker, id and name:
 //!   it backs [`all_tasks`](crate::all_tasks) and lets the runtime cancel the
-//!   tasks still alive when [`run`] returns.
+//!   tasks still alive when [`run`](crate::run) returns.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -48,22 +52,34 @@ use crate::error::RuntimeError;
 /// on the runtime's own thread.
 const SLICE: Duration = Duration::from_micros(40);
 
-/// How many polls run between two looks at the clock (a power of two).
+/// At most how many polls run between two looks at the clock.
+///
+/// The loop looks after every poll at first and doubles the stride up to
+/// this while polls are quick; a stride of polls that takes more than
+/// [`SLICE`] / 8 halves it again. So cheap polls (a few tens of ns) pay for
+/// one clock read in 32, while slow ones (I/O-bound tasks that make system
+/// calls) cannot overrun the slice by much: a fixed stride of 32 polls of a
+/// few µs each overran it several times over, and `async-io`'s fallback
+/// thread took the reactor away from the runtime's thread.
 const CHECK_EVERY: usize = 32;
-const _: () = assert!(CHECK_EVERY.is_power_of_two());
 
-/// Per-task metadata kept by `async-task` in the task's single allocation.
+/// Per-task metadata kept by `async-task` in the task's single allocation:
+/// two words, so that a task with a small future fits `malloc`'s 80-byte
+/// size class. (A task's name, when it has one, lives in its registry entry,
+/// made when it is spawned.)
 #[derive(Debug)]
 pub(crate) struct Meta {
     /// The id of the runtime that owns the task.
     pub(crate) rt: u64,
     /// The task's id, unique within its runtime.
     pub(crate) id: u64,
-    /// The task's name, if it has one.
-    pub(crate) name: Option<Arc<str>>,
 }
 
 pub(crate) type Runnable = async_task::Runnable<Meta>;
+
+/// A task's name: a thin pointer (an `Arc<str>` would be two words), so that
+/// the [`Task`](crate::Task) handle's out-of-line part stays small.
+pub(crate) type Name = Arc<String>;
 
 /// The `async-task` handle of a task with output `T`.
 pub(crate) type RawTask<T> = async_task::Task<Outcome<T>, Meta>;
@@ -72,7 +88,7 @@ pub(crate) type RawTask<T> = async_task::Task<Outcome<T>, Meta>;
 pub(crate) struct Entry {
     waker: Option<Waker>,
     pub(crate) id: u64,
-    pub(crate) name: Option<Arc<str>>,
+    pub(crate) name: Option<Name>,
 }
 
 /// A slab of live tasks.
@@ -91,12 +107,8 @@ impl Registry {
         }
     }
 
-    fn insert(&mut self, id: u64, name: Option<Arc<str>>, waker: Waker) -> u32 {
-        let entry = Entry {
-            waker: Some(waker),
-            id,
-            name,
-        };
+    fn insert(&mut self, id: u64, name: Option<Name>, waker: Option<Waker>) -> u32 {
+        let entry = Entry { waker, id, name };
         self.len += 1;
         match self.free.pop() {
             Some(slot) => {
@@ -110,6 +122,17 @@ impl Registry {
                 slot
             }
         }
+    }
+
+    fn set_waker(&mut self, slot: u32, waker: Waker) {
+        if let Some(Some(entry)) = self.slots.get_mut(slot as usize) {
+            entry.waker = Some(waker);
+        }
+    }
+
+    /// The entry in `slot`, if it holds one.
+    pub(crate) fn get(&self, slot: u32) -> Option<&Entry> {
+        self.slots.get(slot as usize)?.as_ref()
     }
 
     fn remove(&mut self, slot: u32) -> Option<Entry> {
@@ -132,39 +155,123 @@ impl Registry {
     }
 }
 
-/// The state of the runtime running on this thread, if any.
-pub(crate) struct Local {
+/// The local run queue: first in, first out.
+///
+/// A runnable pushed while the queue is empty goes to `head`, a `Cell`; any
+/// other goes to the back of `rest`. So when a task wakes the next one and
+/// the queue was empty (a ping-pong, a chain of hand-offs), the push and the
+/// pop that follows only move a pointer in and out of that cell, without the
+/// ring buffer's bookkeeping; a long queue pays one extra check per push and
+/// pop.
+pub(crate) struct RunQueue {
+    /// The oldest queued runnable, when it was pushed into an empty queue.
+    head: Cell<Option<Runnable>>,
+    /// The others, oldest first (all younger than `head`).
+    rest: RefCell<VecDeque<Runnable>>,
+}
+
+impl RunQueue {
+    const fn new() -> RunQueue {
+        RunQueue {
+            head: Cell::new(None),
+            rest: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    #[inline]
+    fn push(&self, runnable: Runnable) {
+        let mut rest = self.rest.borrow_mut();
+        if rest.is_empty() {
+            match self.head.take() {
+                None => {
+                    self.head.set(Some(runnable));
+                    return;
+                }
+                Some(head) => self.head.set(Some(head)),
+            }
+        }
+        rest.push_back(runnable);
+    }
+
+    #[inline]
+    fn pop(&self) -> Option<Runnable> {
+        match self.head.take() {
+            Some(head) => Some(head),
+            None => self.rest.borrow_mut().pop_front(),
+        }
+    }
+
+    fn has_head(&self) -> bool {
+        let head = self.head.take();
+        let has = head.is_some();
+        self.head.set(head);
+        has
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.has_head() && self.rest.borrow().is_empty()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.has_head()) + self.rest.borrow().len()
+    }
+
+    /// Calls `f` on every queued runnable, oldest first (`f` must not touch
+    /// the queue).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Runnable)) {
+        let head = self.head.take();
+        if let Some(head) = &head {
+            f(head);
+        }
+        self.head.set(head);
+        self.rest.borrow().iter().for_each(f);
+    }
+}
+
+/// The single-threaded state of the runtime running on this thread, if any.
+pub(crate) struct Core {
     /// Id of the runtime running on this thread; 0 when none.
-    pub(crate) rt: Cell<u64>,
+    rt: Cell<u64>,
     /// The local run queue.
-    pub(crate) queue: RefCell<VecDeque<Runnable>>,
+    pub(crate) queue: RunQueue,
     /// True while the loop has returned `Pending` to `block_on`.
     sleeping: Cell<bool>,
     /// The runtime's remote half, to wake the loop from a reactor callback.
-    pub(crate) remote: RefCell<Option<Arc<Remote>>>,
+    remote: RefCell<Option<Arc<Remote>>>,
     /// Live tasks.
     pub(crate) registry: RefCell<Registry>,
     /// Id of the task being polled; 0 while the main future runs.
     pub(crate) current: Cell<u64>,
-    /// Name of the task being polled, if it has one.
-    pub(crate) current_name: RefCell<Option<Arc<str>>>,
     /// The next task id (ids are unique within a runtime).
     next_id: Cell<u64>,
 }
 
 thread_local! {
-    pub(crate) static LOCAL: Local = const {
-        Local {
+    static CORE: Core = const {
+        Core {
             rt: Cell::new(0),
-            queue: RefCell::new(VecDeque::new()),
+            queue: RunQueue::new(),
             sleeping: Cell::new(false),
             remote: RefCell::new(None),
             registry: RefCell::new(Registry::new()),
             current: Cell::new(0),
-            current_name: RefCell::new(None),
             next_id: Cell::new(1),
         }
     };
+}
+
+/// Calls `f` with the current thread's running runtime, if there is one.
+#[inline]
+pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
+    CORE.try_with(|core| {
+        if core.rt.get() == 0 {
+            None
+        } else {
+            Some(f(core))
+        }
+    })
+    .ok()
+    .flatten()
 }
 
 /// Process-wide counter for runtime ids (0 is never used).
@@ -220,22 +327,31 @@ fn remotes() -> std::sync::MutexGuard<'static, Vec<Arc<Remote>>> {
 pub(crate) fn schedule(runnable: Runnable) {
     let rt = runnable.metadata().rt;
     let mut runnable = Some(runnable);
-    // Fast path: woken on the thread that runs its runtime.
-    let _ = LOCAL.try_with(|local| {
-        if local.rt.get() == rt {
-            if let Some(r) = runnable.take() {
-                local.queue.borrow_mut().push_back(r);
+    let _ = CORE.try_with(|core| {
+        if core.rt.get() == rt {
+            // Fast path: woken on the thread that runs its runtime.
+            if let Some(runnable) = runnable.take() {
+                core.queue.push(runnable);
             }
-            if local.sleeping.replace(false) {
+            if core.sleeping.get() {
                 // Woken by a reactor callback while the loop sleeps in block_on.
-                if let Some(remote) = local.remote.borrow().as_ref() {
+                core.sleeping.set(false);
+                if let Some(remote) = &*core.remote.borrow() {
                     remote.notify();
                 }
             }
         }
     });
-    let Some(runnable) = runnable else { return };
-    // Slow path: woken from another thread.
+    if let Some(runnable) = runnable {
+        schedule_remote(runnable);
+    }
+}
+
+/// The slow path of [`schedule`]: a wake-up from another thread (or from a
+/// thread running another runtime).
+#[cold]
+fn schedule_remote(runnable: Runnable) {
+    let rt = runnable.metadata().rt;
     let remote = remotes().iter().find(|r| r.rt == rt).cloned();
     match remote {
         Some(remote) => {
@@ -259,35 +375,42 @@ pub(crate) fn schedule(runnable: Runnable) {
 /// A task enters the registry (which backs `all_tasks` and the cancellation
 /// of leftover tasks when `run` returns) only when it first returns
 /// `Pending`: until then it is in the run queue, where both can find it. So
-/// a task that completes in its first poll costs no registry work at all.
+/// a task that completes in its first poll costs no registry work at all. A
+/// named task enters it at once, as its name is kept there.
 pub(crate) fn spawn_raw<F>(
     future: F,
-    name: Option<Arc<str>>,
+    name: Option<Name>,
 ) -> Result<(RawTask<F::Output>, u64), RuntimeError>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    LOCAL.with(|local| {
-        let rt = local.rt.get();
-        if rt == 0 {
-            return Err(RuntimeError::NoRuntime);
-        }
-        let id = local.next_id.get();
-        local.next_id.set(id + 1);
-        let future = TaskFuture {
-            future,
-            slot: NO_SLOT,
+    with_core(|core| {
+        let id = core.next_id.get();
+        core.next_id.set(id + 1);
+        // A named task's entry is made now (its waker set just below).
+        let slot = match name {
+            Some(name) => core.registry.borrow_mut().insert(id, Some(name), None),
+            None => NO_SLOT,
         };
+        let future = TaskFuture { future, slot };
         let (runnable, task) = async_task::Builder::new()
-            .metadata(Meta { rt, id, name })
+            .metadata(Meta {
+                rt: core.rt.get(),
+                id,
+            })
             .spawn_local(move |_| future, schedule);
-        local.queue.borrow_mut().push_back(runnable);
-        Ok((task, id))
+        if slot != NO_SLOT {
+            core.registry.borrow_mut().set_waker(slot, runnable.waker());
+        }
+        core.queue.push(runnable);
+        (task, id)
     })
+    .ok_or(RuntimeError::NoRuntime)
 }
 
-const NO_SLOT: u32 = u32::MAX;
+/// The slot of a task that has no registry entry (yet).
+pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 pin_project_lite::pin_project! {
     /// The future a task runs: the user's future, with panics caught and the
@@ -302,10 +425,8 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let slot = *this.project().slot;
             if slot != NO_SLOT {
-                let _ = LOCAL.try_with(|local| {
-                    let entry = local.registry.borrow_mut().remove(slot);
-                    drop(entry);
-                });
+                let entry = with_core(|core| core.registry.borrow_mut().remove(slot));
+                drop(entry);
             }
         }
     }
@@ -314,6 +435,7 @@ pin_project_lite::pin_project! {
 impl<F: Future> Future for TaskFuture<F> {
     type Output = Outcome<F::Output>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let future = this.future;
@@ -325,22 +447,19 @@ impl<F: Future> Future for TaskFuture<F> {
                 }
                 Poll::Pending
             }
-            Err(payload) => Poll::Ready(Outcome::panicked(&*payload)),
+            Err(payload) => Poll::Ready(Outcome::panicked(&*payload, *this.slot)),
         }
     }
 }
 
 /// Enters the task being polled into the registry.
 fn register(waker: &Waker) -> u32 {
-    LOCAL
-        .try_with(|local| {
-            let name = local.current_name.borrow().clone();
-            local
-                .registry
-                .borrow_mut()
-                .insert(local.current.get(), name, waker.clone())
-        })
-        .unwrap_or(NO_SLOT)
+    with_core(|core| {
+        core.registry
+            .borrow_mut()
+            .insert(core.current.get(), None, Some(waker.clone()))
+    })
+    .unwrap_or(NO_SLOT)
 }
 
 /// Runs `future` to completion on this thread, as the public `run` does.
@@ -353,13 +472,13 @@ pub(crate) fn try_run<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
         main_woken: AtomicBool::new(true),
         waker: Mutex::new(None),
     });
-    LOCAL.with(|local| {
-        if local.rt.get() != 0 {
+    CORE.with(|core| {
+        if core.rt.get() != 0 {
             return Err(RuntimeError::NestedRun);
         }
-        local.rt.set(rt);
-        local.next_id.set(1);
-        *local.remote.borrow_mut() = Some(remote.clone());
+        core.rt.set(rt);
+        core.next_id.set(1);
+        *core.remote.borrow_mut() = Some(remote.clone());
         Ok(())
     })?;
     remotes().push(remote.clone());
@@ -373,6 +492,7 @@ pub(crate) fn try_run<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
         main_waker,
         remote,
         loop_waker: None,
+        backlog: 0,
     };
     Ok(async_io::block_on(driver))
 }
@@ -383,6 +503,11 @@ struct Driver<'a, F> {
     main_waker: Waker,
     remote: Arc<Remote>,
     loop_waker: Option<Waker>,
+    /// How many of the queued tasks still run before the main future may be
+    /// polled again: when a slice ends, the tasks queued at that moment were
+    /// woken before anything that wakes the main future later, so they go
+    /// first (first come, first served, slices or not).
+    backlog: usize,
 }
 
 impl<F: Future> Future for Driver<'_, F> {
@@ -390,85 +515,106 @@ impl<F: Future> Future for Driver<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
-        LOCAL.with(|local| {
-            local.sleeping.set(false);
-            let slice_start = Instant::now();
-            // Polls made in this call (main future and tasks alike): every
-            // CHECK_EVERY of them, the clock says whether the slice is over.
-            let mut polls = 0usize;
-            let mut out_of_time = false;
-            loop {
-                if this.remote.main_woken.swap(false, Ordering::SeqCst) {
-                    local.current.set(0);
-                    let mut main_cx = Context::from_waker(&this.main_waker);
-                    if let Poll::Ready(out) = this.main.as_mut().poll(&mut main_cx) {
-                        return Poll::Ready(out);
-                    }
-                    polls += 1;
-                    if polls & (CHECK_EVERY - 1) == 0 && slice_start.elapsed() >= SLICE {
-                        out_of_time = true;
-                    }
+        CORE.with(|core| this.run_slice(core, cx))
+    }
+}
+
+impl<F: Future> Driver<'_, F> {
+    /// One poll of the loop, with this thread's core.
+    fn run_slice(&mut self, core: &Core, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self;
+        let remote = &*this.remote;
+        core.sleeping.set(false);
+        let slice_start = Instant::now();
+        // Polls made in this call (main future and tasks alike); when they
+        // reach `check_at`, the clock says whether the slice is over.
+        let mut polls = 0usize;
+        let mut stride = 1usize;
+        let mut check_at = 1usize;
+        let mut last_check = slice_start;
+        let slice_end = slice_start + SLICE;
+        loop {
+            // A plain load first: the read-modify-write only when it is set.
+            if this.backlog == 0
+                && remote.main_woken.load(Ordering::Acquire)
+                && remote.main_woken.swap(false, Ordering::SeqCst)
+            {
+                core.current.set(0);
+                let mut main_cx = Context::from_waker(&this.main_waker);
+                if let Poll::Ready(out) = this.main.as_mut().poll(&mut main_cx) {
+                    return Poll::Ready(out);
                 }
-                if !this.remote.queue.is_empty() {
-                    let mut queue = local.queue.borrow_mut();
-                    while let Ok(r) = this.remote.queue.pop() {
-                        queue.push_back(r);
-                    }
-                }
-                let mut ran = 0;
-                while !out_of_time {
-                    let next = local.queue.borrow_mut().pop_front();
-                    let Some(runnable) = next else { break };
-                    let meta = runnable.metadata();
-                    local.current.set(meta.id);
-                    if let Some(name) = &meta.name {
-                        *local.current_name.borrow_mut() = Some(name.clone());
-                        runnable.run();
-                        *local.current_name.borrow_mut() = None;
-                    } else {
-                        runnable.run();
-                    }
-                    ran += 1;
-                    polls += 1;
-                    if polls & (CHECK_EVERY - 1) == 0 && slice_start.elapsed() >= SLICE {
-                        out_of_time = true;
-                    }
-                }
-                local.current.set(0);
-                if out_of_time {
-                    // Let block_on poll the reactor, then come straight back.
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                if ran > 0 || this.remote.main_woken.load(Ordering::SeqCst) {
-                    continue;
-                }
-                // Nothing to do: sleep in block_on until something wakes us.
-                let stale = match &this.loop_waker {
-                    Some(w) => !w.will_wake(cx.waker()),
-                    None => true,
-                };
-                if stale {
-                    this.loop_waker = Some(cx.waker().clone());
-                    *this
-                        .remote
-                        .waker
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-                }
-                local.sleeping.set(true);
-                this.remote.notified.store(false, Ordering::SeqCst);
-                if !this.remote.queue.is_empty()
-                    || this.remote.main_woken.load(Ordering::SeqCst)
-                    || !local.queue.borrow().is_empty()
-                {
-                    local.sleeping.set(false);
-                    this.remote.notified.store(true, Ordering::SeqCst);
-                    continue;
-                }
-                return Poll::Pending;
+                polls += 1;
             }
-        })
+            if !remote.queue.is_empty() {
+                while let Ok(r) = remote.queue.pop() {
+                    core.queue.push(r);
+                }
+            }
+            let mut ran = false;
+            loop {
+                if polls >= check_at {
+                    let now = Instant::now();
+                    if now >= slice_end {
+                        // Let block_on poll the reactor, then come straight back.
+                        core.current.set(0);
+                        if this.backlog == 0 {
+                            this.backlog = core.queue.len();
+                        }
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    stride = if now.duration_since(last_check) > SLICE / 8 {
+                        (stride / 2).max(1)
+                    } else {
+                        (stride * 2).min(CHECK_EVERY)
+                    };
+                    last_check = now;
+                    check_at = polls + stride;
+                }
+                let next = core.queue.pop();
+                let Some(runnable) = next else {
+                    this.backlog = 0;
+                    break;
+                };
+                let main_turn = this.backlog == 1;
+                this.backlog = this.backlog.saturating_sub(1);
+                core.current.set(runnable.metadata().id);
+                runnable.run();
+                ran = true;
+                polls += 1;
+                if main_turn {
+                    // The tasks queued before the slice ended have run: the
+                    // main future's turn, if it was woken meanwhile.
+                    break;
+                }
+            }
+            core.current.set(0);
+            if ran || remote.main_woken.load(Ordering::SeqCst) {
+                continue;
+            }
+            // Nothing to do: sleep in block_on until something wakes us.
+            let stale = match &this.loop_waker {
+                Some(w) => !w.will_wake(cx.waker()),
+                None => true,
+            };
+            if stale {
+                this.loop_waker = Some(cx.waker().clone());
+                *remote.waker.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(cx.waker().clone());
+            }
+            core.sleeping.set(true);
+            remote.notified.store(false, Ordering::SeqCst);
+            if !remote.queue.is_empty()
+                || remote.main_woken.load(Ordering::SeqCst)
+                || !core.queue.is_empty()
+            {
+                core.sleeping.set(false);
+                remote.notified.store(true, Ordering::SeqCst);
+                continue;
+            }
+            return Poll::Pending;
+        }
     }
 }
 
@@ -481,27 +627,23 @@ struct Shutdown {
 
 impl Drop for Shutdown {
     fn drop(&mut self) {
-        let _ = LOCAL.try_with(|local| {
+        let _ = CORE.try_with(|core| {
             let mut spins = 0u32;
             loop {
                 // Wake every live task: each one lands in a queue, and
                 // dropping its runnable drops its future.
-                let wakers = local.registry.borrow().wakers();
+                let wakers = core.registry.borrow().wakers();
                 for w in wakers {
                     w.wake();
                 }
                 loop {
-                    let next = local
-                        .queue
-                        .borrow_mut()
-                        .pop_front()
-                        .or_else(|| self.remote.queue.pop().ok());
+                    let next = core.queue.pop().or_else(|| self.remote.queue.pop().ok());
                     match next {
                         Some(runnable) => drop(runnable),
                         None => break,
                     }
                 }
-                if local.registry.borrow().len == 0 {
+                if core.registry.borrow().len == 0 {
                     break;
                 }
                 // A wake-up from another thread is in flight: its runnable is
@@ -513,11 +655,11 @@ impl Drop for Shutdown {
                     std::thread::yield_now();
                 }
             }
-            local.rt.set(0);
-            local.sleeping.set(false);
-            local.current.set(0);
-            *local.remote.borrow_mut() = None;
-            *local.registry.borrow_mut() = Registry::new();
+            core.rt.set(0);
+            core.sleeping.set(false);
+            core.current.set(0);
+            *core.remote.borrow_mut() = None;
+            *core.registry.borrow_mut() = Registry::new();
         });
         remotes().retain(|r| !Arc::ptr_eq(r, &self.remote));
         *self
@@ -530,5 +672,5 @@ impl Drop for Shutdown {
 
 /// Whether a weft-async runtime is running on the current thread.
 pub fn in_runtime() -> bool {
-    LOCAL.try_with(|l| l.rt.get() != 0).unwrap_or(false)
+    with_core(|_| ()).is_some()
 }

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 use weft_sync::TaskError;
 
 use crate::error::RuntimeError;
-use crate::runtime::{self, LOCAL, Meta};
+use crate::runtime::{self, Meta, NO_SLOT, Name, with_core};
 
 /// Runs `future` to completion on the current thread and returns its output
 /// (Python's `asyncio.run`).
@@ -108,17 +108,22 @@ where
     spawn_named(future, None)
 }
 
-fn spawn_named<F>(future: F, name: Option<Arc<str>>) -> Result<Task<F::Output>, RuntimeError>
+fn spawn_named<F>(future: F, name: Option<Name>) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let (inner, id) = runtime::spawn_raw(future, name.clone())?;
+    let side = name.as_ref().map(|name| {
+        Box::new(Side {
+            name: Some(name.clone()),
+            done: None,
+        })
+    });
+    let (inner, id) = runtime::spawn_raw(future, name)?;
     Ok(Task {
         inner: Some(inner.fallible()),
-        done: None,
+        side,
         id,
-        name,
     })
 }
 
@@ -138,7 +143,7 @@ where
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
-    name: Option<Arc<str>>,
+    name: Option<Name>,
 }
 
 impl Builder {
@@ -149,7 +154,7 @@ impl Builder {
 
     /// Names the task.
     pub fn name(mut self, name: impl Into<String>) -> Builder {
-        self.name = Some(Arc::from(name.into()));
+        self.name = Some(Arc::new(name.into()));
         self
     }
 
@@ -164,63 +169,81 @@ impl Builder {
     }
 }
 
-/// What a task produced; reports a panic nobody retrieved when dropped.
-pub(crate) struct Outcome<T> {
-    value: Option<T>,
-    panic: Option<Box<PanicReport>>,
+/// What a task produced: its value, or the report of its panic, which goes
+/// to the panic hook if the outcome is dropped without being retrieved.
+pub(crate) struct Outcome<T>(Result<T, Unretrieved>);
+
+/// A panic report that nobody has retrieved yet. One (never null) pointer,
+/// so that `Outcome<()>` is one word.
+struct Unretrieved(Box<PanicSlot>);
+
+struct PanicSlot {
+    report: PanicReport,
+    /// Set once an `.await` took the report: nothing left to send to the hook.
+    retrieved: bool,
+}
+
+impl Drop for Unretrieved {
+    fn drop(&mut self) {
+        if !self.0.retrieved {
+            report_unretrieved(&self.0.report);
+        }
+    }
 }
 
 impl<T> Outcome<T> {
     pub(crate) fn ok(value: T) -> Outcome<T> {
-        Outcome {
-            value: Some(value),
-            panic: None,
-        }
+        Outcome(Ok(value))
     }
 
-    /// A panic caught while polling the current task.
-    pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> Outcome<T> {
-        let (task_id, task_name) = LOCAL
-            .try_with(|l| {
-                (
-                    l.current.get(),
-                    l.current_name.borrow().as_deref().map(str::to_owned),
-                )
-            })
-            .unwrap_or((0, None));
-        Outcome {
-            value: None,
-            panic: Some(Box::new(PanicReport {
+    /// A panic caught while polling the current task, whose registry slot is
+    /// `slot` (`NO_SLOT` if it has none).
+    pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), slot: u32) -> Outcome<T> {
+        let (task_id, task_name) = with_core(|core| {
+            let name = if slot == NO_SLOT {
+                None
+            } else {
+                let registry = core.registry.borrow();
+                registry
+                    .get(slot)
+                    .and_then(|entry| entry.name.as_deref().cloned())
+            };
+            (core.current.get(), name)
+        })
+        .unwrap_or((0, None));
+        Outcome(Err(Unretrieved(Box::new(PanicSlot {
+            report: PanicReport {
                 task_id,
                 task_name,
                 message: weft_sync::panic_message(payload),
-            })),
-        }
+            },
+            retrieved: false,
+        }))))
     }
 
-    fn into_result(mut self) -> Result<T, TaskError> {
-        match self.panic.take() {
-            Some(report) => Err(TaskError::Panicked {
-                message: report.message,
-            }),
-            None => Ok(self
-                .value
-                .take()
-                .expect("weft-async: a task outcome holds a value or a panic")),
+    fn into_result(self) -> Result<T, TaskError> {
+        match self.0 {
+            Ok(value) => Ok(value),
+            Err(mut unretrieved) => {
+                unretrieved.0.retrieved = true;
+                Err(TaskError::Panicked {
+                    message: std::mem::take(&mut unretrieved.0.report.message),
+                })
+            }
         }
     }
 
     fn is_err(&self) -> bool {
-        self.panic.is_some()
+        self.0.is_err()
     }
 }
 
-impl<T> Drop for Outcome<T> {
-    fn drop(&mut self) {
-        if let Some(report) = self.panic.take() {
-            report_unretrieved(&report);
-        }
-    }
+/// What a [`Task`] needs only sometimes, kept out of line so that the handle
+/// stays three words: the task's name, and an outcome seen by
+/// [`Task::poll_finished`] but not yet taken by an `.await`.
+struct Side<T> {
+    name: Option<Name>,
+    done: Option<Outcome<T>>,
 }
 
 /// A handle to a spawned task (Python's `asyncio.Task`).
@@ -255,9 +278,9 @@ impl<T> Drop for Outcome<T> {
 #[must_use = "dropping a Task cancels it; call .detach() to let it run in the background"]
 pub struct Task<T> {
     inner: Option<async_task::FallibleTask<Outcome<T>, Meta>>,
-    done: Option<Box<Outcome<T>>>,
+    /// Present only for named tasks, or once `poll_finished` stashed an outcome.
+    side: Option<Box<Side<T>>>,
     id: u64,
-    name: Option<Arc<str>>,
 }
 
 // The output is only moved, never pinned.
@@ -272,13 +295,22 @@ impl<T> Task<T> {
 
     /// The task's name, if it was spawned with one ([`Builder::name`]).
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.side.as_ref()?.name.as_deref().map(String::as_str)
+    }
+
+    /// Takes the outcome stashed by `poll_finished`, if any.
+    fn take_done(&mut self) -> Option<Outcome<T>> {
+        self.side.as_mut()?.done.take()
+    }
+
+    fn has_done(&self) -> bool {
+        self.side.as_ref().is_some_and(|side| side.done.is_some())
     }
 
     /// Whether the task has finished: returned, panicked or been cancelled.
     /// Awaiting a finished task returns at once.
     pub fn is_finished(&self) -> bool {
-        self.done.is_some() || self.inner.as_ref().is_none_or(|t| t.is_finished())
+        self.has_done() || self.inner.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Cancels the task and waits until its future has been dropped (Python's
@@ -299,8 +331,8 @@ impl<T> Task<T> {
     /// });
     /// ```
     pub async fn cancel(mut self) -> Option<Result<T, TaskError>> {
-        if let Some(done) = self.done.take() {
-            return Some((*done).into_result());
+        if let Some(done) = self.take_done() {
+            return Some(done.into_result());
         }
         let inner = self.inner.take()?;
         inner.cancel().await.map(Outcome::into_result)
@@ -313,7 +345,7 @@ impl<T> Task<T> {
     /// [`run`] returns are cancelled like any other.
     pub fn detach(mut self) {
         // Dropping a stashed or finished outcome reports an unretrieved panic.
-        self.done = None;
+        drop(self.take_done());
         if let Some(mut inner) = self.inner.take() {
             if inner.is_finished() {
                 let mut cx = Context::from_waker(Waker::noop());
@@ -329,7 +361,7 @@ impl<T> Task<T> {
     /// Polls for completion without giving the output away: once finished,
     /// the outcome is kept for the next `.await`. Returns `Some(is_err)`.
     pub(crate) fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        if let Some(done) = &self.done {
+        if let Some(done) = self.side.as_ref().and_then(|side| side.done.as_ref()) {
             return Poll::Ready(done.is_err());
         }
         let Some(inner) = self.inner.as_mut() else {
@@ -339,7 +371,14 @@ impl<T> Task<T> {
             Poll::Ready(Some(outcome)) => {
                 self.inner = None;
                 let is_err = outcome.is_err();
-                self.done = Some(Box::new(outcome));
+                self.side
+                    .get_or_insert_with(|| {
+                        Box::new(Side {
+                            name: None,
+                            done: None,
+                        })
+                    })
+                    .done = Some(outcome);
                 Poll::Ready(is_err)
             }
             Poll::Ready(None) => {
@@ -356,8 +395,10 @@ impl<T> Future for Task<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let Some(done) = this.done.take() {
-            return Poll::Ready((*done).into_result());
+        if this.side.is_some()
+            && let Some(done) = this.take_done()
+        {
+            return Poll::Ready(done.into_result());
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(TaskError::Cancelled));
@@ -380,7 +421,7 @@ impl<T> fmt::Debug for Task<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
             .field("id", &self.id)
-            .field("name", &self.name)
+            .field("name", &self.name())
             .field("finished", &self.is_finished())
             .finish()
     }
@@ -431,63 +472,60 @@ pub struct TaskInfo {
 /// });
 /// ```
 pub fn all_tasks() -> Vec<TaskInfo> {
-    LOCAL
-        .try_with(|local| {
-            if local.rt.get() == 0 {
-                return Vec::new();
-            }
-            let queue = local.queue.borrow();
-            let current = local.current.get();
-            let registry = local.registry.borrow();
-            // Queued tasks (some never polled yet, so not in the registry),
-            // then the registered ones that are not queued.
-            let mut tasks: Vec<TaskInfo> = Vec::new();
-            let mut queued = std::collections::HashSet::new();
-            for r in queue.iter() {
-                let meta = r.metadata();
-                if queued.insert(meta.id) {
-                    tasks.push(TaskInfo {
-                        id: meta.id,
-                        name: meta.name.as_deref().map(str::to_owned),
-                        state: TaskState::Scheduled,
-                    });
-                }
-            }
-            for entry in registry.entries() {
-                if queued.contains(&entry.id) {
-                    continue;
-                }
+    with_core(|core| {
+        let current = core.current.get();
+        let registry = core.registry.borrow();
+        // Names live in the registry (a named task enters it when spawned).
+        let names: std::collections::HashMap<u64, &Name> = registry
+            .entries()
+            .filter_map(|entry| Some((entry.id, entry.name.as_ref()?)))
+            .collect();
+        // Queued tasks (some never polled yet, so maybe not in the registry),
+        // then the registered ones that are not queued.
+        let mut tasks: Vec<TaskInfo> = Vec::new();
+        let mut queued = std::collections::HashSet::new();
+        core.queue.for_each(|r| {
+            let id = r.metadata().id;
+            if queued.insert(id) {
                 tasks.push(TaskInfo {
-                    id: entry.id,
-                    name: entry.name.as_deref().map(str::to_owned),
-                    state: if entry.id == current {
-                        TaskState::Running
-                    } else {
-                        TaskState::Waiting
-                    },
+                    id,
+                    name: names.get(&id).map(|name| name.to_string()),
+                    state: TaskState::Scheduled,
                 });
             }
-            if current != 0 && !tasks.iter().any(|t| t.id == current) {
-                // The caller, in its first poll (not registered yet).
-                tasks.push(TaskInfo {
-                    id: current,
-                    name: local.current_name.borrow().as_deref().map(str::to_owned),
-                    state: TaskState::Running,
-                });
+        });
+        for entry in registry.entries() {
+            if queued.contains(&entry.id) {
+                continue;
             }
-            tasks.sort_by_key(|t| t.id);
-            tasks
-        })
-        .unwrap_or_default()
+            tasks.push(TaskInfo {
+                id: entry.id,
+                name: entry.name.as_deref().cloned(),
+                state: if entry.id == current {
+                    TaskState::Running
+                } else {
+                    TaskState::Waiting
+                },
+            });
+        }
+        if current != 0 && !tasks.iter().any(|t| t.id == current) {
+            // The caller, in its first poll (not registered yet, so unnamed).
+            tasks.push(TaskInfo {
+                id: current,
+                name: None,
+                state: TaskState::Running,
+            });
+        }
+        tasks.sort_by_key(|t| t.id);
+        tasks
+    })
+    .unwrap_or_default()
 }
 
 /// The id of the task being polled on this thread, or `None` in the main
 /// future of [`run`] or outside a runtime.
 pub fn current_task_id() -> Option<u64> {
-    LOCAL
-        .try_with(|l| if l.rt.get() == 0 { 0 } else { l.current.get() })
-        .ok()
-        .filter(|&id| id != 0)
+    with_core(|core| core.current.get()).filter(|&id| id != 0)
 }
 
 /// A panic that no one retrieved: the task was detached, or its [`Task`] was

@@ -585,6 +585,41 @@ fn task_group_panic_cancels_siblings() {
 }
 
 #[test]
+fn named_tasks_never_polled_are_cleaned_up_when_run_returns() {
+    // A named task enters the registry when spawned; run must still return
+    // (its shutdown waits until the registry is empty) and drop its future.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dropped = Rc::new(Cell::new(0));
+        let d = dropped.clone();
+        run(async move {
+            for i in 0..3 {
+                let d = d.clone();
+                let flag = DropCount(d);
+                Builder::new()
+                    .name(format!("never-polled-{i}"))
+                    .spawn(async move {
+                        let _flag = flag;
+                    })
+                    .unwrap()
+                    .detach();
+            }
+            assert_eq!(all_tasks().len(), 3);
+        });
+        tx.send(dropped.get()).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(3));
+}
+
+struct DropCount(Rc<Cell<i32>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
 fn named_tasks_and_all_tasks() {
     run_limited(async {
         assert!(all_tasks().is_empty());
@@ -991,6 +1026,50 @@ fn busy_yielding_never_starves_timers_or_io() {
         sleep(ms(5)).await;
         fired.set(true);
         spinner.await.unwrap();
+    });
+}
+
+#[test]
+fn tasks_queued_when_a_slice_ends_run_before_the_main_future_again() {
+    run_limited(async {
+        for _ in 0..3 {
+            let started = Rc::new(Cell::new(false));
+            let s = started.clone();
+            let task = spawn(async move {
+                s.set(true);
+                sleep(ms(1)).await;
+            });
+            // Hog the thread well past the runtime's time slice, so that the
+            // loop hands over to the reactor before it gets to the new task.
+            let hog = Instant::now();
+            while hog.elapsed() < ms(2) {
+                std::hint::spin_loop();
+            }
+            yield_now().await;
+            assert!(
+                started.get(),
+                "a task spawned before a yield has started after it"
+            );
+            task.await.unwrap();
+        }
+
+        // Tasks that keep the queue full still let the main future in.
+        let stop = Rc::new(Cell::new(false));
+        let spinners: Vec<_> = (0..100)
+            .map(|_| {
+                let stop = stop.clone();
+                spawn(async move {
+                    while !stop.get() {
+                        yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..1000 {
+            yield_now().await;
+        }
+        stop.set(true);
+        join_all(spinners).await;
     });
 }
 
