@@ -137,8 +137,10 @@ impl<T> Queue<T> {
         // consumer's `task_done` can never run ahead of the count.
         self.unfinished.fetch_add(1, Ordering::AcqRel);
         match self.items.push(item) {
+            // The push was a `SeqCst` compare-and-swap: no fence needed
+            // before looking for waiters (see the method's comment).
             Ok(()) => {
-                self.not_empty.notify_additional(1);
+                self.not_empty.notify_additional_after_seqcst_rmw(1);
                 Ok(())
             }
             Err(e) => {
@@ -155,7 +157,7 @@ impl<T> Queue<T> {
         match self.items.pop() {
             Ok(item) => {
                 if self.items.capacity().is_some() {
-                    self.not_full.notify_additional(1);
+                    self.not_full.notify_additional_after_seqcst_rmw(1);
                 }
                 Ok(item)
             }
