@@ -110,12 +110,16 @@
 //!   a buffer of fixed size (68 KiB) with a deadline where one applies; a
 //!   longer message, one with more than two file descriptors (the excess
 //!   are closed) or one that does not decode fails the task with a clear
-//!   error and the worker is killed and replaced. Result payloads are
-//!   capped by [`ProcessPoolBuilder::max_result_bytes`] before anything is
-//!   allocated for them, and shared memory from a worker is accepted only
-//!   as a memfd sealed against shrinking, so reading it can never fault. A
-//!   worker that stops reading its channel cannot block the parent either:
-//!   a send to it gives up after 5 s and the worker is replaced.
+//!   error and the worker is killed and replaced (a job it was already
+//!   running behind that one fails as [`TaskError::WorkerLost`]). Result
+//!   payloads are capped by [`ProcessPoolBuilder::max_result_bytes`] before
+//!   anything is allocated for them, and a job's list of per-item outcomes
+//!   by its item count (error texts are cut to 4 KiB each, 1 MiB per
+//!   reply); shared memory from a worker is accepted only as a non-empty
+//!   memfd sealed against shrinking, mapped at exactly its size, so reading
+//!   it can never fault, and every length is checked against it. A worker
+//!   that stops reading its channel cannot block the parent either: a send
+//!   to it gives up after 5 s and the worker is replaced.
 //! - Payloads above 32 KiB (arguments, results, or a whole `map` chunk)
 //!   never travel inside messages. Arguments go through shared memory: the
 //!   pool keeps one sealed memfd region per worker, mapped in both
@@ -127,7 +131,9 @@
 //!   parent releases it) where the parent may read its workers' memory,
 //!   which it checks at start-up; elsewhere they come back through shared
 //!   memory the same way. A bad address from a worker is an error, never a
-//!   fault. A `Vec<u8>` argument or result is copied as is, not serialized
+//!   fault. If a read is denied later (task code made the worker
+//!   non-dumpable, or it exited), only that task fails and the worker
+//!   sends its results through shared memory from then on. A `Vec<u8>` argument or result is copied as is, not serialized
 //!   byte by byte, and a worker keeps its last large buffer (up to 256 MiB)
 //!   for the next large argument, so an idle worker may hold about three
 //!   times its largest payload until it is replaced or the pool is dropped.
@@ -136,7 +142,8 @@
 //!   `process_vm_readv`). Elsewhere (untested) a system without
 //!   `SOCK_SEQPACKET` Unix sockets cannot build a pool (the error says
 //!   why), and one without `memfd_create` fails tasks whose payloads
-//!   exceed 32 KiB.
+//!   exceed 32 KiB. Sends never raise `SIGPIPE` (`MSG_NOSIGNAL`; on Apple
+//!   systems, which lack it, `SO_NOSIGPIPE` on the sockets).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg(unix)]

@@ -76,6 +76,19 @@ pub(crate) struct Link {
     /// The pid of the peer, once the parent has checked it can read the
     /// worker's memory ([`Blob::Remote`] payloads are refused before).
     pub(crate) peer: Option<u32>,
+    /// Whether the parent has told the worker to stop handing results over
+    /// by address (a read of its memory was denied).
+    pub(crate) remote_off: bool,
+}
+
+/// Why [`Link::take_payload`] could not copy a payload out.
+#[derive(Debug)]
+pub(crate) enum Unread {
+    /// The payload breaks the protocol (the peer lied about it).
+    Refused(String),
+    /// The worker's memory could not be read, though the payload may be
+    /// honest: the worker made itself non-dumpable, or exited.
+    Denied(io::Error),
 }
 
 impl Link {
@@ -91,6 +104,7 @@ impl Link {
             mine_busy: None,
             theirs: None,
             peer: None,
+            remote_off: false,
         }
     }
 
@@ -285,14 +299,22 @@ impl Link {
     }
 
     /// The bytes of a resolved payload (none for a payload by address,
-    /// which only [`take_payload`](Self::take_payload) reads).
-    pub(crate) fn bytes<'s>(&'s self, payload: &'s Payload<'_>) -> &'s [u8] {
+    /// which only [`take_payload`](Self::take_payload) reads). An error if
+    /// the payload is in the peer's region and that region is missing or
+    /// too small (it was replaced after the payload was resolved).
+    pub(crate) fn bytes<'s>(&'s self, payload: &'s Payload<'_>) -> Result<&'s [u8], String> {
         match payload {
-            Payload::Borrowed(bytes) => bytes,
-            Payload::Owned(bytes) => bytes,
-            Payload::Region(len) => self.theirs.as_ref().map_or(&[][..], |r| r.bytes(*len)),
-            Payload::Remote { .. } => &[],
+            Payload::Borrowed(bytes) => Ok(bytes),
+            Payload::Owned(bytes) => Ok(bytes),
+            Payload::Region(len) => self.region()?.bytes(*len),
+            Payload::Remote { .. } => Ok(&[]),
         }
+    }
+
+    fn region(&self) -> Result<&Shm, String> {
+        self.theirs
+            .as_ref()
+            .ok_or_else(|| "a payload refers to a shared-memory region that was not sent".into())
     }
 
     /// Moves a resolved payload into an owned buffer. `spare` (cleared) is
@@ -302,7 +324,7 @@ impl Link {
         &self,
         payload: Payload<'_>,
         spare: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, Unread> {
         let len = match &payload {
             Payload::Owned(_) => 0,
             Payload::Borrowed(bytes) => bytes.len(),
@@ -316,14 +338,25 @@ impl Link {
         match payload {
             Payload::Owned(bytes) => return Ok(bytes),
             Payload::Borrowed(bytes) => out.extend_from_slice(bytes),
-            Payload::Region(len) => {
-                if let Some(region) = &self.theirs {
-                    region.read_into(len, &mut out);
-                }
-            }
+            Payload::Region(len) => self
+                .region()
+                .and_then(|region| region.read_into(len, &mut out))
+                .map_err(Unread::Refused)?,
             Payload::Remote { addr, len } => {
-                let pid = self.peer.ok_or("a payload by address without a peer")?;
-                sys::read_remote(pid, addr, len, &mut out)?;
+                let pid = self
+                    .peer
+                    .ok_or_else(|| Unread::Refused("a payload by address without a peer".into()))?;
+                if let Err(e) = sys::read_remote(pid, addr, len, &mut out) {
+                    // An address that is not mapped there is the worker's
+                    // lie; anything else (EPERM: it made itself
+                    // non-dumpable; ESRCH: it exited) is not.
+                    return Err(match e.raw_os_error() {
+                        Some(libc::EFAULT | libc::EINVAL) | None => Unread::Refused(format!(
+                            "the worker's result could not be read at the address it gave: {e}"
+                        )),
+                        Some(_) => Unread::Denied(e),
+                    });
+                }
             }
         }
         Ok(out)

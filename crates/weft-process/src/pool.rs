@@ -578,7 +578,7 @@ impl ProcessPool {
             Loss::TimedOut => TaskError::TimedOut {
                 timeout: timeout.unwrap_or_default(),
             },
-            Loss::Bad(message) => TaskError::Serialization { message },
+            Loss::Bad(message) | Loss::BadReply(message) => TaskError::Serialization { message },
         }))
     }
 

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{TryRecvError, select};
 use weft_sync::{TaskError, WorkerExit};
 
-use crate::link::{Link, Received};
+use crate::link::{Link, Received, Unread};
 use crate::pool::{Error, Inner, Results, Sink, lock};
 use crate::registry;
 use crate::sys;
-use crate::wire::{Blob, FromWorker, ItemOut, PROTOCOL, Raw, Status, ToWorker, fast};
+use crate::wire::{self, Blob, FromWorker, ItemOut, PROTOCOL, Raw, Status, ToWorker, fast};
 use crate::worker::ENV_WORKER;
 
 /// Jobs a worker may hold at once: the one it runs and the next one.
@@ -162,11 +162,19 @@ pub(crate) fn take_reply(
     );
     let data_len = data.len();
     let refused = |e: String| (format!("the worker's reply was refused: {e}"), true);
+    let mut denied = false;
     let outcome = (|| {
-        if matches!(status, Blob::Remote { .. }) {
-            return Err(refused("its status list was handed over by address".into()));
+        // An honest worker sends its status list in the message or in a
+        // memfd of its own, never in its region (resolving the result's
+        // new region would unmap it) nor by address.
+        if !matches!(status, Blob::Inline(_) | Blob::OneShot { .. }) {
+            return Err(refused(
+                "its status list was not in the message or a memfd of its own".into(),
+            ));
         }
-        let status = link.resolve(status, max).map_err(refused)?;
+        let status = link
+            .resolve(status, wire::status_limit(count))
+            .map_err(refused)?;
         if data_len > max as u64 {
             // Never read. A new region of the worker's is still mapped (not
             // read: mapping costs no memory), so that parent and worker
@@ -179,14 +187,30 @@ pub(crate) fn take_reply(
         }
         let data = link.resolve(data, max).map_err(refused)?;
         link.no_spare_fds().map_err(refused)?;
-        let status = check_reply(max, count, link.bytes(&status), data_len)?;
-        let data = link.take_payload(data, spare).map_err(refused)?;
+        let status = check_reply(max, count, link.bytes(&status).map_err(refused)?, data_len)?;
+        let data = link.take_payload(data, spare).map_err(|e| match e {
+            Unread::Refused(e) => refused(e),
+            Unread::Denied(e) => {
+                denied = true;
+                (
+                    format!("the worker's result could not be read from its memory: {e}"),
+                    false,
+                )
+            }
+        })?;
         Ok(Results { status, data })
     })();
     if handed_over && !matches!(outcome, Err((_, true))) {
         // Done with it, read or refused. A failed send means the worker
         // died; the next receive says so.
         let _ = link.send(&ToWorker::Release);
+    }
+    if denied && !link.remote_off {
+        // Only this job fails: the worker hands its next results over in
+        // shared memory (replies already sent by address are still read,
+        // and fail alone if they cannot be).
+        link.remote_off = true;
+        let _ = link.send(&ToWorker::RemoteOff);
     }
     outcome
 }
@@ -209,6 +233,9 @@ pub(crate) enum Loss {
     TimedOut,
     /// The worker broke the protocol.
     Bad(String),
+    /// The worker broke the protocol in its reply to a job that has
+    /// already failed for it; the job it runs now is lost with it.
+    BadReply(String),
 }
 
 struct Supervisor {
@@ -434,7 +461,7 @@ impl Supervisor {
                             message: message.clone(),
                         });
                         if protocol {
-                            self.lose_worker(Loss::Bad(message));
+                            self.lose_worker(Loss::BadReply(message));
                         }
                     }
                 }
@@ -479,6 +506,12 @@ impl Supervisor {
                     timeout: head.job.timeout.unwrap_or_default(),
                 },
                 Loss::Bad(message) => TaskError::Serialization { message },
+                Loss::BadReply(message) => TaskError::WorkerLost {
+                    exit: WorkerExit::Unknown(format!(
+                        "killed by the pool, after it broke the protocol in its reply to \
+                         another task ({message}); it was running this task"
+                    )),
+                },
             };
             head.job.fail(error);
         }
@@ -806,6 +839,27 @@ pub(crate) fn check_reply(
     if data_len > max as u64 {
         return Err((over_limit(data_len, max), false));
     }
+    // Bounded, and the count checked before anything is decoded, so that
+    // a lying worker cannot make the parent build a huge list.
+    if status.len() > wire::status_limit(count) {
+        return Err((
+            format!(
+                "the worker's status list is {} bytes, over the {} an honest one takes",
+                status.len(),
+                wire::status_limit(count)
+            ),
+            true,
+        ));
+    }
+    match postcard::take_from_bytes::<u64>(status) {
+        Ok((n, _)) if n != count as u64 => {
+            return Err((
+                format!("the worker returned {n} results for {count} arguments"),
+                true,
+            ));
+        }
+        _ => {}
+    }
     let status = decode_status(status).map_err(|e| {
         (
             format!("the worker's reply could not be decoded: {e}"),
@@ -865,5 +919,221 @@ mod tests {
         assert!(check_reply(1 << 20, 1, &[1, 0, 5], 4).is_err());
         assert!(check_reply(1 << 20, 1, &[1, 0, 5], 5).is_ok());
         assert!(check_reply(4, 1, &[1, 0, 5], 5).is_err_and(|(_, protocol)| !protocol));
+    }
+}
+
+/// What a worker could send the parent, received and checked as the pool
+/// does: replies built by hand, with descriptors the tests choose.
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod reply_tests {
+    use super::*;
+    use crate::sys::{self, Shm};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    /// Sends `done` (job 7) with `fds` from the worker's end, and checks
+    /// the reply as the pool does for a job of `count` arguments.
+    fn reply(
+        link: &mut Link,
+        worker: &OwnedFd,
+        status: Blob<'_>,
+        data: Blob<'_>,
+        fds: &[i32],
+        count: usize,
+    ) -> Result<Results, (String, bool)> {
+        let mut out = Vec::new();
+        fast::encode_done(&mut out, 7, &status, &data);
+        sys::send_msg(worker.as_raw_fd(), &out, fds).unwrap();
+        let mut buf = Vec::new();
+        let Received::Msg(FromWorker::Done { job, status, data }) =
+            link.recv::<FromWorker<'_>>(&mut buf, Some(Instant::now() + Duration::from_secs(5)))
+        else {
+            panic!("not a reply")
+        };
+        take_reply(link, job, 1 << 30, count, status, data, Vec::new())
+    }
+
+    /// What the parent sent the worker, if anything, within a moment.
+    fn sent_to_worker(worker: &OwnedFd) -> Vec<String> {
+        let mut link = Link::new(worker.try_clone().unwrap());
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        while let Received::Msg(msg) =
+            link.recv::<ToWorker<'_>>(&mut buf, Some(Instant::now() + Duration::from_millis(50)))
+        {
+            seen.push(format!("{msg:?}"));
+        }
+        seen
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn a_status_list_in_a_region_is_refused_not_a_panic() {
+        // Regression: resolving the result's new region replaced the region
+        // the status list was in, and reading the status then panicked the
+        // parent's thread.
+        let (parent, worker) = sys::socketpair().unwrap();
+        let mut link = Link::new(parent);
+        let a = Shm::create(65536).unwrap();
+        let b = Shm::create(1).unwrap();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            reply(
+                &mut link,
+                &worker,
+                Blob::NewRegion { len: 65536 },
+                Blob::NewRegion { len: 1 },
+                &[a.fd(), b.fd()],
+                1,
+            )
+            .map(|_| ())
+        }))
+        .expect("the parent panicked on a worker's reply");
+        assert!(matches!(outcome, Err((why, true)) if why.contains("status")));
+        // Nor in its old region, nor by address.
+        for status in [Blob::Region { len: 3 }, Blob::Remote { addr: 8, len: 3 }] {
+            let outcome = reply(&mut link, &worker, status, Blob::Inline(Raw(&[])), &[], 1);
+            assert!(matches!(outcome, Err((why, true)) if why.contains("status")));
+        }
+        // A status list in a memfd of its own and the result in a new
+        // region (both out of the message, in field order) are accepted.
+        let mut region = Shm::create(65536).unwrap();
+        region.write(&[5; 40_000]);
+        let status = {
+            let mut s = Vec::new();
+            crate::wire::encode_to(&vec![ItemOut::Ok(40_000)], &mut s).unwrap();
+            s
+        };
+        let oneshot = sys::memfd_with(&status).unwrap();
+        let fds = [oneshot.as_raw_fd(), region.fd()];
+        let results = reply(
+            &mut link,
+            &worker,
+            Blob::OneShot {
+                len: status.len() as u64,
+            },
+            Blob::NewRegion { len: 40_000 },
+            &fds,
+            1,
+        )
+        .unwrap();
+        assert_eq!(results.data, vec![5; 40_000]);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn an_empty_region_cannot_make_the_parent_fault() {
+        // Regression: an empty sealed memfd was taken as a one-byte region,
+        // and a later one-byte payload in it raised SIGBUS in the parent
+        // (this test then dies instead of failing).
+        let (parent, worker) = sys::socketpair().unwrap();
+        let mut link = Link::new(parent);
+        // SAFETY: a NUL-terminated name; the result is checked and owned.
+        let raw = unsafe {
+            libc::memfd_create(c"z".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+        };
+        assert!(raw >= 0);
+        // SAFETY: a new descriptor we own.
+        let empty = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: fcntl on a descriptor we own; no pointers.
+        let sealed = unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
+        assert_eq!(sealed, 0);
+        let one = Blob::Inline(Raw(&[1, 0, 0]));
+        let first = reply(
+            &mut link,
+            &worker,
+            one.clone(),
+            Blob::NewRegion { len: 0 },
+            &[empty.as_raw_fd()],
+            1,
+        );
+        assert!(matches!(first, Err((_, true))));
+        let one = Blob::Inline(Raw(&[1, 0, 1]));
+        let second = reply(&mut link, &worker, one, Blob::Region { len: 1 }, &[], 1);
+        assert!(matches!(second, Err((_, true))));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn a_status_list_is_bounded_by_its_count_before_it_is_decoded() {
+        // Regression: the list was read up to max_result_bytes (1 GiB by
+        // default) and decoded whole before its count was compared.
+        let (parent, worker) = sys::socketpair().unwrap();
+        let mut link = Link::new(parent);
+        let many = postcard::to_stdvec(&vec![ItemOut::Ok(0); 600_000]).unwrap();
+        assert!(many.len() > wire::status_limit(1));
+        let memfd = sys::memfd_with(&many).unwrap();
+        let outcome = reply(
+            &mut link,
+            &worker,
+            Blob::OneShot {
+                len: many.len() as u64,
+            },
+            Blob::Inline(Raw(&[])),
+            &[memfd.as_raw_fd()],
+            1,
+        );
+        assert!(matches!(outcome, Err((why, true)) if why.contains("over the limit")));
+        // A count prefix that is not the job's: refused before the rest
+        // (garbage here) is decoded.
+        assert!(matches!(
+            check_reply(1 << 30, 1, &[5, 0xff, 0xff, 0xff], 0),
+            Err((why, true)) if why.contains("5 results for 1")
+        ));
+        assert!(matches!(
+            check_reply(1 << 30, 1, &many[..wire::status_limit(1)], 0),
+            Err((why, true)) if why.contains("results for 1")
+        ));
+        let long = vec![0u8; wire::status_limit(2) + 1];
+        assert!(matches!(
+            check_reply(1 << 30, 2, &long, 0),
+            Err((why, true)) if why.contains("status list")
+        ));
+        // Honest long error texts are cut to fit.
+        let mut status = vec![ItemOut::Err(crate::wire::ErrKind::Panicked, "é".repeat(5000)); 400];
+        crate::wire::cap_error_texts(&mut status);
+        let enc = postcard::to_stdvec(&status).unwrap();
+        assert!(enc.len() <= wire::status_limit(400));
+        assert!(check_reply(1 << 30, 400, &enc, 0).is_ok());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn a_result_whose_memory_cannot_be_read_fails_alone() {
+        // Regression: a denied read of the worker's memory (it made itself
+        // non-dumpable, or exited) was taken as a protocol violation.
+        let (parent, worker) = sys::socketpair().unwrap();
+        let mut link = Link::new(parent);
+        // A pid that no process has any more: the read fails with ESRCH.
+        let mut child = Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        link.peer = Some(gone);
+        let data = vec![1u8; 40_000];
+        let remote = || Blob::Remote {
+            addr: data.as_ptr() as u64,
+            len: data.len() as u64,
+        };
+        let status = || Blob::Inline(Raw(&[1, 0, 0xc0, 0xb8, 0x02]));
+        let outcome = reply(&mut link, &worker, status(), remote(), &[], 1);
+        assert!(matches!(outcome, Err((why, false)) if why.contains("could not be read")));
+        // The worker is told it may reuse the buffer, and to stop handing
+        // results over by address, once.
+        assert_eq!(sent_to_worker(&worker), ["Release", "RemoteOff"]);
+        let outcome = reply(&mut link, &worker, status(), remote(), &[], 1);
+        assert!(matches!(outcome, Err((_, false))));
+        assert_eq!(sent_to_worker(&worker), ["Release"]);
+        // An address that is not mapped is the worker's lie.
+        link.peer = Some(std::process::id());
+        let bad = Blob::Remote {
+            addr: 8,
+            len: 40_000,
+        };
+        assert!(matches!(
+            reply(&mut link, &worker, status(), bad, &[], 1),
+            Err((_, true))
+        ));
+        // Where it can be read, it is.
+        let results = reply(&mut link, &worker, status(), remote(), &[], 1).unwrap();
+        assert_eq!(results.data, data);
     }
 }

@@ -131,6 +131,24 @@ pub(crate) fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
         // SAFETY: F_SETFD on an open descriptor; no pointers.
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    // No MSG_NOSIGNAL there: a send to a closed peer must not raise SIGPIPE.
+    #[cfg(target_vendor = "apple")]
+    for fd in [&pair.0, &pair.1] {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a valid c_int for the duration of the call.
+        let ok = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NOSIGPIPE,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if ok != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(pair)
 }
 
@@ -172,9 +190,11 @@ pub(crate) fn send_msg(fd: RawFd, data: &[u8], fds: &[RawFd]) -> std::io::Result
             std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
         }
     }
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // Apple systems have no MSG_NOSIGNAL: their sockets are made with
+    // SO_NOSIGPIPE instead (see `socketpair`).
+    #[cfg(not(target_vendor = "apple"))]
     let flags = libc::MSG_NOSIGNAL;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(target_vendor = "apple")]
     let flags = 0;
     loop {
         // SAFETY: `msg` and everything it points to live across the call.
@@ -478,12 +498,16 @@ impl Shm {
     /// is at least `need` and at most `limit` bytes.
     pub(crate) fn open(fd: OwnedFd, need: usize, limit: usize) -> Result<Shm, String> {
         let size = sealed_size(&fd)?;
-        if size < need || size > limit.max(need) {
+        // Never an empty one: it could not be mapped as it is, and a
+        // mapping longer than the file would fault when read.
+        if size == 0 || size < need || size > limit.max(need) {
             return Err(format!(
                 "the peer sent a shared-memory region of {size} bytes for a payload of {need}"
             ));
         }
-        let cap = size.max(1);
+        // The mapping is exactly the file's size, which is sealed against
+        // shrinking: every byte of it stays readable.
+        let cap = size;
         // Not populated: the pages are mapped as they are first read, and a
         // region that is never read costs no memory here.
         let ptr = map(&fd, cap, libc::PROT_READ, false)
@@ -516,8 +540,9 @@ impl Shm {
     /// breaks the protocol): the copy then holds whatever bytes it found,
     /// which is harmless for plain bytes; the region's size cannot change
     /// (it is sealed), so the read never faults.
-    pub(crate) fn read_into(&self, len: usize, out: &mut Vec<u8>) {
-        assert!(len <= self.cap);
+    /// A `len` over the region's size (a peer's lie) is an error.
+    pub(crate) fn read_into(&self, len: usize, out: &mut Vec<u8>) -> Result<(), String> {
+        self.check(len)?;
         out.reserve(len);
         let at = out.len();
         // SAFETY: `len <= cap` bytes of the mapping are readable for as long
@@ -527,16 +552,28 @@ impl Shm {
             std::ptr::copy_nonoverlapping(self.ptr, out.as_mut_ptr().add(at), len);
             out.set_len(at + len);
         }
+        Ok(())
     }
 
     /// The region's first `len` bytes, for a worker reading what its parent
     /// wrote (the parent does not write the region again until the worker
-    /// has answered the job that uses it).
-    pub(crate) fn bytes(&self, len: usize) -> &[u8] {
-        assert!(len <= self.cap);
+    /// has answered the job that uses it). A `len` over the region's size
+    /// is an error.
+    pub(crate) fn bytes(&self, len: usize) -> Result<&[u8], String> {
+        self.check(len)?;
         // SAFETY: `len <= cap` bytes of the mapping stay readable while
         // `self` is borrowed; see above for why they do not change.
-        unsafe { std::slice::from_raw_parts(self.ptr, len) }
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr, len) })
+    }
+
+    fn check(&self, len: usize) -> Result<(), String> {
+        if len > self.cap {
+            return Err(format!(
+                "a payload of {len} bytes refers to a {}-byte shared-memory region",
+                self.cap
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -663,11 +700,11 @@ pub(crate) fn read_remote(
     addr: u64,
     len: usize,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> std::io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        let pid = libc::pid_t::try_from(pid).map_err(|e| e.to_string())?;
-        let addr = usize::try_from(addr).map_err(|e| e.to_string())?;
+        let pid = libc::pid_t::try_from(pid).map_err(std::io::Error::other)?;
+        let addr = usize::try_from(addr).map_err(std::io::Error::other)?;
         out.reserve(len);
         let at = out.len();
         let mut done = 0usize;
@@ -693,7 +730,11 @@ pub(crate) fn read_remote(
             if got < 0 && err.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(format!("the worker's result could not be read: {err}"));
+            if got == 0 {
+                // Nothing copied and no error: treat as an unmapped address.
+                return Err(std::io::Error::from_raw_os_error(libc::EFAULT));
+            }
+            return Err(err);
         }
         // SAFETY: the `len` bytes after `at` were written above.
         unsafe { out.set_len(at + len) };
@@ -702,7 +743,10 @@ pub(crate) fn read_remote(
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         let _ = (pid, addr, len, out);
-        Err("reading a worker's memory needs Linux".into())
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "reading a worker's memory needs Linux",
+        ))
     }
 }
 
@@ -819,9 +863,12 @@ mod tests {
         let copy = region.fd.try_clone().unwrap();
         let theirs = Shm::open(copy, data.len(), REGION_MAX).unwrap();
         let mut out = Vec::new();
-        theirs.read_into(data.len(), &mut out);
+        theirs.read_into(data.len(), &mut out).unwrap();
         assert_eq!(out, data);
-        assert_eq!(theirs.bytes(3), &data[..3]);
+        assert_eq!(theirs.bytes(3).unwrap(), &data[..3]);
+        // Past its end: an error, never a read out of bounds.
+        assert!(theirs.bytes(data.len() + 1).is_err());
+        assert!(theirs.read_into(data.len() + 1, &mut Vec::new()).is_err());
         // Sealed: the creator cannot shrink it under the reader.
         let file = std::fs::File::from(region.fd.try_clone().unwrap());
         assert!(file.set_len(0).is_err());
@@ -838,6 +885,41 @@ mod tests {
         // A one-shot memfd shorter than announced: refused.
         let short = memfd_with(&[1, 2, 3]).unwrap();
         assert!(read_memfd(&short, 4, &mut Vec::new()).is_err());
+    }
+
+    /// A sealed memfd of `len` bytes, as a peer could make it.
+    fn peer_memfd(len: usize) -> OwnedFd {
+        // SAFETY: a NUL-terminated name; the result is checked and owned.
+        let raw = unsafe {
+            libc::memfd_create(
+                c"peer".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
+        assert!(raw >= 0);
+        // SAFETY: a new descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        std::fs::File::from(fd.try_clone().unwrap())
+            .set_len(len as u64)
+            .unwrap();
+        // SAFETY: fcntl on a descriptor we own; no pointers.
+        let sealed = unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
+        assert_eq!(sealed, 0);
+        fd
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn an_empty_region_is_refused_and_a_region_is_never_read_past_its_file() {
+        // Regression: an empty region used to be mapped one byte long (past
+        // the end of its file) and taken to hold one byte, so that a later
+        // one-byte payload in it raised SIGBUS in the parent.
+        assert!(Shm::open(peer_memfd(0), 0, REGION_MAX).is_err());
+        // Otherwise the mapping is the file's size, exactly.
+        let region = Shm::open(peer_memfd(100), 0, REGION_MAX).unwrap();
+        assert_eq!(region.capacity(), 100);
+        assert_eq!(region.bytes(100).unwrap(), &[0; 100][..]);
+        assert!(region.bytes(101).is_err());
     }
 
     #[test]

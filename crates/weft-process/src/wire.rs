@@ -22,7 +22,43 @@ pub(crate) const INLINE_MAX: usize = 32 * 1024;
 pub(crate) const MAX_FRAME: usize = 2 * INLINE_MAX + 4096;
 
 /// Protocol version sent in [`ToWorker::Boot`].
-pub(crate) const PROTOCOL: &str = "weft-process/3";
+pub(crate) const PROTOCOL: &str = "weft-process/4";
+
+/// The longest error text a worker sends for one item of a reply (a longer
+/// panic message is cut).
+pub(crate) const ERR_TEXT_MAX: usize = 4 * 1024;
+
+/// The most error text a worker sends in one reply, all items together
+/// (past it, messages are cut shorter).
+pub(crate) const ERR_TEXT_BUDGET: usize = 1 << 20;
+
+/// The most bytes an honest worker's encoded status list takes for a job of
+/// `count` arguments: per item a tag, an error kind and a varint (at most
+/// 12 bytes; 24 allowed), plus the error texts' budget. The parent refuses
+/// a longer one before reading it, so a worker cannot make it allocate
+/// more than about this much for a status list.
+pub(crate) fn status_limit(count: usize) -> usize {
+    count
+        .saturating_mul(24)
+        .saturating_add(ERR_TEXT_BUDGET + 16)
+}
+
+/// Cuts the error texts of `status` to [`ERR_TEXT_MAX`] each and
+/// [`ERR_TEXT_BUDGET`] in all (at character boundaries), so that the list
+/// stays within [`status_limit`].
+pub(crate) fn cap_error_texts(status: &mut [ItemOut]) {
+    let mut left = ERR_TEXT_BUDGET;
+    for item in status {
+        if let ItemOut::Err(_, text) = item {
+            let mut keep = text.len().min(ERR_TEXT_MAX).min(left);
+            while !text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            text.truncate(keep);
+            left -= keep;
+        }
+    }
+}
 
 /// Appends the `postcard` encoding of `value` to `out` (an existing buffer,
 /// so that encoding a message allocates nothing once it has grown).
@@ -180,6 +216,9 @@ pub(crate) enum ToWorker<'a> {
     /// The parent can read the worker's memory: the worker may hand large
     /// results over by address ([`Blob::Remote`]), which saves a copy.
     RemoteOk,
+    /// A read of the worker's memory was denied: it must hand results over
+    /// in shared memory from now on.
+    RemoteOff,
 }
 
 /// Worker to parent.

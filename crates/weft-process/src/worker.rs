@@ -70,7 +70,8 @@ static IS_WORKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// (`wrong-secret`, `wrong-pid`, `garbage`, `oversized`, `fds`, `silent`),
 /// so that the tests can check the pool refuses it, or (`no-remote`) offer
 /// no address for the parent to probe, so that large results travel in
-/// shared memory. It can only make this worker fail to join or slower.
+/// shared memory, or (`bad-second-reply`) send an invalid status list in
+/// its second reply. It can only make this worker fail or slower.
 const ENV_TEST_HELLO: &str = "WEFT_PROCESS_TEST_HELLO";
 
 /// How long a worker waits for the pool's first message.
@@ -181,6 +182,10 @@ fn serve() -> i32 {
     if link.send(&hello).is_err() {
         return EXIT_BOOTSTRAP;
     }
+    // The `bad-second-reply` test hook: replies until the bad one.
+    let mut bad_reply_in = std::env::var_os(ENV_TEST_HELLO)
+        .is_some_and(|v| v == "bad-second-reply")
+        .then_some(2u32);
     let mut scratch = Scratch::default();
     // May large results be handed over by address?
     let mut remote = false;
@@ -212,12 +217,27 @@ fn serve() -> i32 {
                 remote = true;
                 continue;
             }
+            ToWorker::RemoteOff => {
+                remote = false;
+                continue;
+            }
             ToWorker::Init { func, arg } => {
                 let Ok(arg) = link.resolve(arg, usize::MAX) else {
                     return EXIT_BOOTSTRAP;
                 };
-                let error = run_initializer(func.0, link.bytes(&arg), &mut scratch);
+                let Ok(bytes) = link.bytes(&arg) else {
+                    return EXIT_BOOTSTRAP;
+                };
+                let mut error = run_initializer(func.0, bytes, &mut scratch);
                 drop(arg);
+                if let Some(text) = &mut error {
+                    // The answer must fit in one message.
+                    let mut keep = text.len().min(crate::wire::ERR_TEXT_MAX);
+                    while !text.is_char_boundary(keep) {
+                        keep -= 1;
+                    }
+                    text.truncate(keep);
+                }
                 link.send(&FromWorker::Ready {
                     error: error.as_deref(),
                 })
@@ -234,22 +254,31 @@ fn serve() -> i32 {
                 ) else {
                     return EXIT_BOOTSTRAP;
                 };
-                run_job(func.0, link.bytes(&ends), link.bytes(&args), &mut scratch);
+                let (Ok(ends_bytes), Ok(args_bytes)) = (link.bytes(&ends), link.bytes(&args))
+                else {
+                    return EXIT_BOOTSTRAP;
+                };
+                run_job(func.0, ends_bytes, args_bytes, &mut scratch);
                 drop((ends, args));
                 scratch.status_bytes.clear();
                 if let [ItemOut::Ok(end)] = scratch.status[..] {
                     // What postcard writes for `vec![ItemOut::Ok(end)]`.
                     scratch.status_bytes.extend_from_slice(&[1, 0]);
                     crate::wire::fast::varint(&mut scratch.status_bytes, end);
-                } else if crate::wire::encode_to(&scratch.status, &mut scratch.status_bytes)
-                    .is_err()
-                {
-                    return EXIT_BOOTSTRAP;
+                } else {
+                    // Within what the parent accepts (`wire::status_limit`).
+                    crate::wire::cap_error_texts(&mut scratch.status);
+                    if crate::wire::encode_to(&scratch.status, &mut scratch.status_bytes).is_err() {
+                        return EXIT_BOOTSTRAP;
+                    }
                 }
                 // (Task code may have made the process non-dumpable since
                 // the parent checked: the parent could not read it then.)
                 let by_address =
                     remote && scratch.out.len() > crate::wire::INLINE_MAX && sys::dumpable();
+                // Wrapped in field order (status, then data): the parent
+                // takes the message's descriptors in that order.
+                let status = link.blob(&scratch.status_bytes, None);
                 let data = if by_address {
                     Ok(Blob::Remote {
                         addr: scratch.out.as_ptr() as u64,
@@ -258,9 +287,17 @@ fn serve() -> i32 {
                 } else {
                     link.blob(&scratch.out, Some(0))
                 };
-                let (Ok(status), Ok(data)) = (link.blob(&scratch.status_bytes, None), data) else {
+                let (Ok(mut status), Ok(data)) = (status, data) else {
                     return EXIT_BOOTSTRAP;
                 };
+                if let Some(n) = &mut bad_reply_in {
+                    *n -= 1;
+                    if *n == 0 {
+                        // Nine results, whatever the job's count.
+                        status = Blob::Inline(Raw(&[9]));
+                        bad_reply_in = None;
+                    }
+                }
                 let in_region = matches!(data, Blob::Region { .. } | Blob::NewRegion { .. });
                 let sent = link.send_with(|out| {
                     crate::wire::fast::encode_done(out, job, &status, &data);

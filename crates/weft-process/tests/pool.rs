@@ -278,6 +278,16 @@ fn large_payloads_on(pool: ProcessPool) {
         v.reverse();
         v
     };
+    // A chunk whose status list and results both travel out of the
+    // message, before the worker has a region (regression: the worker wrapped them out of field order, so
+    // that without reads by address every such chunk failed).
+    let squares: Vec<_> = pool.map_chunked(square, 0..20_000u64, 20_000).collect();
+    assert!(
+        squares
+            .iter()
+            .enumerate()
+            .all(|(i, r)| *r == Ok((i * i) as u64))
+    );
     // One at a time: the regions are created, reused (smaller and equal
     // sizes) and replaced by larger ones.
     for (len, seed) in [
@@ -333,6 +343,14 @@ fn a_panic_fails_its_task_and_the_worker_survives() {
         } else {
             assert_eq!(r, Ok(i as u64));
         }
+    }
+    // Many long panic messages in one chunk: cut to what the parent
+    // accepts, never a refused reply.
+    let long = "x".repeat(10_000);
+    let results: Vec<_> = within(move || pool.map_chunked(fail, vec![long; 300], 300).collect());
+    assert_eq!(results.len(), 300);
+    for r in results {
+        assert!(matches!(r, Err(TaskError::Panicked { message }) if message.len() <= 4096));
     }
     assert_eq!(
         pool.workers_started(),
@@ -741,6 +759,33 @@ fn handshake_error(how: &str, start_timeout: Duration) -> String {
         Err(other) => panic!("{how}: expected a handshake error, got {other}"),
         Ok(_) => panic!("{how}: a misbehaving worker was accepted"),
     }
+}
+
+#[test]
+fn a_bad_reply_fails_its_task_and_the_next_one_gets_its_own_error() {
+    // The worker's second reply is invalid. The first task takes a while,
+    // so that the second and third are queued and then in flight together:
+    // the second fails for its reply, the third (which the worker was
+    // running when the pool killed it) as lost with the worker, not with
+    // the second's message.
+    let pool = misbehaving("bad-second-reply", LIMIT).unwrap();
+    let first = pool.submit(sleep_ms, 300);
+    std::thread::sleep(Duration::from_millis(50));
+    let second = pool.submit(square, 2);
+    let third = pool.submit(square, 3);
+    assert_eq!(get(first), Ok(300));
+    let err = get(second).unwrap_err();
+    assert!(
+        matches!(&err, TaskError::Serialization { message } if message.contains("9 results")),
+        "{err}"
+    );
+    let err = get(third).unwrap_err();
+    assert!(
+        matches!(&err, TaskError::WorkerLost { exit } if exit.to_string().contains("another task")),
+        "{err}"
+    );
+    // The replacement works.
+    assert_eq!(pool.apply(square, 4), Ok(16));
 }
 
 #[test]
