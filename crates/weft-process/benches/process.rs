@@ -4,6 +4,9 @@
 //! - `round_trip_tiny_task`: one tiny task there and back. Peers:
 //!   `raw-unix-socket` (8-byte ping-pong over a Unix socket between two
 //!   processes: the floor) and `ipc-channel` (bare typed ping-pong).
+//! - `submit_10k_tiny_tasks`: 10,000 tiny tasks submitted one by one (no
+//!   chunking), then all results collected: the cost per submitted task
+//!   when submissions overlap, as `ProcessPoolExecutor.submit` is used.
 //! - `map_1m_tiny_tasks`: `map` over 1,000,000 tiny tasks (auto chunking).
 //! - `bytes_64mib_round_trip`: a 64 MiB `Vec<u8>` to a worker and back.
 //! - `crash_to_replacement`: a worker aborts; time until the replacement
@@ -131,6 +134,22 @@ fn round_trip(c: &mut Criterion) {
     g.finish();
 }
 
+fn submit_throughput(c: &mut Criterion) {
+    let mut g = c.benchmark_group("submit_10k_tiny_tasks");
+    g.sample_size(10);
+    let pool = ProcessPool::new().unwrap();
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            let handles: Vec<_> = (0..10_000u64).map(|i| pool.submit(square, i)).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .fold(0u64, u64::wrapping_add)
+        });
+    });
+    g.finish();
+}
+
 fn map_throughput(c: &mut Criterion) {
     let mut g = c.benchmark_group("map_1m_tiny_tasks");
     g.sample_size(10);
@@ -192,7 +211,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = round_trip, map_throughput, big_bytes, crash_recovery, startup
+    targets = round_trip, submit_throughput, map_throughput, big_bytes, crash_recovery, startup
 }
 
 fn main() {

@@ -63,6 +63,10 @@ def main():
         row("bytes_64mib_round_trip", "python-mp-pool",
             timed(lambda: pool.apply(echo, (payload,)), 3 * scale))
     with multiprocessing.Pool(procs) as pool:
+        row("submit_10k_tiny_tasks", "python-mp-pool",
+            timed(lambda: sum(r.get() for r in
+                              [pool.apply_async(square, (i,)) for i in range(10_000)]),
+                  3 * scale))
         row("map_1m_tiny_tasks", "python-mp-pool",
             timed(lambda: sum(pool.map(square, range(n_map))), 2 * scale))
 
@@ -72,6 +76,10 @@ def main():
         row("bytes_64mib_round_trip", "python-process-pool-executor",
             timed(lambda: ex.submit(echo, payload).result(), 3 * scale))
     with concurrent.futures.ProcessPoolExecutor(procs) as ex:
+        row("submit_10k_tiny_tasks", "python-process-pool-executor",
+            timed(lambda: sum(f.result() for f in
+                              [ex.submit(square, i) for i in range(10_000)]),
+                  3 * scale))
         row("map_1m_tiny_tasks", "python-process-pool-executor",
             timed(lambda: sum(ex.map(square, range(n_map), chunksize=chunk)), 2 * scale))
 
