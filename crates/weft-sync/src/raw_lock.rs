@@ -165,14 +165,46 @@ impl RawLock {
     }
 
     /// Unlocks. The caller must hold the lock.
+    ///
+    /// One unconditional swap, as std's futex mutex does (no compare, no
+    /// retry loop); the waiters it finds are woken afterwards.
     #[inline]
     pub(crate) fn unlock(&self) {
-        if self
-            .state
-            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
-            .is_err()
-        {
-            self.unlock_slow();
+        let prev = self.state.swap(0, Ordering::Release);
+        if prev != LOCKED {
+            self.wake_after_unlock(prev);
+        }
+    }
+
+    /// Wakes what `prev`, the state [`unlock`](Self::unlock) swapped out,
+    /// says is waiting: one parked thread and/or one async listener.
+    ///
+    /// No wake-up can be lost although the lock is already free: a thread
+    /// about to park validates `LOCKED | PARKED` under the bucket lock that
+    /// `unpark_one` takes, so it either parked before that (and is woken
+    /// here) or sees the swapped state and retries instead of parking. A
+    /// thread that parked meanwhile behind a new holder set `PARKED` itself,
+    /// and that holder's unlock wakes it; the callback only ever adds
+    /// `PARKED` back, for the threads still queued.
+    #[cold]
+    fn wake_after_unlock(&self, prev: u8) {
+        if prev & PARKED != 0 {
+            let addr = self as *const RawLock as usize;
+            let callback = |result: parking_lot_core::UnparkResult| {
+                if result.have_more_threads {
+                    self.state.fetch_or(PARKED, Ordering::Relaxed);
+                }
+                DEFAULT_UNPARK_TOKEN
+            };
+            // SAFETY: `addr` is this lock's address; the callback only
+            // touches our atomic, does not panic and does not call into
+            // parking_lot.
+            unsafe {
+                parking_lot_core::unpark_one(addr, callback);
+            }
+        }
+        if prev & ASYNC != 0 {
+            self.event.notify(1);
         }
     }
 
