@@ -176,8 +176,9 @@ impl RawLock {
         }
     }
 
-    /// Wakes what `prev`, the state [`unlock`](Self::unlock) swapped out,
-    /// says is waiting: one parked thread and/or one async listener.
+    /// Wakes what `prev`, the state [`unlock`](Self::unlock) (or
+    /// [`try_unlock`](Self::try_unlock)) replaced with 0, says is waiting:
+    /// one parked thread and/or one async listener.
     ///
     /// No wake-up can be lost although the lock is already free: a thread
     /// about to park validates `LOCKED | PARKED` under the bucket lock that
@@ -208,88 +209,26 @@ impl RawLock {
         }
     }
 
-    /// Unlocks if locked (by anyone); returns `false` if it was not locked.
-    /// Python's `Lock.release`, which any thread may call.
+    /// Unlocks if locked (by anyone); returns `false`, changing nothing, if
+    /// it was not locked. Python's `Lock.release`, which any thread may call.
     pub(crate) fn try_unlock(&self) -> bool {
-        if self
-            .state
-            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
-            return true;
-        }
-        self.unlock_slow()
-    }
-
-    /// Releases the lock when other bits are set; wakes one parked thread
-    /// and/or one async listener. Returns `false` (changing nothing) if the
-    /// lock was not held.
-    #[cold]
-    fn unlock_slow(&self) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             if state & LOCKED == 0 {
                 return false;
             }
-            if state & PARKED == 0 {
-                match self.state.compare_exchange_weak(
-                    state,
-                    0,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        if state & ASYNC != 0 {
-                            self.event.notify(1);
-                        }
-                        return true;
+            match self
+                .state
+                .compare_exchange_weak(state, 0, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if state != LOCKED {
+                        self.wake_after_unlock(state);
                     }
-                    Err(s) => {
-                        state = s;
-                        continue;
-                    }
+                    return true;
                 }
+                Err(s) => state = s,
             }
-            // Threads are parked: release inside the parking-lot callback,
-            // which runs under the bucket lock that `park`'s validation also
-            // takes, so a thread cannot park after we looked and miss us.
-            let addr = self as *const RawLock as usize;
-            let mut released = false;
-            let mut had_async = false;
-            let callback = |result: parking_lot_core::UnparkResult| {
-                let keep = if result.have_more_threads { PARKED } else { 0 };
-                let mut s = self.state.load(Ordering::Relaxed);
-                loop {
-                    if s & LOCKED == 0 {
-                        // A racing `try_unlock` released it first.
-                        break;
-                    }
-                    match self.state.compare_exchange_weak(
-                        s,
-                        keep,
-                        Ordering::Release,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => {
-                            released = true;
-                            had_async = s & ASYNC != 0;
-                            break;
-                        }
-                        Err(x) => s = x,
-                    }
-                }
-                DEFAULT_UNPARK_TOKEN
-            };
-            // SAFETY: `addr` is this lock's address; the callback only
-            // touches our atomic, does not panic and does not call into
-            // parking_lot.
-            unsafe {
-                parking_lot_core::unpark_one(addr, callback);
-            }
-            if had_async {
-                self.event.notify(1);
-            }
-            return released;
         }
     }
 

@@ -60,7 +60,7 @@ impl WaitList {
     #[inline]
     fn anyone_waiting(&self) -> bool {
         fence(Ordering::SeqCst);
-        self.waiters.load(Ordering::Relaxed) > 0
+        self.has_waiters()
     }
 
     /// Wakes `n` more waiters (each release or put wakes one more).
