@@ -97,6 +97,11 @@ fn tree_chili(s: &mut chili::Scope<'_>, n: &Node) -> u64 {
 
 const SORT_CUTOFF: usize = 2048;
 
+/// Never inlined, so that every implementation runs the very same machine
+/// code for the sequential part and only the scheduling differs: inlined
+/// into each quicksort, its code layout alone moved the rows by a few per
+/// cent either way.
+#[inline(never)]
 fn partition(v: &mut [u32]) -> usize {
     let last = v.len() - 1;
     v.swap(v.len() / 2, last);
