@@ -188,6 +188,17 @@ pub(crate) fn block_on_event<R>(
     if let Some(r) = attempt(false) {
         return Some(r);
     }
+    wait_after_first_attempt(event, peer, deadline, attempt)
+}
+
+/// [`block_on_event`] once the first attempt has failed: spin, yield while
+/// the peer is waking, then listen and park.
+fn wait_after_first_attempt<R>(
+    event: &WaitList,
+    peer: Option<&WaitList>,
+    deadline: Option<Instant>,
+    mut attempt: impl FnMut(bool) -> Option<R>,
+) -> Option<R> {
     // The other side is often about to act (a producer between two puts, a
     // holder about to release): spin, then yield, briefly before paying for
     // a listener and a park, as crossbeam's channels and parking_lot's locks
@@ -244,7 +255,7 @@ pub(crate) fn block_on_event_as<R>(
         return Some(r);
     }
     let _wait = crate::deadlock::wait_begins(primitive, std::panic::Location::caller());
-    block_on_event(event, peer, deadline, attempt)
+    wait_after_first_attempt(event, peer, deadline, attempt)
 }
 
 /// `block_on!(Primitive, event, [peer: list,] deadline, attempt)`:
