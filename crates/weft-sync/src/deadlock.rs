@@ -241,17 +241,18 @@ pub struct DeadlockReport {
 
 impl fmt::Display for DeadlockReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            DeadlockKind::Relock => "relock of a non-reentrant lock (deadlock)",
+            DeadlockKind::LockOrderInversion => "lock-order inversion (potential deadlock)",
+        };
+        writeln!(f, "weft-sync deadlock detection: {what}")?;
+        writeln!(
+            f,
+            "  thread '{}' is taking {} {} at {}",
+            self.thread, self.acquiring.primitive, self.acquiring.lock, self.acquiring.site
+        )?;
         match self.kind {
             DeadlockKind::Relock => {
-                writeln!(
-                    f,
-                    "weft-sync deadlock detection: relock of a non-reentrant lock (deadlock)"
-                )?;
-                writeln!(
-                    f,
-                    "  thread '{}' is taking {} {} at {}",
-                    self.thread, self.acquiring.primitive, self.acquiring.lock, self.acquiring.site
-                )?;
                 writeln!(
                     f,
                     "  but it already holds it, taken at {}",
@@ -264,15 +265,6 @@ impl fmt::Display for DeadlockReport {
                 )?;
             }
             DeadlockKind::LockOrderInversion => {
-                writeln!(
-                    f,
-                    "weft-sync deadlock detection: lock-order inversion (potential deadlock)"
-                )?;
-                writeln!(
-                    f,
-                    "  thread '{}' is taking {} {} at {}",
-                    self.thread, self.acquiring.primitive, self.acquiring.lock, self.acquiring.site
-                )?;
                 writeln!(
                     f,
                     "  while holding {} {}, taken at {}",
