@@ -26,7 +26,8 @@ usage: cargo xtask <command>
 commands:
   test-all                 fmt check, clippy -D warnings, every test and doc test,
                            every example built, docs with -D warnings, the loom
-                           models (LOOM_MAX_PREEMPTIONS=2) and a 10-second soak
+                           models (LOOM_MAX_PREEMPTIONS=2), weft-async's socket
+                           tests on the portable (async-io) path, a 10-second soak
   bench [--quick] [CRATE]  criterion benches of the named crates (all when none),
                            then target/weft-bench/results.json and docs/benchmarks.md
   miri [CRATE...]          Miri over the crates with `unsafe` (installs nightly miri)
@@ -210,6 +211,7 @@ fn test_all(root: &Path) -> Result<(), String> {
     // build, in <target>/loom), and a 10-second soak (a release build).
     let crates = pick_crates(root, &[], |dir| dir.join("tests/loom.rs").exists())?;
     steps.extend(crates.iter().map(|c| loom_step(root, c, "2")));
+    steps.push(portable_io_step(root));
     steps.push(soak_step(&["--seconds", "10"]));
     for step in &steps {
         step.run()?;
@@ -377,6 +379,22 @@ fn loom_step<'a>(root: &Path, krate: &'a str, preemptions: &str) -> Step<'a> {
         target_dir(root).join("loom").display().to_string(),
     )
     .env("LOOM_MAX_PREEMPTIONS", preemptions)
+}
+
+/// weft-async's socket tests on the `async-io` path that platforms without
+/// its epoll reactor take (`--cfg weft_async_portable_io`, in
+/// `<target>/portable-io`), so that path is checked on Linux too.
+fn portable_io_step(root: &Path) -> Step<'static> {
+    Step::new(
+        "net (portable)",
+        cargo(),
+        &["test", "-p", "weft-async", "--test", "net"],
+    )
+    .env("RUSTFLAGS", "--cfg weft_async_portable_io")
+    .env(
+        "CARGO_TARGET_DIR",
+        target_dir(root).join("portable-io").display().to_string(),
+    )
 }
 
 /// The crates `tsan` runs by default: those whose tests are all in-process.

@@ -3,8 +3,10 @@
 //! on the workloads of issue 4. Every workload uses the same code and the same
 //! channel type (a bench-local single-threaded channel) on all three, so only
 //! the scheduler differs; timers are each runtime's own (`async-io`'s for weft
-//! and async-executor, tokio's for tokio), TCP is `async-net` for weft and
-//! async-executor and `tokio::net` for tokio.
+//! and async-executor, tokio's for tokio), TCP is weft-async's own `net` types
+//! (its epoll reactor) for weft, `async-net` (async-io's reactor) for
+//! async-executor and for the `weft+async-net` row (weft's executor on the
+//! smol ecosystem's sockets), and `tokio::net` for tokio.
 //!
 //! Groups: `spawn_await` (spawn 1,000,000 empty tasks, then await them in
 //! order), `spawn_chain` (100,000 tasks each spawning the next), `ping_pong`
@@ -406,10 +408,56 @@ async fn client_smol(addr: std::net::SocketAddr) {
     }
 }
 
+async fn echo_weft(listener: weft_async::net::TcpListener) {
+    for _ in 0..TCP_CONNS {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        weft_async::spawn(async move {
+            let mut buf = [0u8; TCP_MSG_LEN];
+            for _ in 0..TCP_MSGS {
+                s.read_exact(&mut buf).await.unwrap();
+                s.write_all(&buf).await.unwrap();
+            }
+        })
+        .detach();
+    }
+}
+
+async fn client_weft(addr: std::net::SocketAddr) {
+    let mut s = weft_async::net::TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut buf = [7u8; TCP_MSG_LEN];
+    for _ in 0..TCP_MSGS {
+        s.write_all(&buf).await.unwrap();
+        s.read_exact(&mut buf).await.unwrap();
+    }
+}
+
 fn tcp_echo(c: &mut Criterion) {
     let mut g = c.benchmark_group("tcp_echo");
     g.sampling_mode(SamplingMode::Flat);
+    // weft's executor with its own net types (its own epoll reactor).
     g.bench_function("weft", |b| {
+        b.iter(|| {
+            weft_async::run(async {
+                let l = weft_async::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .unwrap();
+                let addr = l.local_addr().unwrap();
+                let server = weft_async::spawn(echo_weft(l));
+                let clients: Vec<_> = (0..TCP_CONNS)
+                    .map(|_| weft_async::spawn(client_weft(addr)))
+                    .collect();
+                for cl in clients {
+                    cl.await.unwrap();
+                }
+                server.await.unwrap();
+            })
+        })
+    });
+    // The same executor with async-net (async-io's reactor), as the smol
+    // ecosystem runs on it.
+    g.bench_function("weft+async-net", |b| {
         b.iter(|| {
             weft_async::run(async {
                 let l = async_net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -86,6 +86,8 @@ mod children;
 mod combine;
 mod error;
 mod group;
+pub mod net;
+mod reactor;
 mod runtime;
 mod task;
 mod time;

@@ -33,6 +33,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -43,6 +44,7 @@ use concurrent_queue::ConcurrentQueue;
 use crate::task::Outcome;
 
 use crate::error::RuntimeError;
+use crate::reactor::Reactor;
 
 /// How long the loop runs tasks before it lets `block_on` poll the reactor.
 ///
@@ -51,6 +53,20 @@ use crate::error::RuntimeError;
 /// thread (a slower path); polling the reactor at least this often keeps I/O
 /// on the runtime's own thread.
 const SLICE: Duration = Duration::from_micros(40);
+
+/// The longest the loop runs tasks before it hands over to `async-io`'s
+/// reactor, while that reactor has had nothing for the runtime.
+///
+/// At the end of each [`SLICE`] the loop polls its own reactor (one
+/// `epoll_wait`, for [`net`](crate::net)'s sockets). Handing over to
+/// `async-io` costs five system calls, so the loop does it after every
+/// slice only while `async-io` delivers events (its timers, `async-net`
+/// sockets); when a hand-over has delivered nothing, the next comes half as
+/// late again, up to this. The back-off follows the one of `async-io`'s
+/// fallback thread (50 µs growing to 10 ms), so that thread still sees the
+/// reactor tick and leaves it to the runtime. Under constant load an
+/// `async-io` timer therefore fires at most about this late.
+const MAX_HANDOVER: Duration = Duration::from_millis(1);
 
 /// At most how many polls run between two looks at the clock.
 ///
@@ -244,6 +260,9 @@ pub(crate) struct Core {
     pub(crate) current: Cell<u64>,
     /// The next task id (ids are unique within a runtime).
     next_id: Cell<u64>,
+    /// The runtime's own I/O reactor (for `net`), made when the first
+    /// socket registers.
+    reactor: RefCell<Option<Rc<Reactor>>>,
 }
 
 thread_local! {
@@ -256,6 +275,7 @@ thread_local! {
             registry: RefCell::new(Registry::new()),
             current: Cell::new(0),
             next_id: Cell::new(1),
+            reactor: RefCell::new(None),
         }
     };
 }
@@ -272,6 +292,50 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     })
     .ok()
     .flatten()
+}
+
+/// The id of the runtime running on this thread, if any.
+#[cfg_attr(
+    not(all(
+        any(target_os = "linux", target_os = "android"),
+        not(weft_async_portable_io)
+    )),
+    allow(dead_code, reason = "only the epoll reactor registers sockets itself")
+)]
+pub(crate) fn current_runtime_id() -> Option<u64> {
+    with_core(|core| core.rt.get())
+}
+
+/// The running runtime's reactor, made on first use.
+#[cfg_attr(
+    not(all(
+        any(target_os = "linux", target_os = "android"),
+        not(weft_async_portable_io)
+    )),
+    allow(dead_code, reason = "only the epoll reactor registers sockets itself")
+)]
+pub(crate) fn reactor() -> std::io::Result<Rc<Reactor>> {
+    with_core(|core| {
+        let mut slot = core.reactor.borrow_mut();
+        match &*slot {
+            Some(reactor) => Ok(reactor.clone()),
+            None => {
+                let reactor = Rc::new(Reactor::new(core.rt.get())?);
+                *slot = Some(reactor.clone());
+                Ok(reactor)
+            }
+        }
+    })
+    .unwrap_or_else(|| Err(crate::reactor::outside_runtime()))
+}
+
+/// The running runtime's reactor, if it has sockets to poll.
+fn reactor_with_sources(core: &Core) -> Option<Rc<Reactor>> {
+    core.reactor
+        .borrow()
+        .as_ref()
+        .filter(|r| r.has_sources())
+        .cloned()
 }
 
 /// Process-wide counter for runtime ids (0 is never used).
@@ -493,6 +557,8 @@ pub(crate) fn try_run<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
         remote,
         loop_waker: None,
         backlog: 0,
+        handover_every: SLICE,
+        handed_over: None,
     };
     Ok(async_io::block_on(driver))
 }
@@ -508,6 +574,12 @@ struct Driver<'a, F> {
     /// woken before anything that wakes the main future later, so they go
     /// first (first come, first served, slices or not).
     backlog: usize,
+    /// How long the loop runs before it next hands over to `async-io`'s
+    /// reactor ([`SLICE`] up to [`MAX_HANDOVER`]).
+    handover_every: Duration,
+    /// After a hand-over: the length of the run queue when it began, to see
+    /// whether `async-io` delivered anything.
+    handed_over: Option<usize>,
 }
 
 impl<F: Future> Future for Driver<'_, F> {
@@ -532,7 +604,18 @@ impl<F: Future> Driver<'_, F> {
         let mut stride = 1usize;
         let mut check_at = 1usize;
         let mut last_check = slice_start;
-        let slice_end = slice_start + SLICE;
+        let mut slice_end = slice_start + SLICE;
+        this.handover_every = match this.handed_over.take() {
+            // Back from a hand-over: did async-io's reactor wake anything
+            // here (tasks queued meanwhile, from its callbacks or another
+            // thread)? Then hand over after every slice; else back off.
+            Some(queued) if core.queue.len() <= queued && remote.queue.is_empty() => {
+                (this.handover_every * 3 / 2).min(MAX_HANDOVER)
+            }
+            // A delivery, a sleep or the first poll: async-io may be busy.
+            _ => SLICE,
+        };
+        let next_handover = slice_start + this.handover_every;
         loop {
             // A plain load first: the read-modify-write only when it is set.
             if this.backlog == 0
@@ -552,17 +635,31 @@ impl<F: Future> Driver<'_, F> {
                 }
             }
             let mut ran = false;
+            let mut resliced = false;
             loop {
                 if polls >= check_at {
                     let now = Instant::now();
                     if now >= slice_end {
-                        // Let block_on poll the reactor, then come straight back.
+                        // Take the sockets' events; then, when it is due,
+                        // let block_on poll async-io's reactor, and come
+                        // straight back.
                         core.current.set(0);
+                        if let Some(reactor) = reactor_with_sources(core) {
+                            reactor.poll_events();
+                        }
                         if this.backlog == 0 {
                             this.backlog = core.queue.len();
                         }
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
+                        if now >= next_handover {
+                            this.handed_over = Some(core.queue.len());
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        slice_end = now + SLICE;
+                        last_check = now;
+                        check_at = polls + stride;
+                        resliced = true;
+                        break;
                     }
                     stride = if now.duration_since(last_check) > SLICE / 8 {
                         (stride / 2).max(1)
@@ -575,6 +672,12 @@ impl<F: Future> Driver<'_, F> {
                 let next = core.queue.pop();
                 let Some(runnable) = next else {
                     this.backlog = 0;
+                    // The queue ran dry: the sockets' events may wake more.
+                    if let Some(reactor) = reactor_with_sources(core)
+                        && reactor.poll_events()
+                    {
+                        continue;
+                    }
                     break;
                 };
                 let main_turn = this.backlog == 1;
@@ -590,7 +693,7 @@ impl<F: Future> Driver<'_, F> {
                 }
             }
             core.current.set(0);
-            if ran || remote.main_woken.load(Ordering::SeqCst) {
+            if ran || resliced || remote.main_woken.load(Ordering::SeqCst) {
                 continue;
             }
             // Nothing to do: sleep in block_on until something wakes us.
@@ -602,6 +705,13 @@ impl<F: Future> Driver<'_, F> {
                 this.loop_waker = Some(cx.waker().clone());
                 *remote.waker.lock().unwrap_or_else(PoisonError::into_inner) =
                     Some(cx.waker().clone());
+            }
+            // Sleeping in async-io's reactor: have it wake us on a socket
+            // event too (its queue was just polled, above).
+            if let Some(reactor) = reactor_with_sources(core)
+                && reactor.poll_wake(cx).is_ready()
+            {
+                continue;
             }
             core.sleeping.set(true);
             remote.notified.store(false, Ordering::SeqCst);
@@ -660,6 +770,9 @@ impl Drop for Shutdown {
             core.current.set(0);
             *core.remote.borrow_mut() = None;
             *core.registry.borrow_mut() = Registry::new();
+            // Sockets that outlive the runtime keep its reactor alive; they
+            // move to the next runtime that polls them.
+            *core.reactor.borrow_mut() = None;
         });
         remotes().retain(|r| !Arc::ptr_eq(r, &self.remote));
         *self
