@@ -1,7 +1,8 @@
 //! weft-async: Python's `asyncio`, for Rust, on one thread.
 //!
 //! [`run`] drives a future on the calling thread together with the tasks it
-//! [`spawn`]s, `async-io`'s timers and its I/O reactor, so the smol ecosystem
+//! [`spawn`]s, its own edge-triggered I/O reactor (for the TCP types of
+//! [`net`]), and `async-io`'s timers and reactor, so the smol ecosystem
 //! (`async-net`, `async-fs`, HTTP crates built on them) runs on it unchanged.
 //! Tasks need not be `Send`. Any `weft-sync` primitive or
 //! [`TaskHandle`](weft_sync::TaskHandle) (a thread-pool or process-pool
@@ -18,6 +19,7 @@
 //! | Combinators | [`gather!`], [`try_gather!`], [`join_all`], [`try_join_all`], [`select`] / [`Either`], [`race`], [`as_completed`], [`wait`] |
 //! | Structured concurrency | [`TaskGroup`], [`GroupError`] |
 //! | Time | [`sleep`], [`sleep_until`], [`interval`], [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
+//! | Network | [`net::TcpListener`], [`net::TcpStream`] (the runtime's own reactor); `async-net` works too |
 //! | Errors | [`RuntimeError`], [`TimedOut`], and `weft_sync::TaskError` for task outcomes |
 //!
 //! # Python -> weft
@@ -35,6 +37,8 @@
 //! | `asyncio.wait(aws, return_when=FIRST_COMPLETED)` | [`wait(&mut tasks, ReturnWhen::FirstCompleted, None)`](wait) |
 //! | `asyncio.as_completed(aws)` | [`as_completed(futs)`](as_completed) |
 //! | `asyncio.all_tasks()` | [`all_tasks()`](all_tasks) |
+//! | `asyncio.open_connection(host, port)` | [`net::TcpStream::connect((host, port)).await`](net::TcpStream::connect) (reader and writer in one stream) |
+//! | `asyncio.start_server(cb, host, port)` | [`net::TcpListener::bind`], then spawn a task per [`accept`](net::TcpListener::accept) |
 //! | `loop.set_exception_handler(...)` ("exception never retrieved") | [`set_panic_hook`] |
 //! | `asyncio.Queue`, `asyncio.Semaphore`, `asyncio.Lock`, `asyncio.Event` | `weft_sync::{Queue, Semaphore, Mutex, Event}`: one set of primitives for threads and tasks, with async methods |
 //! | `asyncio.to_thread(f)` | `weft::aio::to_thread(f)` in the umbrella crate (runs `f` on weft-pool; this crate never depends on the pool) |
@@ -69,11 +73,16 @@
 //! runtime's (the only atomics are `async-task`'s own task state). Wake-ups from other
 //! threads go to a separate `ConcurrentQueue` and unpark the runtime, which
 //! sleeps in `async-io`'s reactor (via `async_io::block_on`) whenever it has
-//! nothing to run. After every 40 µs of running tasks it lets the reactor
-//! poll, so I/O and timers are served even under constant load (it reads the
-//! clock once every 32 polls when polls are quick, more often when they are
-//! slow); the tasks queued at that moment run before the main future is
-//! polled again. Each spawned task is one allocation (`async-task`'s: 72
+//! nothing to run. The runtime's own reactor (an epoll instance where
+//! [`net`]'s sockets are registered once, edge-triggered) is polled whenever
+//! the run queue runs dry and after every 40 µs of running tasks, and its
+//! descriptor is registered with `async-io`'s reactor so that a socket event
+//! ends a sleep. `async-io`'s reactor is polled after every 40 µs slice while
+//! it delivers events (timers, `async-net` sockets), backing off to once a
+//! millisecond while it has none, so I/O and timers are served even under
+//! constant load (the clock is read once every 32 polls when polls are
+//! quick, more often when they are slow); the tasks queued at that moment
+//! run before the main future is polled again. Each spawned task is one allocation (`async-task`'s: 72
 //! bytes for an empty future, the same `malloc` size class as
 //! `async-executor`'s tasks; a named task adds one, the out-of-line part of
 //! its handle that holds the name), its [`Task`] handle is three words, and a

@@ -20,9 +20,14 @@
 //! * The loop is a future polled by `async_io::block_on`. When it has nothing
 //!   to run it returns `Pending`, and `block_on` parks the thread on the
 //!   `async-io` reactor (epoll/kqueue), so a timer, an I/O event or a wake-up
-//!   from another thread (which unparks it) resumes it. After running tasks
-//!   for [`SLICE`] it yields to `block_on` so that the reactor is polled even
-//!   under constant load; the tasks queued at that moment then run before the
+//!   from another thread (which unparks it) resumes it. The runtime's own
+//!   [`Reactor`] (sockets of [`net`](crate::net)) is polled whenever the
+//!   queue runs dry and after every [`SLICE`] of running tasks, and its epoll
+//!   descriptor is registered with `async-io` while the loop sleeps. After a
+//!   slice the loop also yields to `block_on`, so that `async-io`'s reactor
+//!   is polled even under constant load: after every slice while that
+//!   reactor delivers events, backing off to every [`MAX_HANDOVER`] while it
+//!   delivers none. The tasks queued at that moment then run before the
 //!   main future is polled again (first come, first served).
 //! * A registry (a slab in `Core`) holds every live task's waker, id and name:
 //!   it backs [`all_tasks`](crate::all_tasks) and lets the runtime cancel the
