@@ -582,9 +582,10 @@ struct Driver<'a, F> {
     /// How long the loop runs before it next hands over to `async-io`'s
     /// reactor ([`SLICE`] up to [`MAX_HANDOVER`]).
     handover_every: Duration,
-    /// After a hand-over: the length of the run queue when it began, to see
-    /// whether `async-io` delivered anything.
-    handed_over: Option<usize>,
+    /// After a hand-over: the length of the run queue and whether the main
+    /// future was woken when it began, to see whether `async-io` delivered
+    /// anything.
+    handed_over: Option<(usize, bool)>,
 }
 
 impl<F: Future> Future for Driver<'_, F> {
@@ -614,7 +615,11 @@ impl<F: Future> Driver<'_, F> {
             // Back from a hand-over: did async-io's reactor wake anything
             // here (tasks queued meanwhile, from its callbacks or another
             // thread)? Then hand over after every slice; else back off.
-            Some(queued) if core.queue.len() <= queued && remote.queue.is_empty() => {
+            Some((queued, main_woken))
+                if core.queue.len() <= queued
+                    && remote.queue.is_empty()
+                    && remote.main_woken.load(Ordering::Relaxed) == main_woken =>
+            {
                 (this.handover_every * 3 / 2).min(MAX_HANDOVER)
             }
             // A delivery, a sleep or the first poll: async-io may be busy.
@@ -656,7 +661,8 @@ impl<F: Future> Driver<'_, F> {
                             this.backlog = core.queue.len();
                         }
                         if now >= next_handover {
-                            this.handed_over = Some(core.queue.len());
+                            this.handed_over =
+                                Some((core.queue.len(), remote.main_woken.load(Ordering::Relaxed)));
                             cx.waker().wake_by_ref();
                             return Poll::Pending;
                         }
