@@ -95,6 +95,7 @@ mod children;
 mod combine;
 mod error;
 mod group;
+#[cfg(unix)]
 pub mod net;
 mod reactor;
 mod runtime;

@@ -18,9 +18,23 @@
 //! A socket belongs to the thread that uses it (the types are `!Send`, like
 //! the tasks of this runtime). It registers with the runtime that first
 //! polls it; if that runtime ends, the next runtime on the thread that polls
-//! it takes it over. Polled outside [`run`](crate::run), an operation fails
-//! with an error that says so. To hand a socket to another thread, take it
-//! out with `into_std`.
+//! it takes it over. `bind`, `connect` and `from_std` work anywhere, but
+//! reads, writes, `accept` and `peek` need [`run`](crate::run) on the
+//! current thread: polled elsewhere they fail with an error that says so
+//! (inside another executor's `block_on` within a task they would wait for
+//! events that only weft's loop collects). To hand a socket to another
+//! thread, take it out with `into_std`.
+//!
+//! # Limits
+//!
+//! * Unix only, and TCP only, for now: for UDP and Unix sockets use
+//!   `async-net`, which runs on this runtime through `async-io`.
+//! * No cooperative budget: a task whose reads always find a full buffer
+//!   (a peer that sends faster than it reads) keeps the thread until it
+//!   awaits something else, as on `async-executor`.
+//! * A read shorter than its buffer is taken as "the socket is drained" (as
+//!   tokio does), so urgent (out-of-band) data, which stops a read at its
+//!   mark, can leave the rest unread until the peer sends more.
 //!
 //! # Name resolution
 //!

@@ -37,13 +37,16 @@
 //! next on the same thread; polled outside any runtime it fails with a clear
 //! error.
 //!
-//! On other platforms (and with `--cfg weft_async_portable_io`, which the
-//! test suite uses to check this path on Linux) a [`Source`] is an
-//! `async_io::Async`, so the same types run on `async-io`'s reactor.
+//! On other Unix platforms (and with `--cfg weft_async_portable_io`, which
+//! the test suite uses to check this path on Linux) a [`Source`] is an
+//! `async_io::Async`, so the same types run on `async-io`'s reactor. Without
+//! `std::os::fd` (Windows) there is no `net` module yet.
 
 /// The direction of an operation, as a ready bit.
+#[cfg(unix)]
 pub(crate) const READ: u8 = 0b01;
 /// The direction of an operation, as a ready bit.
+#[cfg(unix)]
 pub(crate) const WRITE: u8 = 0b10;
 
 #[cfg(all(
@@ -338,7 +341,14 @@ mod imp {
             }
             match waiter.as_ref().map(|w| w.poll_readable(cx)) {
                 Some(Poll::Pending) => Poll::Pending,
-                _ => Poll::Ready(()),
+                Some(Poll::Ready(Ok(()))) => Poll::Ready(()),
+                // Arming failed (async-io's epoll_ctl): drop the registration
+                // so that the next sleep makes a new one, and stay awake.
+                _ => {
+                    *waiter = None;
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
             }
         }
     }
@@ -469,10 +479,13 @@ mod imp {
     }
 }
 
-#[cfg(not(all(
-    any(target_os = "linux", target_os = "android"),
-    not(weft_async_portable_io)
-)))]
+#[cfg(all(
+    unix,
+    not(all(
+        any(target_os = "linux", target_os = "android"),
+        not(weft_async_portable_io)
+    ))
+))]
 mod imp {
     use std::io;
     use std::os::fd::AsFd;
@@ -550,9 +563,41 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{Reactor, Source};
+/// Without `std::os::fd` (Windows) there are no `net` types yet, and so no
+/// sockets to poll.
+#[cfg(not(unix))]
+mod imp {
+    use std::io;
+    use std::task::{Context, Poll};
+
+    pub(crate) struct Reactor;
+
+    impl Reactor {
+        #[allow(dead_code, reason = "no sockets register on this platform")]
+        pub(crate) fn new(_rt: u64) -> io::Result<Reactor> {
+            Ok(Reactor)
+        }
+
+        pub(crate) fn has_sources(&self) -> bool {
+            false
+        }
+
+        pub(crate) fn poll_events(&self) -> bool {
+            false
+        }
+
+        pub(crate) fn poll_wake(&self, _cx: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+}
+
+pub(crate) use imp::Reactor;
+#[cfg(unix)]
+pub(crate) use imp::Source;
 
 /// The error of a socket polled where no runtime runs.
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) fn outside_runtime() -> std::io::Error {
     std::io::Error::other(
         "weft-async: a weft_async::net socket was used outside weft_async::run; \
