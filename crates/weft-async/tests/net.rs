@@ -3,6 +3,7 @@
 //! idle runtime by a socket. The suite runs twice in `cargo xtask test-all`:
 //! on the runtime's epoll reactor, and with `--cfg weft_async_portable_io`
 //! on the `async-io` path that other platforms use.
+#![cfg(unix)]
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
