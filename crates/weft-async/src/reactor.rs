@@ -486,35 +486,12 @@ mod imp {
         not(weft_async_portable_io)
     ))
 ))]
-mod imp {
+mod portable {
     use std::io;
     use std::os::fd::AsFd;
     use std::task::{Context, Poll};
 
     use super::READ;
-
-    /// The portable path has no reactor of its own: sockets run on
-    /// `async-io`'s.
-    pub(crate) struct Reactor;
-
-    impl Reactor {
-        #[allow(dead_code, reason = "sockets register with async-io here")]
-        pub(crate) fn new(_rt: u64) -> io::Result<Reactor> {
-            Ok(Reactor)
-        }
-
-        pub(crate) fn has_sources(&self) -> bool {
-            false
-        }
-
-        pub(crate) fn poll_events(&self) -> bool {
-            false
-        }
-
-        pub(crate) fn poll_wake(&self, _cx: &mut Context<'_>) -> Poll<()> {
-            Poll::Pending
-        }
-    }
 
     /// A non-blocking socket registered with `async-io`'s reactor.
     pub(crate) struct Source<T: AsFd>(async_io::Async<T>);
@@ -563,17 +540,22 @@ mod imp {
     }
 }
 
-/// Without `std::os::fd` (Windows) there are no `net` types yet, and so no
-/// sockets to poll.
-#[cfg(not(unix))]
-mod imp {
+/// Without the epoll reactor (other platforms, or
+/// `--cfg weft_async_portable_io`) the runtime has no reactor of its own:
+/// sockets, where there are any, run on `async-io`'s, and there is nothing
+/// for the loop to poll.
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(weft_async_portable_io)
+)))]
+mod stub {
     use std::io;
     use std::task::{Context, Poll};
 
     pub(crate) struct Reactor;
 
     impl Reactor {
-        #[allow(dead_code, reason = "no sockets register on this platform")]
+        #[allow(dead_code, reason = "no socket registers with this reactor")]
         pub(crate) fn new(_rt: u64) -> io::Result<Reactor> {
             Ok(Reactor)
         }
@@ -592,9 +574,24 @@ mod imp {
     }
 }
 
-pub(crate) use imp::Reactor;
-#[cfg(unix)]
-pub(crate) use imp::Source;
+#[cfg(all(
+    any(target_os = "linux", target_os = "android"),
+    not(weft_async_portable_io)
+))]
+pub(crate) use imp::{Reactor, Source};
+#[cfg(all(
+    unix,
+    not(all(
+        any(target_os = "linux", target_os = "android"),
+        not(weft_async_portable_io)
+    ))
+))]
+pub(crate) use portable::Source;
+#[cfg(not(all(
+    any(target_os = "linux", target_os = "android"),
+    not(weft_async_portable_io)
+)))]
+pub(crate) use stub::Reactor;
 
 /// The error of a socket polled where no runtime runs.
 #[cfg_attr(not(unix), allow(dead_code))]

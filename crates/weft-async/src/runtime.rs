@@ -51,12 +51,14 @@ use crate::task::Outcome;
 use crate::error::RuntimeError;
 use crate::reactor::Reactor;
 
-/// How long the loop runs tasks before it lets `block_on` poll the reactor.
+/// How long the loop runs tasks between two looks at the reactors: its own
+/// (every slice) and `async-io`'s (every slice while it delivers events, see
+/// [`MAX_HANDOVER`]).
 ///
-/// `async-io`'s fallback thread takes the reactor over when it sees no
-/// reactor tick for about 50 µs, after which I/O wake-ups arrive from that
-/// thread (a slower path); polling the reactor at least this often keeps I/O
-/// on the runtime's own thread.
+/// `async-io`'s fallback thread takes its reactor over when it sees no
+/// reactor tick for about 50 µs, after which `async-io`'s wake-ups arrive
+/// from that thread (a slower path); polling that reactor at least this
+/// often, while it is busy, keeps them on the runtime's own thread.
 const SLICE: Duration = Duration::from_micros(40);
 
 /// The longest the loop runs tasks before it hands over to `async-io`'s
