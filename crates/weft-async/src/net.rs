@@ -352,30 +352,6 @@ impl TcpStream {
     pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         std::future::poll_fn(|cx| self.source.poll_io(READ, cx, |s| s.peek(buf))).await
     }
-
-    fn poll_read_inner(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        let result = self.source.poll_io(READ, cx, |mut s| s.read(buf));
-        if let Poll::Ready(Ok(n)) = result
-            && n > 0
-            && n < len
-        {
-            self.source.drained(READ);
-        }
-        result
-    }
-
-    fn poll_write_inner(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let len = buf.len();
-        let result = self.source.poll_io(WRITE, cx, |mut s| s.write(buf));
-        if let Poll::Ready(Ok(n)) = result
-            && n > 0
-            && n < len
-        {
-            self.source.drained(WRITE);
-        }
-        result
-    }
 }
 
 socket_conversions!(TcpStream, std::net::TcpStream);
@@ -396,7 +372,8 @@ impl AsyncRead for &TcpStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_read_inner(cx, buf)
+        self.source
+            .poll_transfer(READ, cx, buf.len(), |mut s| s.read(buf))
     }
 
     fn poll_read_vectored(
@@ -433,7 +410,8 @@ impl AsyncWrite for &TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_inner(cx, buf)
+        self.source
+            .poll_transfer(WRITE, cx, buf.len(), |mut s| s.write(buf))
     }
 
     fn poll_write_vectored(

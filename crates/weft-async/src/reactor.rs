@@ -462,13 +462,26 @@ mod imp {
             Poll::Pending
         }
 
-        /// `dir` was drained by the operation that just ran (a short read or
-        /// write): the next one waits for the reactor instead of failing
-        /// with `WouldBlock` first.
-        pub(crate) fn drained(&self, dir: u8) {
-            if let Some(reg) = &*self.registration.borrow() {
+        /// [`poll_io`](Self::poll_io) for a read or write of `len` bytes
+        /// that returns how many it moved. One that moved fewer (but some)
+        /// drained the kernel's buffer, or filled it: the next operation
+        /// waits for the reactor instead of failing with `WouldBlock` first.
+        pub(crate) fn poll_transfer(
+            &self,
+            dir: u8,
+            cx: &mut Context<'_>,
+            len: usize,
+            op: impl FnMut(&T) -> io::Result<usize>,
+        ) -> Poll<io::Result<usize>> {
+            let result = self.poll_io(dir, cx, op);
+            if let Poll::Ready(Ok(n)) = result
+                && n > 0
+                && n < len
+                && let Some(reg) = &*self.registration.borrow()
+            {
                 reg.reactor.clear_ready(reg.key, dir);
             }
+            result
         }
     }
 
@@ -536,7 +549,16 @@ mod portable {
             }
         }
 
-        pub(crate) fn drained(&self, _dir: u8) {}
+        /// [`poll_io`](Self::poll_io): `async-io` has no readiness to clear.
+        pub(crate) fn poll_transfer(
+            &self,
+            dir: u8,
+            cx: &mut Context<'_>,
+            _len: usize,
+            op: impl FnMut(&T) -> io::Result<usize>,
+        ) -> Poll<io::Result<usize>> {
+            self.poll_io(dir, cx, op)
+        }
     }
 }
 
