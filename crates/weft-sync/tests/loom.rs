@@ -1,5 +1,6 @@
 //! Loom models of weft-sync's hand-written protocols: the task handle's
-//! completion/cancel/wake protocol and the semaphore's permit accounting.
+//! completion/cancel/wake protocol, the semaphore's permit accounting, and
+//! the event's generation protocol (a `set` is never lost to a `clear`).
 //!
 //! Run with `cargo xtask loom weft-sync` (RUSTFLAGS="--cfg loom").
 #![cfg(loom)]
@@ -171,5 +172,52 @@ fn event_set_wakes_a_waiter() {
         e.wait();
         assert!(e.is_set());
         setter.join().unwrap();
+    });
+}
+
+/// A waiter already waiting when `set` and `clear` run back to back must be
+/// released: it notes the event's generation when it starts, and the `set`
+/// moves the generation on whatever the flag says by the time it looks.
+#[test]
+fn event_set_then_clear_still_releases_a_waiter() {
+    loom::model(|| {
+        let e = Arc::new(weft_sync::Event::new());
+        let mut wait = Box::pin(e.wait_async());
+        // The first poll starts the wait (and registers it).
+        assert!(loom::future::block_on(futures_lite::future::poll_once(&mut wait)).is_none());
+        let setter = {
+            let e = e.clone();
+            thread::spawn(move || {
+                e.set();
+                e.clear();
+            })
+        };
+        loom::future::block_on(&mut wait);
+        drop(wait);
+        setter.join().unwrap();
+        assert!(!e.is_set());
+    });
+}
+
+/// A `set` and a `clear` on two threads, in either order, against a waiter
+/// that started before both: the waiter is released either way.
+#[test]
+fn event_set_racing_a_clear_still_releases_a_waiter() {
+    loom::model(|| {
+        let e = Arc::new(weft_sync::Event::new());
+        let mut wait = Box::pin(e.wait_async());
+        assert!(loom::future::block_on(futures_lite::future::poll_once(&mut wait)).is_none());
+        let setter = {
+            let e = e.clone();
+            thread::spawn(move || e.set())
+        };
+        let clearer = {
+            let e = e.clone();
+            thread::spawn(move || e.clear())
+        };
+        loom::future::block_on(&mut wait);
+        drop(wait);
+        setter.join().unwrap();
+        clearer.join().unwrap();
     });
 }
