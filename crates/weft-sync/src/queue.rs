@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -291,8 +292,28 @@ impl<T> Queue<T> {
         }
     }
 
+    /// Counts `n` tasks as done, never below zero (as CPython's
+    /// `shutdown(immediate=True)` does: items put but already marked done
+    /// with `task_done` must not drive the count under zero, where it would
+    /// wrap and `join` would never return).
     fn finish_tasks(&self, n: usize) {
-        if self.unfinished.fetch_sub(n, Ordering::AcqRel) == n {
+        let mut cur = self.unfinished.load(Ordering::Acquire);
+        loop {
+            if cur == 0 {
+                return;
+            }
+            let next = cur.saturating_sub(n);
+            match self.unfinished.compare_exchange_weak(
+                cur,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(x) => cur = x,
+            }
+        }
+        if cur <= n {
             self.all_done.notify_all();
         }
     }
@@ -376,13 +397,31 @@ impl<T> Queue<T> {
     /// assert_eq!(q.get(), Ok(1));
     /// assert_eq!(q.get(), Err(GetError::ShutDown));
     /// ```
+    ///
+    /// The unfinished-task count never goes below zero: items that were
+    /// already marked done with [`task_done`](Self::task_done) before they
+    /// were taken are discarded without counting them twice.
+    ///
+    /// # Panics
+    ///
+    /// With `immediate`, if dropping a discarded item panics, the panic is
+    /// resumed on this thread, but only once the shutdown is complete: the
+    /// other items are still dropped, the count settled and every waiter
+    /// woken. (The first panic is resumed; any others are discarded.)
     pub fn shutdown(&self, immediate: bool) {
         self.shut_down.store(true, Ordering::Release);
         self.items.close();
+        let mut panic = None;
         if immediate {
             let mut dropped = 0;
-            while self.items.pop().is_ok() {
+            while let Ok(item) = self.items.pop() {
                 dropped += 1;
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(item))) {
+                    match panic {
+                        None => panic = Some(payload),
+                        Some(_) => crate::task::drop_payload(payload),
+                    }
+                }
             }
             if dropped > 0 {
                 self.finish_tasks(dropped);
@@ -390,6 +429,9 @@ impl<T> Queue<T> {
         }
         self.not_empty.notify_all();
         self.not_full.notify_all();
+        if let Some(payload) = panic {
+            resume_unwind(payload);
+        }
     }
 }
 

@@ -108,6 +108,15 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Drops a caught panic payload, never letting a second panic out: a
+/// payload whose own `Drop` panics is leaked instead (as std does for the
+/// payloads of panicking threads).
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+}
+
 /// How a worker process ended, for [`TaskError::WorkerLost`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -247,6 +247,71 @@ fn immediate_shutdown_discards_and_releases_join() {
     });
 }
 
+/// Issue 13, item 12: items already marked done, then discarded by an
+/// immediate shutdown, must not drive the unfinished count below zero (it
+/// wrapped to `usize::MAX - 1` and `join` hung).
+#[test]
+fn immediate_shutdown_after_task_done_keeps_the_count_at_zero() {
+    let q = Queue::unbounded();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    q.task_done().unwrap();
+    q.task_done().unwrap();
+    assert_eq!(q.unfinished_tasks(), 0);
+    q.shutdown(true);
+    assert_eq!(q.unfinished_tasks(), 0);
+    assert_eq!(q.join_timeout(Duration::from_secs(10)), Ok(()));
+    assert_eq!(q.task_done(), Err(TaskDoneError));
+
+    // Partly marked: only the unfinished part is counted off.
+    let q = Queue::unbounded();
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    q.task_done().unwrap();
+    q.shutdown(true);
+    assert_eq!(q.unfinished_tasks(), 0);
+    assert_eq!(q.join_timeout(Duration::from_secs(10)), Ok(()));
+}
+
+/// An item whose `Drop` panics, discarded by `shutdown(true)`: the panic
+/// reaches the caller of `shutdown`, but only after every other item is
+/// dropped, the count settled, and blocked putters woken.
+#[test]
+fn immediate_shutdown_survives_an_item_whose_drop_panics() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Item(bool);
+    impl Drop for Item {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+            if self.0 {
+                panic!("item drop failed");
+            }
+        }
+    }
+    deadline(30, || {
+        let q = Arc::new(Queue::bounded(3));
+        q.put(Item(false)).unwrap();
+        q.put(Item(true)).unwrap();
+        q.put(Item(true)).unwrap();
+        let putter = {
+            let q = q.clone();
+            thread::spawn(move || q.put(Item(false)).map_err(|e| e.is_shut_down()))
+        };
+        settle();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.shutdown(true)));
+        let payload = r.expect_err("the item's panic reaches shutdown's caller");
+        assert_eq!(weft_sync::panic_message(&*payload), "item drop failed");
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert_eq!(q.len(), 0);
+        // The putter was woken, and its item came back (and was dropped).
+        assert_eq!(putter.join().unwrap(), Err(true));
+        assert_eq!(DROPPED.load(Ordering::SeqCst), 4, "every item was dropped");
+        assert_eq!(q.join_timeout(Duration::from_secs(10)), Ok(()));
+    });
+}
+
 #[test]
 fn shutdown_wakes_blocked_getters_and_putters() {
     deadline(10, || {
