@@ -115,9 +115,12 @@ impl Barrier {
         self.parties
     }
 
-    /// How many parties are waiting in the current round.
+    /// How many parties are waiting in the current round; 0 while the
+    /// barrier is broken (as Python's `n_waiting`): the parties that were
+    /// waiting have been released with [`BrokenBarrierError`].
     pub fn n_waiting(&self) -> usize {
-        self.state.lock().count
+        let st = self.state.lock();
+        if st.broken { 0 } else { st.count }
     }
 
     /// Whether the barrier is broken.
@@ -158,6 +161,8 @@ impl Barrier {
 
     fn break_locked(&self, st: &mut State) {
         st.broken = true;
+        // Every party of the round leaves with the error: none is waiting.
+        st.count = 0;
         st.round.outcome.store(BROKEN, Ordering::Release);
         self.event.notify(usize::MAX);
     }
@@ -319,7 +324,7 @@ impl fmt::Debug for Barrier {
         let st = self.state.lock();
         f.debug_struct("Barrier")
             .field("parties", &self.parties)
-            .field("n_waiting", &st.count)
+            .field("n_waiting", &if st.broken { 0 } else { st.count })
             .field("broken", &st.broken)
             .finish()
     }

@@ -125,6 +125,55 @@ fn abort_releases_waiters_with_an_error() {
     });
 }
 
+/// Issue 13, item 13: once the barrier broke and its parties left with the
+/// error, nobody is waiting (Python reports 0 for a broken barrier).
+#[test]
+fn broken_barrier_has_no_one_waiting() {
+    deadline(30, || {
+        let b = Arc::new(Barrier::new(3));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                thread::spawn(move || b.wait())
+            })
+            .collect();
+        assert!(eventually(|| b.n_waiting() == 2));
+        b.abort();
+        for h in hs {
+            assert_eq!(h.join().unwrap(), Err(BrokenBarrierError));
+        }
+        assert_eq!(b.n_waiting(), 0);
+        assert!(format!("{b:?}").contains("n_waiting: 0"));
+        // Broken by a timeout: the same.
+        b.reset();
+        let t = {
+            let b = b.clone();
+            thread::spawn(move || b.wait())
+        };
+        assert!(eventually(|| b.n_waiting() == 1));
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(10)),
+            Err(BrokenBarrierError)
+        );
+        assert_eq!(t.join().unwrap(), Err(BrokenBarrierError));
+        assert_eq!(b.n_waiting(), 0);
+        // And after a reset the count starts again from zero.
+        b.reset();
+        assert_eq!(b.n_waiting(), 0);
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let b = b.clone();
+                thread::spawn(move || b.wait())
+            })
+            .collect();
+        assert!(eventually(|| b.n_waiting() == 2));
+        assert_eq!(b.wait(), Ok(2));
+        for h in hs {
+            assert!(h.join().unwrap().is_ok());
+        }
+    });
+}
+
 #[test]
 fn reset_breaks_current_waiters_then_recovers() {
     deadline(10, || {
