@@ -23,6 +23,10 @@ use crate::waker::deadline_after;
 /// dropped; [`SemaphoreGuard::forget`] keeps it taken, for Python-style
 /// explicit [`release`](Semaphore::release) calls.
 ///
+/// The count saturates at `usize::MAX` (a semaphore made with
+/// `Semaphore::new(usize::MAX)` is unlimited in practice): releasing past
+/// it changes nothing, where a wrapping count would have dropped to zero.
+///
 /// # Examples
 ///
 /// At most two workers in the critical section at once:
@@ -82,9 +86,34 @@ impl Semaphore {
         }
     }
 
-    fn put_back(&self, n: usize) {
-        self.permits.fetch_add(n, Ordering::AcqRel);
-        self.event.notify_additional(n);
+    /// Gives back `n` permits, the count stopping at `max` (`usize::MAX`
+    /// for a plain semaphore, the bound for a [`BoundedSemaphore`]'s
+    /// guards), and wakes as many waiters as permits were added.
+    fn put_back(&self, n: usize, max: usize) {
+        let mut cur = self.permits.load(Ordering::Acquire);
+        let next = loop {
+            let next = cur.saturating_add(n).min(max);
+            if next <= cur {
+                // At the limit already: nothing to add, no one to wake
+                // (waiters only wait while the count is 0).
+                return;
+            }
+            match self
+                .permits
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break next,
+                Err(x) => cur = x,
+            }
+        };
+        self.event.notify_additional(next - cur);
+    }
+
+    fn guard(&self) -> SemaphoreGuard<'_> {
+        SemaphoreGuard {
+            sem: self,
+            max: usize::MAX,
+        }
     }
 
     /// Takes a permit, blocking the thread while none is free.
@@ -93,13 +122,13 @@ impl Semaphore {
         block_on!(Semaphore, &self.event, None, |_| self
             .try_take()
             .then_some(()));
-        SemaphoreGuard { sem: self }
+        self.guard()
     }
 
     /// Takes a permit if one is free right now (Python's
     /// `acquire(blocking=False)`).
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        self.try_take().then(|| SemaphoreGuard { sem: self })
+        self.try_take().then(|| self.guard())
     }
 
     /// Waits at most `timeout` for a permit (Python's `acquire(timeout=t)`).
@@ -108,7 +137,7 @@ impl Semaphore {
         block_on!(Semaphore, &self.event, deadline_after(timeout), |_| {
             self.try_take().then_some(())
         })
-        .map(|()| SemaphoreGuard { sem: self })
+        .map(|()| self.guard())
     }
 
     /// Waits for a permit without blocking the thread; usable from any
@@ -128,13 +157,15 @@ impl Semaphore {
     pub fn acquire_async(&self) -> AcquireFuture<'_> {
         AcquireFuture {
             wait: EventWait::new(&self.event, self, |s, _| s.try_take().then_some(())),
+            max: usize::MAX,
         }
     }
 
     /// Adds `n` permits, waking up to `n` waiters (Python's `release(n)`).
+    /// The count stops at `usize::MAX` instead of wrapping.
     pub fn release(&self, n: usize) {
         if n > 0 {
-            self.put_back(n);
+            self.put_back(n, usize::MAX);
         }
     }
 }
@@ -149,9 +180,16 @@ impl fmt::Debug for Semaphore {
 
 /// A permit taken from a [`Semaphore`] (or a [`BoundedSemaphore`]); gives it
 /// back when dropped.
+///
+/// A guard of a [`BoundedSemaphore`] never pushes the count past the bound:
+/// if its permit was already given back by an explicit `release` (a double
+/// release, which Python reports with `ValueError`), dropping the guard
+/// adds nothing.
 #[must_use = "the permit is released as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
     sem: &'a Semaphore,
+    /// The most permits the semaphore may hold.
+    max: usize,
 }
 
 impl SemaphoreGuard<'_> {
@@ -164,7 +202,7 @@ impl SemaphoreGuard<'_> {
 
 impl Drop for SemaphoreGuard<'_> {
     fn drop(&mut self) {
-        self.sem.put_back(1);
+        self.sem.put_back(1, self.max);
     }
 }
 
@@ -179,15 +217,17 @@ impl fmt::Debug for SemaphoreGuard<'_> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct AcquireFuture<'a> {
     wait: EventWait<'a, &'a Semaphore, ()>,
+    /// The bound for the guard it makes.
+    max: usize,
 }
 
 impl<'a> Future for AcquireFuture<'a> {
     type Output = SemaphoreGuard<'a>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SemaphoreGuard<'a>> {
-        let sem = *self.wait.ctx();
+        let (sem, max) = (*self.wait.ctx(), self.max);
         Pin::new(&mut self.wait)
             .poll(cx)
-            .map(|()| SemaphoreGuard { sem })
+            .map(|()| SemaphoreGuard { sem, max })
     }
 }
 
@@ -235,23 +275,32 @@ impl BoundedSemaphore {
     /// Takes a permit, blocking while none is free.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) -> SemaphoreGuard<'_> {
-        self.sem.acquire()
+        self.bounded(self.sem.acquire())
+    }
+
+    /// The bound applies to the guard's release.
+    fn bounded<'a>(&self, mut guard: SemaphoreGuard<'a>) -> SemaphoreGuard<'a> {
+        guard.max = self.max;
+        guard
     }
 
     /// Takes a permit if one is free right now.
     pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
-        self.sem.try_acquire()
+        self.sem.try_acquire().map(|g| self.bounded(g))
     }
 
     /// Waits at most `timeout` for a permit.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
-        self.sem.acquire_timeout(timeout)
+        self.sem.acquire_timeout(timeout).map(|g| self.bounded(g))
     }
 
     /// Waits for a permit without blocking the thread.
     pub fn acquire_async(&self) -> AcquireFuture<'_> {
-        self.sem.acquire_async()
+        AcquireFuture {
+            max: self.max,
+            ..self.sem.acquire_async()
+        }
     }
 
     /// Gives back `n` permits.

@@ -162,3 +162,49 @@ fn bounded_release_wakes_waiter() {
         t.join().unwrap();
     });
 }
+
+/// The count saturates at `usize::MAX` instead of wrapping to 0.
+#[test]
+fn huge_counts_saturate_instead_of_wrapping() {
+    let sem = Semaphore::new(usize::MAX);
+    sem.release(1);
+    assert_eq!(sem.available_permits(), usize::MAX);
+    let permit = sem
+        .try_acquire()
+        .expect("an unlimited semaphore has permits");
+    assert_eq!(sem.available_permits(), usize::MAX - 1);
+    sem.release(usize::MAX);
+    assert_eq!(sem.available_permits(), usize::MAX);
+    drop(permit);
+    assert_eq!(sem.available_permits(), usize::MAX);
+    assert!(sem.acquire_timeout(Duration::MAX).is_some());
+
+    let sem = Semaphore::new(3);
+    sem.release(usize::MAX);
+    assert_eq!(sem.available_permits(), usize::MAX);
+
+    let bounded = BoundedSemaphore::new(usize::MAX);
+    assert_eq!(bounded.release(1), Err(ReleaseError::OverRelease));
+    assert_eq!(bounded.available_permits(), usize::MAX);
+}
+
+/// A guard of a bounded semaphore whose permit was already given back by
+/// an explicit release (a double release) does not push the count past the
+/// bound when it drops.
+#[test]
+fn bounded_guard_never_exceeds_the_bound() {
+    let sem = BoundedSemaphore::new(2);
+    let a = sem.acquire();
+    let b = sem.try_acquire().unwrap();
+    assert_eq!(sem.release(2), Ok(()), "a mistaken explicit release");
+    assert_eq!(sem.available_permits(), 2);
+    drop(a);
+    drop(b);
+    assert_eq!(sem.available_permits(), 2, "the bound holds");
+    let c = sem.acquire_timeout(Duration::from_secs(1)).unwrap();
+    let d = block_on(sem.acquire_async());
+    assert_eq!(sem.release(1), Ok(()));
+    drop(c);
+    drop(d);
+    assert_eq!(sem.available_permits(), sem.max_permits());
+}
