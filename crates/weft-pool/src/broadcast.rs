@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread;
 
 use crate::PoolError;
-use crate::job::{CountLatch, JobRef, JobResult, TAG_OTHER, WakeTarget};
+use crate::job::{CountLatch, JobRef, JobResult, TAG_OTHER, WakeTarget, drop_quietly};
 use crate::registry::{Registry, WorkerThread};
 
 /// Where a [`broadcast`](crate::ThreadPool::broadcast) closure is running.
@@ -72,13 +72,22 @@ where
     R: Send,
 {
     let n = registry.num_threads();
-    let me = WorkerThread::current().filter(|w| Arc::ptr_eq(w.registry(), registry));
-    let target = match me {
-        Some(w) => WakeTarget::Worker {
+    let current = WorkerThread::current();
+    let me = current.filter(|w| Arc::ptr_eq(w.registry(), registry));
+    // A worker of another pool waits as in a cross-pool `install` (running
+    // `install` jobs sent to its pool meanwhile), not blocked outright: the
+    // broadcast closure may itself `install` into that worker's pool.
+    let foreign = current.filter(|_| me.is_none());
+    let target = match (me, foreign) {
+        (Some(w), _) => WakeTarget::Worker {
             registry: &**registry,
             index: w.index(),
         },
-        None => WakeTarget::Thread(thread::current()),
+        (None, Some(w)) => WakeTarget::OtherPool {
+            registry: Arc::clone(w.registry()),
+            index: w.index(),
+        },
+        (None, None) => WakeTarget::Thread(thread::current()),
     };
     let shared = Shared {
         f: &f,
@@ -104,17 +113,37 @@ where
         }
     }
     registry.sleep.notify_all();
-    match me {
-        Some(w) => {
+    match (me, foreign) {
+        (Some(w), _) => {
             // SAFETY: our own part, never queued; alive (on this frame).
             unsafe { jobs[w.index()].as_job_ref().execute() };
-            w.wait_until(&shared.latch.latch.core, None, None, None);
+            w.wait_until(&shared.latch.latch.core, None, None, None, false);
         }
-        None => shared.latch.latch.wait_blocking(),
+        (None, Some(w)) => w.wait_until(&shared.latch.latch.core, None, None, None, true),
+        (None, None) => shared.latch.latch.wait_blocking(),
     }
-    Ok(shared
+    let results: Vec<JobResult<R>> = shared
         .results
         .into_iter()
-        .map(|m| m.into_inner().into_return_value())
+        .map(parking_lot::Mutex::into_inner)
+        .collect();
+    if results.iter().any(|r| matches!(r, JobResult::Panic(_))) {
+        // Resume the first panic; drop every other result (and payload)
+        // first, since a `Drop` that panicked while unwinding would abort.
+        let mut first = None;
+        for r in results {
+            match r {
+                JobResult::Panic(p) if first.is_none() => first = Some(p),
+                other => drop_quietly(other),
+            }
+        }
+        if let Some(p) = first {
+            std::panic::resume_unwind(p);
+        }
+        unreachable!("a panic was found above");
+    }
+    Ok(results
+        .into_iter()
+        .map(JobResult::into_return_value)
         .collect())
 }

@@ -16,7 +16,37 @@ pub enum PoolError {
         "a worker thread's stack size must be more than zero bytes: leave stack_size unset for the platform default"
     )]
     ZeroStackSize,
-    /// The operating system refused to start a worker thread.
+    /// More threads were asked for than one pool may have.
+    #[error(
+        "a thread pool may have at most {max} threads, and {requested} were asked for: pass a smaller num_threads"
+    )]
+    TooManyThreads {
+        /// What `num_threads` was given.
+        requested: usize,
+        /// The most a pool may have ([`ThreadPoolBuilder::MAX_THREADS`](crate::ThreadPoolBuilder::MAX_THREADS)).
+        max: usize,
+    },
+    /// The `thread_name` closure returned a name with a NUL byte, which the
+    /// operating system cannot take. No worker is left running.
+    #[error(
+        "the name given to worker {index}, {name:?}, contains a NUL byte, which thread names may not: remove it from the thread_name closure's result"
+    )]
+    InvalidThreadName {
+        /// The worker the name was for.
+        index: usize,
+        /// The name, as the closure returned it.
+        name: String,
+    },
+    /// The `thread_name` closure panicked. No worker is left running.
+    #[error("the thread_name closure panicked when naming worker {index}: {message}")]
+    ThreadNamePanicked {
+        /// The worker the name was for.
+        index: usize,
+        /// The panic's message.
+        message: String,
+    },
+    /// The operating system refused to start a worker thread. The workers
+    /// started before it were stopped (their exit hooks ran) and joined.
     #[error(
         "the operating system could not start a worker thread ({source}): try fewer threads or a smaller stack size"
     )]

@@ -109,6 +109,16 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// Drops `value` (a user value or a panic payload) on a thread weft owns,
+/// or on a path that is about to resume another panic: a panic in its `Drop`
+/// is caught, and that panic's own payload is forgotten (dropping it could
+/// panic again), so it fails nothing else and never unwinds out of a worker.
+pub(crate) fn drop_quietly<T>(value: T) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        std::mem::forget(p);
+    }
+}
+
 /// What a job produced.
 pub(crate) enum JobResult<R> {
     None,
@@ -502,13 +512,19 @@ impl<F: FnOnce() + Send> HeapJob<F> {
         // SAFETY: made by `Box::into_raw` in `into_job_ref`, run once.
         let job = unsafe { Box::from_raw(this.cast::<Self>().cast_mut()) };
         let HeapJob { func, chain } = *job;
-        match WorkerThread::current() {
-            Some(w) => {
-                let saved = w.swap_chain(chain);
-                func();
-                w.swap_chain(saved);
-            }
-            None => func(),
+        let worker = WorkerThread::current();
+        let saved = worker.map(|w| w.swap_chain(chain));
+        // Every kind of heap job catches the panics of the user code it
+        // runs; what can still unwind here is a panic in a `Drop` of user
+        // data on the way out (a task's result nobody waits for, a closure
+        // dropped unrun because its task was cancelled, a panic payload).
+        // The default hook has reported it; it must not take the worker
+        // down with the jobs it still holds.
+        if let Err(p) = catch_unwind(AssertUnwindSafe(func)) {
+            drop_quietly(p);
+        }
+        if let (Some(w), Some(saved)) = (worker, saved) {
+            w.swap_chain(saved);
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use weft_sync::{TaskError, TaskHandle};
 
 use crate::broadcast::BroadcastContext;
-use crate::job::{HeapJob, TAG_OTHER};
+use crate::job::{HeapJob, TAG_OTHER, drop_quietly};
 use crate::registry::{self, Config, Hook, Registry, WorkerThread};
 use crate::scope::{Scope, scope_in_worker};
 use crate::{PoolError, map};
@@ -82,44 +82,67 @@ impl ThreadPoolBuilder {
         }
     }
 
-    /// The number of worker threads (Python's `max_workers`). Zero is
-    /// refused by [`build`](Self::build).
+    /// The number of worker threads (Python's `max_workers`). Zero, and
+    /// more than [`MAX_THREADS`](Self::MAX_THREADS), are refused by
+    /// [`build`](Self::build).
     pub fn num_threads(mut self, n: usize) -> Self {
         self.num_threads = Some(n);
         self
     }
 
-    /// Names worker `index` with `name(index)`.
+    /// Names worker `index` with `name(index)` (called on the thread that
+    /// calls [`build`](Self::build)). A name with a NUL byte, or a panic in
+    /// `name`, makes `build` fail, with no worker left running.
     pub fn thread_name(mut self, name: impl FnMut(usize) -> String + 'static) -> Self {
         self.thread_name = Some(Box::new(name));
         self
     }
 
     /// The stack size of each worker, in bytes. Zero is refused by
-    /// [`build`](Self::build).
+    /// [`build`](Self::build); a size the operating system cannot give (say
+    /// `usize::MAX`) makes it fail with [`PoolError::ThreadSpawn`].
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
     }
 
     /// Runs `f(index)` on each worker thread when it starts (Python's
-    /// `initializer`). A panic in it is reported on stderr and ignored.
+    /// `initializer`). A panic in it is reported on stderr and ignored: the
+    /// worker goes on and runs tasks as if the hook had returned (unlike
+    /// Python, which marks the pool broken).
     pub fn start_handler(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
         self.start_handler = Some(Arc::new(f));
         self
     }
 
-    /// Runs `f(index)` on each worker thread just before it exits.
+    /// Runs `f(index)` on each worker thread just before it exits (also when
+    /// [`build`](Self::build) fails after starting some workers: those are
+    /// stopped and their exit hooks run). A panic in it is reported on stderr
+    /// and ignored.
     pub fn exit_handler(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
         self.exit_handler = Some(Arc::new(f));
         self
     }
 
+    /// The most threads one pool may have (that of Java's `ForkJoinPool`).
+    /// The pool's per-worker queues are made before its threads start, so
+    /// an absurd count would exhaust memory before the operating system got
+    /// a chance to refuse the threads.
+    pub const MAX_THREADS: usize = 0x7fff;
+
     fn config(self) -> Result<Config, PoolError> {
         let num_threads = match self.num_threads {
             Some(0) => return Err(PoolError::ZeroThreads),
+            Some(n) if n > Self::MAX_THREADS => {
+                return Err(PoolError::TooManyThreads {
+                    requested: n,
+                    max: Self::MAX_THREADS,
+                });
+            }
             Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(Self::MAX_THREADS),
         };
         if self.stack_size == Some(0) {
             return Err(PoolError::ZeroStackSize);
@@ -140,11 +163,31 @@ impl ThreadPoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`PoolError::ZeroThreads`], [`PoolError::ZeroStackSize`], or
-    /// [`PoolError::ThreadSpawn`] if the OS refuses a thread.
+    /// [`PoolError::ZeroThreads`], [`PoolError::TooManyThreads`] or
+    /// [`PoolError::ZeroStackSize`] for a bad setting;
+    /// [`PoolError::InvalidThreadName`] or [`PoolError::ThreadNamePanicked`]
+    /// if the `thread_name` closure gave no usable name;
+    /// [`PoolError::ThreadSpawn`] if the OS refuses a thread. In every case
+    /// the workers started before the failure have been stopped (their exit
+    /// hooks ran) and joined when `build` returns.
+    ///
+    /// ```
+    /// use weft_pool::{PoolError, ThreadPool};
+    ///
+    /// let e = ThreadPool::builder().num_threads(usize::MAX).build().unwrap_err();
+    /// assert!(matches!(e, PoolError::TooManyThreads { .. }));
+    /// let e = ThreadPool::builder()
+    ///     .num_threads(2)
+    ///     .thread_name(|i| if i == 0 { "ok".into() } else { "bad\0name".into() })
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(e, PoolError::InvalidThreadName { index: 1, .. }));
+    /// let e = ThreadPool::builder().stack_size(usize::MAX).build().unwrap_err();
+    /// assert!(matches!(e, PoolError::ThreadSpawn { .. }));
+    /// ```
     pub fn build(self) -> Result<ThreadPool, PoolError> {
         let config = self.config()?;
-        let registry = Registry::new(config).map_err(|source| PoolError::ThreadSpawn { source })?;
+        let registry = Registry::new(config)?;
         Ok(ThreadPool { registry })
     }
 
@@ -419,7 +462,11 @@ impl ThreadPool {
                 let r = catch_unwind(AssertUnwindSafe(|| {
                     part.into_iter().map(|x| f(x)).collect()
                 }));
-                let _ = tx.send(r);
+                // Nobody listens any more (the iterator was dropped): the
+                // results (or the panic) are dropped here, on the worker.
+                if let Err(mpsc::SendError(r)) = tx.send(r) {
+                    drop_quietly(r);
+                }
             };
             if let Err(job) = registry::spawn_job(&self.registry, job) {
                 job();
@@ -465,7 +512,11 @@ impl ThreadPool {
     /// queued work is run or, with [`ShutdownMode::CancelPending`], spawned
     /// tasks that have not started are reported cancelled; then the worker
     /// threads are joined. Called from one of the pool's own workers, it
-    /// does not wait for the threads. Calling it again does nothing more.
+    /// does not wait for the threads. Calling it again (from any thread,
+    /// also while another thread's call is still waiting) stops nothing
+    /// more, and waits like the first call: every caller outside the pool
+    /// returns once all the work has been done (or cancelled) and every
+    /// worker has exited.
     ///
     /// ```
     /// use weft_pool::{ShutdownMode, ThreadPool};
@@ -481,10 +532,7 @@ impl ThreadPool {
         if self.registry.is_current_worker() {
             return;
         }
-        let handles = std::mem::take(&mut *self.registry.handles.lock());
-        for h in handles {
-            let _ = h.join();
-        }
+        self.registry.join_workers();
     }
 }
 

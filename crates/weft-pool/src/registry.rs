@@ -29,8 +29,19 @@
 //! is still inside that half (so they are descendants of it), plus jobs sent
 //! to its mailbox by a cross-pool `install` it is itself waiting on; a scope
 //! only runs its own spawns. Idle workers sleep in [`crate::sleep`].
+//!
+//! The one exception is a worker blocked in a cross-pool `install` (its job
+//! runs in another pool): it also runs the `install` jobs that other pools'
+//! workers send to its own pool (queue `cross`), as rayon's `in_worker_cross`
+//! runs any job while it waits. Each of those jobs blocks a worker of another
+//! pool, so leaving them queued behind blocked workers could close a cycle:
+//! two threads running `a.install(|| b.install(|| a.install(f)))` and
+//! `b.install(|| a.install(|| b.install(f)))` on one-thread pools would each
+//! hold the worker the other needs. Spawned tasks and `join` halves are never
+//! run there.
 
 use std::cell::{Cell, UnsafeCell};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -39,11 +50,12 @@ use std::thread::{self, JoinHandle, Thread};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 
+use crate::PoolError;
 use crate::job::{
-    CoreLatch, HeapJob, JobRef, JoinJob, JoinPrefix, NO_THIEF, StackJob, TAG_JOIN, TAG_OTHER,
-    WakeLatch, WakeTarget,
+    CoreLatch, HeapJob, JobRef, JobResult, JoinJob, JoinPrefix, NO_THIEF, StackJob, TAG_JOIN,
+    TAG_OTHER, WakeLatch, WakeTarget, drop_quietly,
 };
-use crate::sleep::Sleep;
+use crate::sleep::{Sleep, Waiters};
 
 /// Called on each worker thread with its index.
 pub(crate) type Hook = Arc<dyn Fn(usize) + Send + Sync>;
@@ -80,13 +92,17 @@ pub(crate) struct WorkerInfo {
 pub(crate) struct Registry {
     infos: Vec<WorkerInfo>,
     injector: Injector<JobRef>,
+    /// `install` jobs from workers of other pools (see the module docs).
+    cross: Injector<JobRef>,
     pub(crate) sleep: Sleep,
+    /// Workers blocked in a cross-pool `install`, to wake for `cross` jobs.
+    cross_waiters: Waiters,
     /// Bit 0: closed to new work. Above it, twice the number of submitters
     /// that are between their check and their push.
     gate: AtomicUsize,
     terminate: AtomicBool,
     pub(crate) cancel_pending: AtomicBool,
-    pub(crate) handles: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    joiner: Joiner,
     start_handler: Option<Hook>,
     exit_handler: Option<Hook>,
 }
@@ -100,6 +116,56 @@ pub(crate) struct Config {
     pub(crate) exit_handler: Option<Hook>,
 }
 
+/// The workers' join handles, joined once, by the first thread that stops
+/// the pool; every other thread that stops it waits until that is done.
+struct Joiner {
+    state: parking_lot::Mutex<JoinState>,
+    done: parking_lot::Condvar,
+}
+
+struct JoinState {
+    handles: Vec<JoinHandle<()>>,
+    /// A thread is joining the handles (it took them out of `handles`).
+    joining: bool,
+    /// Every worker has been joined.
+    joined: bool,
+}
+
+impl Joiner {
+    fn new(n: usize) -> Self {
+        Joiner {
+            state: parking_lot::Mutex::new(JoinState {
+                handles: Vec::with_capacity(n),
+                joining: false,
+                joined: false,
+            }),
+            done: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// Joins every worker, or waits for the thread that is joining them.
+    fn join_all(&self) {
+        let mut st = self.state.lock();
+        while !st.joined {
+            if st.joining {
+                self.done.wait(&mut st);
+                continue;
+            }
+            st.joining = true;
+            let handles = std::mem::take(&mut st.handles);
+            drop(st);
+            for h in handles {
+                // A worker never panics (user code runs under
+                // `catch_unwind`); if one did, it has stopped all the same.
+                let _ = h.join();
+            }
+            st = self.state.lock();
+            st.joined = true;
+            self.done.notify_all();
+        }
+    }
+}
+
 /// Held while pushing new work from outside; see [`Registry::enter`].
 pub(crate) struct GateGuard<'a>(&'a Registry);
 
@@ -110,7 +176,11 @@ impl Drop for GateGuard<'_> {
 }
 
 impl Registry {
-    pub(crate) fn new(mut config: Config) -> std::io::Result<Arc<Registry>> {
+    /// Starts the workers. If one cannot be started (its name is not valid,
+    /// the `thread_name` closure panicked, the OS refused the thread), the
+    /// workers already started are stopped as by a shutdown (running their
+    /// exit hooks) and joined before the error is returned.
+    pub(crate) fn new(mut config: Config) -> Result<Arc<Registry>, PoolError> {
         let n = config.num_threads;
         let deques: Vec<Worker<JobRef>> = (0..n).map(|_| Worker::new_lifo()).collect();
         let infos = deques
@@ -128,32 +198,75 @@ impl Registry {
         let registry = Arc::new(Registry {
             infos,
             injector: Injector::new(),
+            cross: Injector::new(),
             sleep: Sleep::new(),
+            cross_waiters: Waiters::new(n),
             gate: AtomicUsize::new(0),
             terminate: AtomicBool::new(false),
             cancel_pending: AtomicBool::new(false),
-            handles: parking_lot::Mutex::new(Vec::with_capacity(n)),
+            joiner: Joiner::new(n),
             start_handler: config.start_handler.take(),
             exit_handler: config.exit_handler.take(),
         });
         for (index, deque) in deques.into_iter().enumerate() {
-            let mut b = thread::Builder::new();
-            if let Some(name) = config.thread_name.as_mut() {
-                b = b.name(name(index));
-            }
-            if let Some(size) = config.stack_size {
-                b = b.stack_size(size);
-            }
-            let reg = Arc::clone(&registry);
-            match b.spawn(move || main_loop(reg, index, deque)) {
-                Ok(h) => registry.handles.lock().push(h),
-                Err(e) => {
-                    registry.shutdown(true);
-                    return Err(e);
-                }
+            if let Err(e) = registry.start_worker(&mut config, index, deque) {
+                registry.shutdown(true);
+                registry.join_workers();
+                return Err(e);
             }
         }
         Ok(registry)
+    }
+
+    /// Names, configures and starts worker `index`.
+    fn start_worker(
+        self: &Arc<Self>,
+        config: &mut Config,
+        index: usize,
+        deque: Worker<JobRef>,
+    ) -> Result<(), PoolError> {
+        let mut b = thread::Builder::new();
+        if let Some(name_of) = config.thread_name.as_mut() {
+            let name = catch_unwind(AssertUnwindSafe(|| name_of(index))).map_err(|p| {
+                let message = weft_sync::panic_message(&*p);
+                drop_quietly(p);
+                PoolError::ThreadNamePanicked { index, message }
+            })?;
+            // `thread::Builder::spawn` panics on such a name.
+            if name.contains('\0') {
+                return Err(PoolError::InvalidThreadName { index, name });
+            }
+            b = b.name(name);
+        }
+        if let Some(size) = config.stack_size {
+            b = b.stack_size(size);
+        }
+        let reg = Arc::clone(self);
+        // `spawn` returns an error for what the OS refuses; the
+        // `catch_unwind` is for any assertion of std's on the way there.
+        match catch_unwind(AssertUnwindSafe(move || {
+            b.spawn(move || main_loop(reg, index, deque))
+        })) {
+            Ok(Ok(h)) => {
+                self.joiner.state.lock().handles.push(h);
+                Ok(())
+            }
+            Ok(Err(source)) => Err(PoolError::ThreadSpawn { source }),
+            Err(p) => {
+                let message = weft_sync::panic_message(&*p);
+                drop_quietly(p);
+                Err(PoolError::ThreadSpawn {
+                    source: std::io::Error::other(message),
+                })
+            }
+        }
+    }
+
+    /// Joins every worker (after [`shutdown`](Self::shutdown)); a second
+    /// caller waits until the first has joined them all. Must not be called
+    /// from one of this pool's workers.
+    pub(crate) fn join_workers(&self) {
+        self.joiner.join_all();
     }
 
     pub(crate) fn num_threads(&self) -> usize {
@@ -184,6 +297,24 @@ impl Registry {
         self.sleep.notify_one();
     }
 
+    /// Pushes a scope's job, spawned from outside the pool's workers, where
+    /// the scope's owner (worker `owner`) takes its own jobs back from, and
+    /// wakes it and an idle worker.
+    pub(crate) fn push_returned(&self, _gate: &GateGuard<'_>, owner: usize, job: JobRef) {
+        self.infos[owner].returned.push(job);
+        self.unpark(owner);
+        self.sleep.notify_one();
+    }
+
+    /// Pushes an `install` job from a worker of another pool (the caller
+    /// holds the gate) and wakes an idle worker and every worker blocked in
+    /// a cross-pool `install` of its own (see the module docs).
+    pub(crate) fn inject_cross(&self, _gate: &GateGuard<'_>, job: JobRef) {
+        self.cross.push(job);
+        self.sleep.notify_one();
+        self.cross_waiters.notify(|i| self.unpark(i));
+    }
+
     /// Queues a broadcast job for worker `index`.
     pub(crate) fn push_broadcast(&self, _gate: &GateGuard<'_>, index: usize, job: JobRef) {
         self.infos[index].broadcasts.push(job);
@@ -210,6 +341,7 @@ impl Registry {
     /// Whether a job is visible to an idle worker `index`.
     fn has_visible_work(&self, index: usize) -> bool {
         !self.injector.is_empty()
+            || !self.cross.is_empty()
             || !self.infos[index].broadcasts.is_empty()
             || self
                 .infos
@@ -536,6 +668,9 @@ impl WorkerThread {
                 }
             }
         }
+        if let Some(j) = steal_loop(|| self.registry.cross.steal()) {
+            return Some(j);
+        }
         steal_loop(|| self.registry.injector.steal())
     }
 
@@ -551,17 +686,20 @@ impl WorkerThread {
     /// (descendants of the cross-pool install it blocks in), the scope's own
     /// spawns when `scope_tag` is given, and, when `thief` names the worker
     /// running the awaited job, `join` jobs stolen back from that worker while
-    /// it is still inside the awaited job.
+    /// it is still inside the awaited job; and, when `cross` is set (it waits
+    /// for a job running in another pool), other pools' `install` jobs sent
+    /// to this pool (see the module docs).
     pub(crate) fn wait_until(
         &self,
         latch: &CoreLatch,
         thief: Option<&AtomicUsize>,
         scope_tag: Option<usize>,
         awaited: Option<*const JoinPrefix>,
+        cross: bool,
     ) {
         let mut rounds = 0u32;
         while !latch.probe() {
-            if let Some(job) = self.find_related(latch, thief, scope_tag, awaited) {
+            if let Some(job) = self.find_related(latch, thief, scope_tag, awaited, cross) {
                 self.execute(job);
                 rounds = 0;
                 continue;
@@ -585,10 +723,19 @@ impl WorkerThread {
                         .leapfroggers
                         .fetch_or(bit, Ordering::SeqCst);
                 }
-                let work = !self.info().mailbox.is_empty()
-                    || (awaited.is_some() && !self.info().returned.is_empty())
-                    || thief.is_some_and(|t| !self.registry.infos[t].stealer.is_empty());
-                if !work {
+                let work = || {
+                    !self.info().mailbox.is_empty()
+                        || (awaited.is_some() && !self.info().returned.is_empty())
+                        || thief.is_some_and(|t| !self.registry.infos[t].stealer.is_empty())
+                        || (cross && !self.registry.cross.is_empty())
+                };
+                if cross {
+                    // Announce ourselves to `inject_cross` before the last
+                    // look (a Dekker handshake, modelled in tests/loom.rs).
+                    self.registry
+                        .cross_waiters
+                        .wait(self.index, work, thread::park);
+                } else if !work() {
                     thread::park();
                 }
                 if let Some(t) = thief {
@@ -608,8 +755,12 @@ impl WorkerThread {
         thief: Option<&AtomicUsize>,
         scope_tag: Option<usize>,
         awaited: Option<*const JoinPrefix>,
+        cross: bool,
     ) -> Option<JobRef> {
         if let Some(j) = steal_loop(|| self.info().mailbox.steal()) {
+            return Some(j);
+        }
+        if cross && let Some(j) = steal_loop(|| self.registry.cross.steal()) {
             return Some(j);
         }
         if let Some(j) = scope_tag.and_then(|tag| self.take_back_shared(|j| j.tag == tag)) {
@@ -725,12 +876,17 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
     }
 }
 
+/// Runs a start or exit hook. A panic in it is reported on stderr and
+/// ignored: the worker goes on (a start hook) or exits as planned (an exit
+/// hook). Its payload is dropped here too, under `catch_unwind`, so not even
+/// a payload whose `Drop` panics can take the worker down.
 fn run_hook(h: &Hook, index: usize) {
-    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(index))) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(index))) {
         eprintln!(
             "weft-pool: a worker start/exit hook panicked (ignored): {}",
             weft_sync::panic_message(&*p)
         );
+        drop_quietly(p);
     }
 }
 
@@ -790,26 +946,46 @@ where
     } else if w.share.load(Ordering::Relaxed) {
         w.share();
     }
-    let ra = std::panic::catch_unwind(std::panic::AssertUnwindSafe(a));
+    let ra = catch_unwind(AssertUnwindSafe(a));
     if w.take_back(job, pushed) {
         return match ra {
             // SAFETY: taken back unexecuted: no other thread can reach it.
             Ok(ra) => (ra, unsafe { job_b.run_inline() }),
             Err(p) => {
-                // SAFETY: as above, instead of running it.
-                unsafe { job_b.drop_unrun() };
+                // SAFETY: as above, instead of running it. A panic in the
+                // closure's `Drop` must not replace (or, while unwinding,
+                // abort on) the panic of `a`.
+                if let Err(q) = catch_unwind(AssertUnwindSafe(|| unsafe { job_b.drop_unrun() })) {
+                    drop_quietly(q);
+                }
                 std::panic::resume_unwind(p)
             }
         };
     }
     // SAFETY: not in our private queue any more, so it was published.
     let shared = unsafe { job_b.shared() };
-    w.wait_until(&shared.latch.core, Some(&shared.thief), None, Some(job));
+    w.wait_until(
+        &shared.latch.core,
+        Some(&shared.thief),
+        None,
+        Some(job),
+        false,
+    );
     // SAFETY: the latch is set; taken once.
     let rb = unsafe { job_b.take_result() };
-    match ra {
-        Ok(ra) => (ra, rb.into_return_value()),
-        Err(p) => std::panic::resume_unwind(p),
+    // On a panic, the other side's result is dropped before the panic is
+    // resumed (a `Drop` that panicked during the unwinding would abort).
+    match (ra, rb) {
+        (Ok(ra), JobResult::Ok(rb)) => (ra, rb),
+        (Ok(ra), JobResult::Panic(p)) => {
+            drop_quietly(ra);
+            std::panic::resume_unwind(p)
+        }
+        (Ok(_), JobResult::None) => unreachable!("a finished job holds a result"),
+        (Err(p), rb) => {
+            drop_quietly(rb);
+            std::panic::resume_unwind(p)
+        }
     }
 }
 
@@ -884,14 +1060,16 @@ where
         target.unpark(index);
     } else {
         match target.enter() {
-            Some(gate) => target.inject(&gate, job_ref),
+            Some(gate) => target.inject_cross(&gate, job_ref),
             None => {
                 // SAFETY: never queued: this thread is the only one with it.
                 return unsafe { job.run_inline() };
             }
         }
     }
-    w.wait_until(&job.latch.core, None, None, None);
+    // Meanwhile run other pools' `install` jobs sent to ours: see the
+    // module documentation.
+    w.wait_until(&job.latch.core, None, None, None, true);
     // SAFETY: the latch is set.
     unsafe { job.into_result() }
 }

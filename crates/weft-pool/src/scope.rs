@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
-use crate::job::{CountLatch, HeapJob, SendPtr, WakeTarget};
+use crate::job::{CountLatch, HeapJob, SendPtr, WakeTarget, drop_quietly};
 use crate::registry::ChainNode;
 use crate::registry::{Registry, WorkerThread};
 
@@ -32,6 +32,8 @@ use crate::registry::{Registry, WorkerThread};
 pub struct Scope<'scope> {
     registry: Arc<Registry>,
     latch: CountLatch,
+    /// The worker that runs the scope (and waits for its tasks).
+    owner: usize,
     panic: parking_lot::Mutex<Option<Box<dyn Any + Send>>>,
     /// The wait chain of the scope's owner (see `ChainNode`).
     chain: SendPtr<ChainNode>,
@@ -64,6 +66,11 @@ impl<'scope> Scope<'scope> {
                 let mut slot = scope.panic.lock();
                 if slot.is_none() {
                     *slot = Some(p);
+                } else {
+                    drop(slot);
+                    // Only the first panic is resumed; this payload's `Drop`
+                    // must not skip the count-down below.
+                    drop_quietly(p);
                 }
             }
             // SAFETY: our last access to the scope.
@@ -76,8 +83,14 @@ impl<'scope> Scope<'scope> {
             unsafe { HeapJob::into_job_ref(body, self.chain.get(), self as *const Self as usize) };
         match WorkerThread::current() {
             Some(w) if Arc::ptr_eq(w.registry(), &self.registry) => w.push_shared(job),
+            // From another thread (a worker of another pool, a plain
+            // thread): into the owner's `returned` queue, which its wait
+            // takes its own spawns from (the global queue is out of its
+            // reach: with every other worker busy, the owner would wait
+            // for a job only an idle worker could run); idle workers may
+            // take it from there too.
             _ => match self.registry.enter() {
-                Some(gate) => self.registry.inject(&gate, job),
+                Some(gate) => self.registry.push_returned(&gate, self.owner, job),
                 // SAFETY: never queued; we are its only runner.
                 None => unsafe { job.execute() },
             },
@@ -99,6 +112,7 @@ where
                 index: w.index(),
             },
         ),
+        owner: w.index(),
         panic: parking_lot::Mutex::new(None),
         chain: SendPtr::new(w.chain()),
         marker: PhantomData,
@@ -111,14 +125,20 @@ where
         None,
         Some(&scope as *const Scope<'_> as usize),
         None,
+        false,
     );
-    match result {
-        Err(p) => resume_unwind(p),
-        Ok(r) => {
-            if let Some(p) = scope.panic.lock().take() {
-                resume_unwind(p);
-            }
-            r
+    // On a panic, what is not resumed is dropped first (a `Drop` that
+    // panicked while unwinding would abort).
+    let task_panic = scope.panic.lock().take();
+    match (result, task_panic) {
+        (Err(p), other) => {
+            drop_quietly(other);
+            resume_unwind(p)
         }
+        (Ok(r), Some(p)) => {
+            drop_quietly(r);
+            resume_unwind(p)
+        }
+        (Ok(r), None) => r,
     }
 }

@@ -18,9 +18,15 @@
 //! wait. So work pushed while a worker goes to sleep is never stranded. The
 //! common case, nobody asleep, costs the producer one fence and one load.
 //!
-//! `tests/loom.rs` checks this with loom through [`crate::shim`].
+//! [`Waiters`] is the same handshake for workers that are not idle but
+//! blocked in a wait of their own (a cross-pool `install`), parked with
+//! `thread::park`, which must still hear of work of one kind (other pools'
+//! `install` jobs sent to theirs) so that two opposite install chains cannot
+//! block each other.
+//!
+//! `tests/loom.rs` checks both with loom through [`crate::shim`].
 
-use crate::shim::{AtomicUsize, Condvar, Mutex, Ordering, fence};
+use crate::shim::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence};
 
 #[derive(Debug, Default)]
 struct State {
@@ -136,5 +142,61 @@ impl Sleep {
     #[cfg_attr(not(loom), allow(dead_code))]
     pub fn sleepers(&self) -> usize {
         self.sleepers.load(Ordering::SeqCst)
+    }
+}
+
+/// Workers blocked in a wait that want to hear of one kind of work while
+/// they wait (see the module documentation). A Dekker handshake, as in
+/// [`Sleep`]: the waiter announces itself and then looks for work; the
+/// producer makes its work visible and then looks for waiters. One of the
+/// two sees the other.
+#[derive(Debug)]
+pub struct Waiters {
+    /// How many flags below are up; read without a lock by producers, so
+    /// that the common case (nobody waiting) costs one fence and one load.
+    count: AtomicUsize,
+    /// One per worker: up while that worker is in [`wait`](Self::wait).
+    flags: Box<[AtomicBool]>,
+}
+
+impl Waiters {
+    /// Room for workers `0..n`.
+    pub fn new(n: usize) -> Self {
+        Waiters {
+            count: AtomicUsize::new(0),
+            flags: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    /// Worker `index` announces that it waits, then runs `recheck`; unless
+    /// that finds work, it calls `park` (which may return spuriously: the
+    /// caller loops). Returns `true` if it parked.
+    pub fn wait(&self, index: usize, recheck: impl FnOnce() -> bool, park: impl FnOnce()) -> bool {
+        self.flags[index].store(true, Ordering::SeqCst);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let parked = !recheck();
+        if parked {
+            park();
+        }
+        self.count.fetch_sub(1, Ordering::SeqCst);
+        self.flags[index].store(false, Ordering::SeqCst);
+        parked
+    }
+
+    /// Called after making work visible: calls `unpark(index)` for every
+    /// worker in [`wait`](Self::wait) now (they are few, and the kind of
+    /// work is rare, so waking them all is simpler than counting tokens).
+    #[inline]
+    pub fn notify(&self, mut unpark: impl FnMut(usize)) {
+        fence(Ordering::SeqCst);
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        for (index, flag) in self.flags.iter().enumerate() {
+            if flag.load(Ordering::SeqCst) {
+                unpark(index);
+            }
+        }
     }
 }
