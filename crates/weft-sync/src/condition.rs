@@ -136,7 +136,12 @@ impl Condition {
     /// The async form of [`wait`](Self::wait): takes the guard, waits
     /// without blocking the thread, and returns the guard re-locked.
     ///
-    /// Dropping the future while it waits leaves the mutex unlocked.
+    /// Dropping the future while it waits leaves the mutex unlocked, and
+    /// loses no notification: a future dropped after it was notified (while
+    /// it still waits for the notification to be seen, or for the mutex)
+    /// passes the notification on to another waiter, as tokio's `Notify`
+    /// and Python's `asyncio.Condition` do. That waiter may then wake to
+    /// find nothing to do, which every condition-variable loop allows.
     ///
     /// ```
     /// use weft_sync::{Condition, Mutex};
@@ -157,8 +162,14 @@ impl Condition {
         let mutex: &'a Mutex<T> = MutexGuard::mutex(&guard);
         let listener = self.event.listen();
         drop(guard);
+        // Dropped here, a notified listener passes its notification on.
         listener.await;
-        mutex.lock_async().await
+        // Notified: from here until the mutex is ours again, a drop must
+        // hand the notification to another waiter, or it would be lost.
+        let pass_on = PassOn(Some(&self.event));
+        let guard = mutex.lock_async().await;
+        pass_on.disarm();
+        guard
     }
 
     /// The async form of [`wait_for`](Self::wait_for).
@@ -186,6 +197,24 @@ impl Condition {
     /// Wakes every current waiter.
     pub fn notify_all(&self) {
         self.event.notify(usize::MAX);
+    }
+}
+
+/// Notifies one more waiter when dropped armed: the notification an async
+/// waiter received, given up because the waiter was cancelled.
+struct PassOn<'a>(Option<&'a Event>);
+
+impl PassOn<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PassOn<'_> {
+    fn drop(&mut self) {
+        if let Some(event) = self.0 {
+            event.notify(1.additional());
+        }
     }
 }
 

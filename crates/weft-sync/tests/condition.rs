@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{deadline, eventually, settle};
-use futures_lite::future::block_on;
+use futures_lite::future::{block_on, poll_once};
 use weft_sync::{Condition, Mutex};
 
 type Shared = Arc<(Mutex<u32>, Condition, AtomicUsize)>;
@@ -169,5 +169,90 @@ fn producer_consumer() {
         }
         let total: u64 = consumers.into_iter().map(|h| h.join().unwrap()).sum();
         assert_eq!(total, (1..=u64::from(ROUNDS)).sum::<u64>());
+    });
+}
+
+/// An async waiter cancelled after it was notified passes the notification
+/// on to another waiter (tokio's `Notify`, Python's `asyncio.Condition`),
+/// whether it is dropped before it saw the notification or while it waits
+/// to take the mutex back.
+#[test]
+fn notified_then_cancelled_async_waiter_passes_the_notification_on() {
+    let m = Mutex::new(0);
+    let c = Condition::new();
+    let waiter = || async {
+        let g = m.lock_async().await;
+        c.wait_async(g).await
+    };
+
+    // Dropped while waiting to re-take the mutex.
+    let mut a = Box::pin(waiter());
+    let mut b = Box::pin(waiter());
+    assert!(block_on(poll_once(&mut a)).is_none());
+    assert!(block_on(poll_once(&mut b)).is_none());
+    c.notify_one(); // reaches `a`, the first to wait
+    let held = m.lock();
+    assert!(
+        block_on(poll_once(&mut a)).is_none(),
+        "`a` saw the notification and now waits for the mutex"
+    );
+    drop(a);
+    drop(held);
+    let g = block_on(poll_once(&mut b)).expect("`a`'s notification reached `b`");
+    drop(g);
+    drop(b);
+
+    // Dropped before it even saw the notification.
+    let mut a = Box::pin(waiter());
+    let mut b = Box::pin(waiter());
+    assert!(block_on(poll_once(&mut a)).is_none());
+    assert!(block_on(poll_once(&mut b)).is_none());
+    c.notify_one();
+    drop(a);
+    assert!(block_on(poll_once(&mut b)).is_some());
+}
+
+/// A blocking waiter notified just as its timeout fires either reports the
+/// notification (`true`) or never had it: then the other waiter gets it.
+/// One notification is never lost between the two.
+#[test]
+fn notify_racing_a_timeout_is_never_lost() {
+    deadline(120, || {
+        for round in 0..40u64 {
+            // The mutex counts the waiters that have started waiting (a
+            // waiter is listening before `wait_timeout` unlocks the mutex).
+            let shared = Arc::new((Mutex::new(0usize), Condition::new(), AtomicUsize::new(0)));
+            let spawn = |timeout: Duration| {
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let (m, c, woken) = &*shared;
+                    let mut g = m.lock();
+                    *g += 1;
+                    if c.wait_timeout(&mut g, timeout) {
+                        woken.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            };
+            let (m, c, woken) = &*shared;
+            // First in line, with a timeout about as long as it takes to
+            // start the second waiter and notify.
+            let racer = spawn(Duration::from_micros(200 * (round % 10)));
+            assert!(eventually(|| *m.lock() == 1));
+            let patient = spawn(Duration::from_secs(30));
+            assert!(eventually(|| *m.lock() == 2));
+            c.notify_one();
+            racer.join().unwrap();
+            let racer_had_it = woken.load(Ordering::SeqCst);
+            if racer_had_it == 1 {
+                // The patient waiter still waits: give it its own.
+                c.notify_one();
+            }
+            patient.join().unwrap();
+            assert_eq!(
+                woken.load(Ordering::SeqCst),
+                racer_had_it + 1,
+                "the patient waiter timed out: a notification was lost"
+            );
+        }
     });
 }
