@@ -225,11 +225,15 @@ impl<T> Shared<T> {
         if blocked {
             self.cond.notify_all();
         }
-        if let Some(w) = waker {
-            w.wake();
-        }
-        for (_, w) in watchers {
-            w.wake();
+        // A waker is executor code: one that panics must not keep the
+        // others from being woken, nor unwind into the completing engine.
+        for w in waker
+            .into_iter()
+            .chain(watchers.into_iter().map(|(_, w)| w))
+        {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || w.wake())) {
+                drop_payload(payload);
+            }
         }
         Ok(())
     }
@@ -252,11 +256,26 @@ fn run_callback<T>(cb: Callback<T>, outcome: &Result<T, TaskError>) {
     let arg = outcome.as_ref();
     if let Err(payload) = catch_unwind(AssertUnwindSafe(move || cb(arg))) {
         // A done-callback that panics must not take the engine's worker down
-        // with it; as in Python, it is reported and ignored.
+        // with it, nor keep the other callbacks from running; as in Python,
+        // it is reported and ignored.
         eprintln!(
             "weft: a TaskHandle done-callback panicked (ignored): {}",
             panic_message(&*payload)
         );
+        drop_payload(payload);
+    }
+}
+
+/// Drops `value` on an engine's thread, where a panicking `Drop` (of a
+/// result no one will read, say) must not unwind into the engine: the
+/// panic is reported on stderr and ignored.
+fn drop_on_engine_thread<V>(value: V, what: &str) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        eprintln!(
+            "weft: dropping {what} panicked (ignored): {}",
+            panic_message(&*payload)
+        );
+        drop_payload(payload);
     }
 }
 
@@ -268,8 +287,10 @@ fn run_callback<T>(cb: Callback<T>, outcome: &Result<T, TaskError>) {
 /// or `.await` it in any executor; both give `Result<T, TaskError>`.
 ///
 /// Dropping a handle detaches the task: it still runs, and its result is
-/// dropped. To stop a task that has not started, call
-/// [`cancel`](TaskHandle::cancel).
+/// dropped, on the thread that completes the task (where a panic in the
+/// result's `Drop` is reported on stderr and ignored, so that it cannot
+/// take the engine's worker down). To stop a task that has not started,
+/// call [`cancel`](TaskHandle::cancel).
 ///
 /// | Python `Future`           | `TaskHandle`                                  |
 /// |---------------------------|-----------------------------------------------|
@@ -622,9 +643,23 @@ impl<T> Completer<T> {
 
     /// Completes the task with `outcome`. Returns `false` (and drops the
     /// outcome) if the task had already finished, i.e. it was cancelled.
+    ///
+    /// Never panics because of user code: done-callbacks that panic are
+    /// reported on stderr and skipped (the others still run), and so is a
+    /// panic in the `Drop` of an outcome dropped here (refused, or left
+    /// unread because the handle was dropped).
     pub fn complete(mut self, outcome: Result<T, TaskError>) -> bool {
         let shared = self.shared.take().expect("completer used after completion");
-        shared.finish(outcome, false).is_ok()
+        let done = match shared.finish(outcome, false) {
+            Ok(()) => true,
+            Err(refused) => {
+                drop_on_engine_thread(refused, "a task's refused outcome");
+                false
+            }
+        };
+        // The last reference, if the handle is gone: this drops the result.
+        drop_on_engine_thread(shared, "a task's unread result");
+        done
     }
 
     /// Completes the task with a value. See [`complete`](Self::complete).
@@ -648,7 +683,11 @@ impl<T> Completer<T> {
         if !self.start() {
             return false;
         }
-        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|p| TaskError::from_panic(&*p));
+        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+            let error = TaskError::from_panic(&*payload);
+            drop_payload(payload);
+            error
+        });
         self.complete(outcome);
         true
     }

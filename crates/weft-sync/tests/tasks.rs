@@ -247,3 +247,74 @@ fn completer_dropped_while_task_waits() {
         assert_eq!(t.join().unwrap(), Err(TaskError::Abandoned));
     });
 }
+
+/// A value whose `Drop` panics.
+struct PanicOnDrop(&'static str);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
+    }
+}
+
+/// A result dropped unread (its handle was dropped first) is dropped on the
+/// completing thread; a panic in its `Drop` must not unwind into it.
+#[test]
+fn panicking_drop_of_an_unread_result_spares_the_completing_thread() {
+    let (c, h) = TaskHandle::pair();
+    drop(h);
+    let completing = thread::spawn(move || c.set_result(PanicOnDrop("result drop failed")));
+    assert!(
+        completing.join().expect("the completing thread survives"),
+        "the result was delivered"
+    );
+
+    // Refused after a cancel: dropped on the completing thread too.
+    let (c, h) = TaskHandle::pair();
+    assert!(h.cancel());
+    let completing = thread::spawn(move || c.set_result(PanicOnDrop("refused drop failed")));
+    assert!(!completing.join().expect("the completing thread survives"));
+    assert_eq!(h.join().err(), Some(TaskError::Cancelled));
+}
+
+/// A task that panics with a payload whose own `Drop` panics.
+#[test]
+fn panic_payload_with_a_panicking_drop_spares_the_worker() {
+    let (c, h) = TaskHandle::<u8>::pair();
+    let worker =
+        thread::spawn(move || c.run(|| std::panic::panic_any(PanicOnDrop("payload drop failed"))));
+    assert!(worker.join().expect("the worker survives"));
+    assert!(h.join().unwrap_err().is_panic());
+}
+
+/// A done-callback that panics does not stop the others, does not poison
+/// the handle, and does not unwind into the completing thread (Python logs
+/// it and goes on); nor does one whose panic payload panics when dropped.
+#[test]
+fn panicking_done_callbacks_do_not_stop_the_others() {
+    use std::sync::{Arc, Mutex};
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (c, h) = TaskHandle::<u32>::pair();
+    for i in 0..4 {
+        let log = log.clone();
+        h.add_done_callback(move |r| {
+            log.lock().unwrap().push(i);
+            match i {
+                1 => panic!("callback {i} failed"),
+                2 => std::panic::panic_any(PanicOnDrop("callback payload drop failed")),
+                _ => assert_eq!(r, Ok(&7)),
+            }
+        });
+    }
+    let completing = thread::spawn(move || c.set_result(7));
+    assert!(completing.join().expect("the completing thread survives"));
+    assert_eq!(*log.lock().unwrap(), vec![0, 1, 2, 3]);
+    // Late callbacks, on this thread: a panicking one is contained too, and
+    // the handle still works afterwards.
+    h.add_done_callback(|_| panic!("late callback failed"));
+    let late = log.clone();
+    h.add_done_callback(move |r| late.lock().unwrap().push(r.copied().unwrap()));
+    assert_eq!(log.lock().unwrap().last(), Some(&7));
+    assert!(h.is_finished());
+    assert_eq!(h.join(), Ok(7));
+}
