@@ -9,7 +9,80 @@ use std::task::Poll;
 
 use crate::children::{Children, Next};
 
-type Child<'a, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + 'a>>;
+/// A child: its future, wrapped so that its panics (in `poll` and in its
+/// destructor) come out as a message.
+type Child<'a, T, E> = Pin<Box<dyn Future<Output = Result<Result<T, E>, String>> + 'a>>;
+
+pin_project_lite::pin_project! {
+    /// A child future that catches its own panics: in `poll`, and in its
+    /// destructor, which runs under `catch_unwind` as soon as it finishes
+    /// (a panic there fails the child) or, when it is cancelled, in this
+    /// wrapper's drop (the group has already failed or is being dropped
+    /// itself, so that panic goes no further).
+    struct Contained<F> {
+        #[pin]
+        stage: Stage<F>,
+    }
+
+    impl<F> PinnedDrop for Contained<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut stage = this.project().stage;
+            if let StageProj::Live { .. } = stage.as_mut().project() {
+                let _ = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done)))
+                    .map_err(drop_payload);
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StageProj]
+    enum Stage<F> {
+        Live { #[pin] future: F },
+        Done,
+    }
+}
+
+impl<F: Future> Future for Contained<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let mut stage = self.project().stage;
+        let StageProj::Live { future } = stage.as_mut().project() else {
+            return Poll::Pending;
+        };
+        let out = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => Ok(v),
+            Err(payload) => {
+                let message = weft_sync::panic_message(&*payload);
+                drop_payload(payload);
+                Err(message)
+            }
+        };
+        match catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done))) {
+            Ok(()) => Poll::Ready(out),
+            Err(payload) => {
+                let message = weft_sync::panic_message(&*payload);
+                drop_payload(payload);
+                // The first panic is the one reported; an output whose own
+                // destructor panics is dropped where the panic stops here.
+                let failed = out.and_then(|v| {
+                    let _ = catch_unwind(AssertUnwindSafe(|| drop(v))).map_err(drop_payload);
+                    Err(message)
+                });
+                Poll::Ready(failed)
+            }
+        }
+    }
+}
+
+/// Drops a panic payload, leaking it if its own destructor panics.
+fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
+    }
+}
 
 /// A group of child futures that succeed together or fail together (Python's
 /// `asyncio.TaskGroup`).
@@ -77,7 +150,9 @@ impl<'a, T, E> TaskGroup<'a, T, E> {
     where
         F: Future<Output = Result<T, E>> + 'a,
     {
-        self.children.borrow_mut().push(Box::pin(future));
+        self.children.borrow_mut().push(Box::pin(Contained {
+            stage: Stage::Live { future },
+        }));
     }
 
     /// How many children have been spawned.
@@ -100,11 +175,7 @@ impl<'a, T, E> TaskGroup<'a, T, E> {
         std::future::poll_fn(|cx| {
             let poll = children.poll_children(
                 cx,
-                |child, cx| match catch_unwind(AssertUnwindSafe(|| child.poll(cx))) {
-                    Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-                    Ok(Poll::Pending) => Poll::Pending,
-                    Err(payload) => Poll::Ready(Err(weft_sync::panic_message(&*payload))),
-                },
+                |child, cx| child.poll(cx),
                 |index, outcome| match outcome {
                     Ok(Ok(v)) => {
                         results[index] = Some(v);

@@ -107,7 +107,7 @@ pub use error::{RuntimeError, TimedOut};
 pub use group::{GroupError, TaskGroup};
 pub use runtime::in_runtime;
 pub use task::{
-    Builder, PanicReport, Task, TaskInfo, TaskState, all_tasks, current_task_id, run,
+    Builder, PanicPhase, PanicReport, Task, TaskInfo, TaskState, all_tasks, current_task_id, run,
     set_panic_hook, spawn, take_panic_hook, try_run, try_spawn,
 };
 pub use time::{Interval, interval, sleep, sleep_until, timeout, timeout_at, yield_now};

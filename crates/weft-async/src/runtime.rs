@@ -464,7 +464,9 @@ where
             Some(name) => core.registry.borrow_mut().insert(id, Some(name), None),
             None => NO_SLOT,
         };
-        let future = TaskFuture { future, slot };
+        let future = TaskFuture {
+            stage: Stage::Live { future, slot },
+        };
         let (runnable, task) = async_task::Builder::new()
             .metadata(Meta {
                 rt: core.rt.get(),
@@ -486,19 +488,62 @@ pub(crate) const NO_SLOT: u32 = u32::MAX;
 pin_project_lite::pin_project! {
     /// The future a task runs: the user's future, with panics caught and the
     /// registry entry made on the first `Pending` and removed on drop.
+    ///
+    /// The user's future is dropped here, never by `async-task` (which drops
+    /// a task's future under an abort-on-panic guard, so a destructor that
+    /// panics would abort the process): in `poll` as soon as it completes or
+    /// panics, and when the task is cancelled, in this type's own drop, under
+    /// `catch_unwind` (`Pin::set` drops it in place). When `async-task`
+    /// drops a `TaskFuture`, nothing that can panic is left in it.
     struct TaskFuture<F> {
         #[pin]
-        future: F,
-        slot: u32,
+        stage: Stage<F>,
     }
 
     impl<F> PinnedDrop for TaskFuture<F> {
         fn drop(this: Pin<&mut Self>) {
-            let slot = *this.project().slot;
+            let mut stage = this.project().stage;
+            let slot = stage.slot();
+            if let StageProj::Live { .. } = stage.as_mut().project() {
+                // Cancelled (its `Task` dropped or `cancel`led, or the
+                // runtime shutting down): a panic in the future's destructor
+                // is contained, and reported like a panic nobody awaited.
+                if let Err(payload) =
+                    catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done { slot })))
+                {
+                    crate::task::report_cancel_panic(payload, slot);
+                }
+            }
             if slot != NO_SLOT {
                 let entry = with_core(|core| core.registry.borrow_mut().remove(slot));
                 drop(entry);
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The user's future while it lives, then nothing; with the task's
+    /// registry slot either way. (The slot lives in both variants, not beside
+    /// the enum, so that the tag takes the slot's padding: an `Option` of a
+    /// compiler-made future takes a word more.)
+    #[project = StageProj]
+    enum Stage<F> {
+        Live {
+            #[pin]
+            future: F,
+            slot: u32,
+        },
+        Done {
+            slot: u32,
+        },
+    }
+}
+
+impl<F> Stage<F> {
+    fn slot(&self) -> u32 {
+        match self {
+            Stage::Live { slot, .. } | Stage::Done { slot } => *slot,
         }
     }
 }
@@ -508,17 +553,41 @@ impl<F: Future> Future for TaskFuture<F> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let future = this.future;
-        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Outcome::ok(v)),
+        let mut stage = self.project().stage;
+        let StageProj::Live { future, slot } = stage.as_mut().project() else {
+            // Never happens: async-task polls no task after it completed.
+            return Poll::Pending;
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
             Ok(Poll::Pending) => {
-                if *this.slot == NO_SLOT {
-                    *this.slot = register(cx.waker());
+                if *slot == NO_SLOT {
+                    *slot = register(cx.waker());
                 }
-                Poll::Pending
+                return Poll::Pending;
             }
-            Err(payload) => Poll::Ready(Outcome::panicked(&*payload, *this.slot)),
+            Ok(Poll::Ready(v)) => Outcome::ok(v),
+            Err(payload) => {
+                let outcome = Outcome::panicked(&*payload, *slot);
+                crate::task::drop_payload(payload);
+                outcome
+            }
+        };
+        // Finished: drop the future now, where a panic in its destructor can
+        // be caught (it then counts as the task's panic, unless the task had
+        // already panicked).
+        let slot = *slot;
+        match catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done { slot }))) {
+            Ok(()) => Poll::Ready(outcome),
+            Err(payload) => {
+                let failed = if outcome.is_err() {
+                    outcome
+                } else {
+                    drop(outcome);
+                    Outcome::panicked(&*payload, slot)
+                };
+                crate::task::drop_payload(payload);
+                Poll::Ready(failed)
+            }
         }
     }
 }
@@ -762,7 +831,11 @@ impl Drop for Shutdown {
                 loop {
                     let next = core.queue.pop().or_else(|| self.remote.queue.pop().ok());
                     match next {
-                        Some(runnable) => drop(runnable),
+                        Some(runnable) => {
+                            // Reports of panics in the destructors name the task.
+                            core.current.set(runnable.metadata().id);
+                            drop(runnable);
+                        }
                         None => break,
                     }
                 }

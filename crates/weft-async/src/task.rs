@@ -3,8 +3,9 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, Waker};
 
 use weft_sync::TaskError;
@@ -169,72 +170,184 @@ impl Builder {
     }
 }
 
-/// What a task produced: its value, or the report of its panic, which goes
-/// to the panic hook if the outcome is dropped without being retrieved.
-pub(crate) struct Outcome<T>(Result<T, Unretrieved>);
+/// What a task produced: its value, or its panic, whose report goes to the
+/// panic hook if the outcome is dropped without being retrieved.
+///
+/// Dropping an outcome that still holds a value drops the value under
+/// `catch_unwind`: `async-task` drops the output of a detached task under an
+/// abort-on-panic guard, so a value whose destructor panics would otherwise
+/// abort the process.
+///
+/// The report of a panic waits in a process-wide table (panics are rare),
+/// so that an `Outcome<()>` is one word, which keeps `async-task`'s output
+/// slot, and with it the allocation of a small task, as small as a plain
+/// `Result<(), Box<_>>` would.
+pub(crate) struct Outcome<T>(State<T>);
 
-/// A panic report that nobody has retrieved yet. One (never null) pointer,
-/// so that `Outcome<()>` is one word.
-struct Unretrieved(Box<PanicSlot>);
-
-struct PanicSlot {
-    report: PanicReport,
-    /// Set once an `.await` took the report: nothing left to send to the hook.
-    retrieved: bool,
+enum State<T> {
+    Value(T),
+    /// The index of the report in [`PANICS`].
+    Panicked(u32),
+    /// Taken by an `.await`.
+    Taken,
 }
 
-impl Drop for Unretrieved {
+/// Reports of panics that no `.await` has retrieved yet.
+static PANICS: Mutex<Slab> = Mutex::new(Slab {
+    slots: Vec::new(),
+    free: Vec::new(),
+});
+
+struct Slab {
+    slots: Vec<Option<PanicReport>>,
+    free: Vec<u32>,
+}
+
+fn panics() -> std::sync::MutexGuard<'static, Slab> {
+    PANICS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Slab {
+    fn insert(&mut self, report: PanicReport) -> u32 {
+        match self.free.pop() {
+            Some(index) => {
+                self.slots[index as usize] = Some(report);
+                index
+            }
+            None => {
+                // More than u32::MAX unretrieved panics at once cannot fit in
+                // memory (each report is a few dozen bytes).
+                let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Some(report));
+                index
+            }
+        }
+    }
+
+    fn take(&mut self, index: u32) -> Option<PanicReport> {
+        let report = self.slots.get_mut(index as usize)?.take()?;
+        self.free.push(index);
+        Some(report)
+    }
+}
+
+impl<T> Drop for Outcome<T> {
     fn drop(&mut self) {
-        if !self.0.retrieved {
-            report_unretrieved(&self.0.report);
+        match std::mem::replace(&mut self.0, State::Taken) {
+            State::Value(value) => {
+                if std::mem::needs_drop::<T>() {
+                    let task_id = with_core(|core| core.current.get()).unwrap_or(0);
+                    drop_output(value, task_id);
+                }
+            }
+            State::Panicked(index) => {
+                let report = panics().take(index);
+                if let Some(report) = report {
+                    report_unretrieved(&report);
+                }
+            }
+            State::Taken => {}
         }
     }
 }
 
 impl<T> Outcome<T> {
     pub(crate) fn ok(value: T) -> Outcome<T> {
-        Outcome(Ok(value))
+        Outcome(State::Value(value))
     }
 
     /// A panic caught while polling the current task, whose registry slot is
     /// `slot` (`NO_SLOT` if it has none).
     pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), slot: u32) -> Outcome<T> {
-        let (task_id, task_name) = with_core(|core| {
-            let name = if slot == NO_SLOT {
-                None
-            } else {
-                let registry = core.registry.borrow();
-                registry
-                    .get(slot)
-                    .and_then(|entry| entry.name.as_deref().cloned())
-            };
-            (core.current.get(), name)
-        })
-        .unwrap_or((0, None));
-        Outcome(Err(Unretrieved(Box::new(PanicSlot {
-            report: PanicReport {
-                task_id,
-                task_name,
-                message: weft_sync::panic_message(payload),
-            },
-            retrieved: false,
-        }))))
+        let report = current_report(payload, slot, PanicPhase::Running);
+        Outcome(State::Panicked(panics().insert(report)))
     }
 
-    fn into_result(self) -> Result<T, TaskError> {
-        match self.0 {
-            Ok(value) => Ok(value),
-            Err(mut unretrieved) => {
-                unretrieved.0.retrieved = true;
+    fn into_result(mut self) -> Result<T, TaskError> {
+        match std::mem::replace(&mut self.0, State::Taken) {
+            State::Value(value) => Ok(value),
+            State::Panicked(index) => {
+                let report = panics().take(index);
                 Err(TaskError::Panicked {
-                    message: std::mem::take(&mut unretrieved.0.report.message),
+                    message: report.map(|r| r.message).unwrap_or_default(),
                 })
             }
+            State::Taken => Err(TaskError::Cancelled),
         }
     }
 
-    fn is_err(&self) -> bool {
-        self.0.is_err()
+    pub(crate) fn is_err(&self) -> bool {
+        matches!(self.0, State::Panicked(_))
+    }
+
+    /// Drops the outcome of task `task_id`, nobody having taken it: a panic
+    /// goes to the hook, and so does a panic in the value's destructor.
+    fn discard(mut self, task_id: u64) {
+        if let State::Value(_) = self.0
+            && let State::Value(value) = std::mem::replace(&mut self.0, State::Taken)
+        {
+            drop_output(value, task_id);
+        }
+        // A panic goes to the hook as this drops.
+    }
+}
+
+/// Drops the output `value` of task `task_id`, which nobody took; a panic in
+/// its destructor goes to the panic hook.
+fn drop_output<T>(value: T, task_id: u64) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(value))) {
+        let report = PanicReport {
+            task_id,
+            task_name: None,
+            message: weft_sync::panic_message(&*payload),
+            phase: PanicPhase::Output,
+        };
+        drop_payload(payload);
+        report_unretrieved(&report);
+    }
+}
+
+/// The report of a panic in the task being polled or dropped on this thread,
+/// whose registry slot is `slot` (`NO_SLOT` if it has none).
+fn current_report(
+    payload: &(dyn std::any::Any + Send),
+    slot: u32,
+    phase: PanicPhase,
+) -> PanicReport {
+    let (task_id, task_name) = with_core(|core| {
+        let name = if slot == NO_SLOT {
+            None
+        } else {
+            let registry = core.registry.borrow();
+            registry
+                .get(slot)
+                .and_then(|entry| entry.name.as_deref().cloned())
+        };
+        (core.current.get(), name)
+    })
+    .unwrap_or((0, None));
+    PanicReport {
+        task_id,
+        task_name,
+        message: weft_sync::panic_message(payload),
+        phase,
+    }
+}
+
+/// Reports a panic in the destructor of a cancelled task's future (the task
+/// being dropped on this thread; `slot` is its registry slot): nobody awaits
+/// a cancelled task's output, so it goes to the panic hook.
+pub(crate) fn report_cancel_panic(payload: Box<dyn std::any::Any + Send>, slot: u32) {
+    let report = current_report(&*payload, slot, PanicPhase::Cancelled);
+    drop_payload(payload);
+    report_unretrieved(&report);
+}
+
+/// Drops a panic payload; a payload whose own destructor panics is leaked
+/// (its message was already taken), never allowed to unwind further.
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
+        std::mem::forget(again);
     }
 }
 
@@ -261,6 +374,12 @@ struct Side<T> {
 ///   background. A panic in a detached task (or in a finished task whose handle
 ///   is dropped before its output is taken) goes to the hook set with
 ///   [`set_panic_hook`]; by default it is printed to stderr.
+/// * **Destructors are contained too.** A panic in the destructor of a
+///   cancelled task's future (however it was cancelled: handle dropped,
+///   `cancel().await`, or [`run`] returning), or of an output that nobody
+///   takes, goes to the same hook ([`PanicReport::phase`] says which);
+///   a future whose destructor panics as it finishes fails its task with
+///   [`TaskError::Panicked`]. The runtime and the other tasks carry on.
 ///
 /// `Task` is a [`Future`] (and `Unpin`), so it works with [`join_all`](crate::join_all),
 /// [`select`](crate::select), [`timeout`](crate::timeout) and friends. It is
@@ -345,15 +464,29 @@ impl<T> Task<T> {
     /// [`run`] returns are cancelled like any other.
     pub fn detach(mut self) {
         // Dropping a stashed or finished outcome reports an unretrieved panic.
-        drop(self.take_done());
-        if let Some(mut inner) = self.inner.take() {
-            if inner.is_finished() {
-                let mut cx = Context::from_waker(Waker::noop());
-                if let Poll::Ready(outcome) = Pin::new(&mut inner).poll(&mut cx) {
-                    drop(outcome);
+        self.discard_finished();
+        if let Some(inner) = self.inner.take() {
+            inner.detach();
+        }
+    }
+
+    /// Drops the outcome of a finished task, if it has one that nobody took:
+    /// a panic goes to the hook, and so does a panic in the output's
+    /// destructor (which must not unwind into whoever drops the handle).
+    fn discard_finished(&mut self) {
+        let id = self.id;
+        if let Some(done) = self.take_done() {
+            done.discard(id);
+        }
+        if let Some(inner) = self.inner.as_mut()
+            && inner.is_finished()
+        {
+            let mut cx = Context::from_waker(Waker::noop());
+            if let Poll::Ready(outcome) = Pin::new(inner).poll(&mut cx) {
+                self.inner = None;
+                if let Some(outcome) = outcome {
+                    outcome.discard(id);
                 }
-            } else {
-                inner.detach();
             }
         }
     }
@@ -413,6 +546,16 @@ impl<T> Future for Task<T> {
                 Poll::Ready(Err(TaskError::Cancelled))
             }
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        if self.inner.is_some() || self.has_done() {
+            // A finished outcome is dropped here, its panics contained; an
+            // unfinished task is cancelled when `inner` drops.
+            self.discard_finished();
         }
     }
 }
@@ -540,6 +683,30 @@ pub struct PanicReport {
     pub task_name: Option<String>,
     /// The panic message.
     pub message: String,
+    /// Whether the task panicked while it ran, or later in a destructor.
+    pub phase: PanicPhase,
+}
+
+/// Where the panic of a [`PanicReport`] happened.
+///
+/// Destructors are user code too: a panic in the destructor of a cancelled
+/// task's future, or of an output value that nobody took, is caught like a
+/// panic in the task itself (the runtime and the other tasks carry on) and
+/// reported to the hook, since nobody awaits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PanicPhase {
+    /// While the task ran: its future was being polled, or dropped as it
+    /// finished.
+    Running,
+    /// While the task's future was being dropped after it was cancelled
+    /// (its [`Task`] dropped or [`cancel`](Task::cancel)led, or still alive
+    /// when [`run`] returned).
+    Cancelled,
+    /// While the task's output, which nobody took (the task was detached,
+    /// or its [`Task`] dropped after it finished), was being dropped. The
+    /// report's `task_name` is `None` for this phase.
+    Output,
 }
 
 impl fmt::Display for PanicReport {
@@ -548,7 +715,18 @@ impl fmt::Display for PanicReport {
             Some(name) => write!(f, "task #{} ({name:?})", self.task_id)?,
             None => write!(f, "task #{}", self.task_id)?,
         }
-        write!(f, " panicked and nobody awaited its Task: {}", self.message)
+        match self.phase {
+            PanicPhase::Running => write!(f, " panicked and nobody awaited its Task")?,
+            PanicPhase::Cancelled => write!(
+                f,
+                " panicked in a destructor while its future was dropped after it was cancelled"
+            )?,
+            PanicPhase::Output => write!(
+                f,
+                " finished, and its output panicked in its destructor as it was dropped unread"
+            )?,
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -584,10 +762,31 @@ pub fn take_panic_hook() {
     *HOOK.write().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
+/// Sends `report` to the hook. The hook is user code: if it panics, the
+/// panic goes no further (the report and the hook's panic are printed to
+/// stderr instead).
 fn report_unretrieved(report: &PanicReport) {
+    use std::io::Write as _;
     let hook = HOOK.read().unwrap_or_else(PoisonError::into_inner).clone();
-    match hook {
-        Some(hook) => hook(report),
-        None => eprintln!("weft-async: {report}"),
+    let failed = match hook {
+        Some(hook) => match catch_unwind(AssertUnwindSafe(|| hook(report))) {
+            Ok(()) => None,
+            Err(payload) => {
+                let message = weft_sync::panic_message(&*payload);
+                drop_payload(payload);
+                Some(message)
+            }
+        },
+        None => {
+            // Not eprintln!, which panics if stderr cannot be written.
+            let _ = writeln!(std::io::stderr(), "weft-async: {report}");
+            return;
+        }
+    };
+    if let Some(message) = failed {
+        let _ = writeln!(
+            std::io::stderr(),
+            "weft-async: the panic hook panicked ({message}) while reporting: {report}"
+        );
     }
 }

@@ -1,0 +1,332 @@
+//! User code that the runtime calls (destructors, the panic hook) may panic:
+//! the panic fails only what it belongs to, never the runtime or the process.
+//!
+//! Before these were contained, several of these tests aborted the whole
+//! test process (SIGABRT): `async-task` drops a task's future and a detached
+//! task's output under an abort-on-panic guard.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use weft_async::{
+    Builder, GroupError, PanicPhase, PanicReport, TaskError, TaskGroup, run, sleep, spawn, timeout,
+    yield_now,
+};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Panics with its message when dropped.
+struct PanicOnDrop(&'static str);
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("{}", self.0);
+        }
+    }
+}
+
+/// The panic hook is process-wide and the tests run in parallel: each test
+/// names its tasks with its own prefix and looks only at its own reports.
+fn reports() -> &'static Mutex<Vec<PanicReport>> {
+    static REPORTS: Mutex<Vec<PanicReport>> = Mutex::new(Vec::new());
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        weft_async::set_panic_hook(|report| {
+            REPORTS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(report.clone())
+        })
+    });
+    &REPORTS
+}
+
+/// The reports whose message starts with `prefix`.
+fn reports_of(prefix: &str) -> Vec<(PanicPhase, String)> {
+    reports()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|r| r.message.starts_with(prefix))
+        .map(|r| (r.phase, r.message.clone()))
+        .collect()
+}
+
+fn run_limited<T>(f: impl Future<Output = T>) -> T {
+    run(async move {
+        timeout(LIMIT, f)
+            .await
+            .expect("test ran past its time limit")
+    })
+}
+
+#[test]
+fn a_panicking_destructor_of_a_dropped_task_is_contained_and_reported() {
+    reports();
+    run_limited(async {
+        let task = spawn(async {
+            let _guard = PanicOnDrop("dropped-task: destructor");
+            sleep(Duration::from_secs(3600)).await;
+        });
+        yield_now().await; // it starts and waits
+        drop(task);
+        // The runtime goes on, and so do other tasks.
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(spawn(async { 3 }).await, Ok(3));
+    });
+    assert_eq!(
+        reports_of("dropped-task"),
+        vec![(
+            PanicPhase::Cancelled,
+            "dropped-task: destructor".to_string()
+        )]
+    );
+}
+
+#[test]
+fn a_panicking_destructor_of_a_task_dropped_before_its_first_poll_is_contained() {
+    reports();
+    run_limited(async {
+        let guard = PanicOnDrop("never-polled: destructor");
+        let task = spawn(async move {
+            let _guard = guard;
+        });
+        drop(task);
+        yield_now().await;
+        assert_eq!(spawn(async { 4 }).await, Ok(4));
+    });
+    assert_eq!(
+        reports_of("never-polled"),
+        vec![(
+            PanicPhase::Cancelled,
+            "never-polled: destructor".to_string()
+        )]
+    );
+}
+
+#[test]
+fn cancel_await_with_a_panicking_destructor_is_contained() {
+    reports();
+    let out = run_limited(async {
+        let task = Builder::new()
+            .name("cancelled-by-await")
+            .spawn(async {
+                let _guard = PanicOnDrop("cancel-await: destructor");
+                sleep(Duration::from_secs(3600)).await;
+            })
+            .unwrap();
+        yield_now().await;
+        let cancelled = task.cancel().await;
+        (cancelled.is_none(), spawn(async { 5 }).await)
+    });
+    assert_eq!(out, (true, Ok(5)));
+    let mine: Vec<_> = reports()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.message.starts_with("cancel-await"))
+        .map(|r| (r.task_name.clone(), r.phase))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![(
+            Some("cancelled-by-await".to_string()),
+            PanicPhase::Cancelled
+        )]
+    );
+}
+
+#[test]
+#[allow(
+    clippy::async_yields_async,
+    reason = "the Task handle is meant to outlive run"
+)]
+fn panicking_destructors_of_tasks_left_when_run_returns_are_contained() {
+    reports();
+    let out = run(async {
+        spawn(async {
+            let _guard = PanicOnDrop("run-cleanup: detached");
+            sleep(Duration::from_secs(3600)).await;
+        })
+        .detach();
+        let kept = spawn(async {
+            let _guard = PanicOnDrop("run-cleanup: kept");
+            sleep(Duration::from_secs(3600)).await;
+        });
+        yield_now().await;
+        kept
+    });
+    // The handle outlived run: its task was cancelled.
+    assert_eq!(
+        futures_lite::future::block_on(out),
+        Err(TaskError::Cancelled)
+    );
+    let mut mine = reports_of("run-cleanup");
+    mine.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        mine,
+        vec![
+            (PanicPhase::Cancelled, "run-cleanup: detached".to_string()),
+            (PanicPhase::Cancelled, "run-cleanup: kept".to_string()),
+        ]
+    );
+    // The thread can run a runtime again.
+    assert_eq!(run(async { 6 }), 6);
+}
+
+/// A future that completes at once but whose own destructor panics.
+struct ReadyThenPanicOnDrop(#[allow(dead_code)] PanicOnDrop);
+
+impl Future for ReadyThenPanicOnDrop {
+    type Output = u8;
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<u8> {
+        std::task::Poll::Ready(7)
+    }
+}
+
+#[test]
+fn a_future_whose_destructor_panics_as_it_finishes_fails_its_task() {
+    run_limited(async {
+        let task = spawn(ReadyThenPanicOnDrop(PanicOnDrop("finished: destructor")));
+        assert_eq!(
+            task.await,
+            Err(TaskError::Panicked {
+                message: "finished: destructor".into()
+            })
+        );
+        assert_eq!(spawn(async { 8 }).await, Ok(8));
+    });
+}
+
+#[test]
+fn a_panicking_destructor_of_an_output_nobody_reads_is_contained() {
+    reports();
+    run_limited(async {
+        // Detached: the output is dropped when the task finishes.
+        spawn(async {
+            yield_now().await;
+            PanicOnDrop("output: detached")
+        })
+        .detach();
+        // Finished, then its handle dropped.
+        let finished = spawn(async { PanicOnDrop("output: handle dropped") });
+        sleep(Duration::from_millis(5)).await;
+        assert!(finished.is_finished());
+        drop(finished);
+        // Finished, then detached.
+        let late = spawn(async { PanicOnDrop("output: detached late") });
+        sleep(Duration::from_millis(5)).await;
+        late.detach();
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(spawn(async { 9 }).await, Ok(9));
+    });
+    let mut mine = reports_of("output:");
+    mine.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        mine,
+        vec![
+            (PanicPhase::Output, "output: detached".to_string()),
+            (PanicPhase::Output, "output: detached late".to_string()),
+            (PanicPhase::Output, "output: handle dropped".to_string()),
+        ]
+    );
+}
+
+#[test]
+#[allow(
+    clippy::async_yields_async,
+    reason = "the Task handle is meant to outlive run"
+)]
+fn a_panicking_destructor_of_an_output_dropped_on_a_plain_thread_is_contained() {
+    reports();
+    let task = run_limited(async {
+        let task = spawn(async { PanicOnDrop("plain-thread: output") });
+        while !task.is_finished() {
+            sleep(Duration::from_millis(1)).await;
+        }
+        task
+    });
+    // The handle outlives run, holding the finished task's output.
+    std::thread::spawn(move || drop(task)).join().unwrap();
+    assert_eq!(
+        reports_of("plain-thread"),
+        vec![(PanicPhase::Output, "plain-thread: output".to_string())]
+    );
+}
+
+#[test]
+fn a_task_group_child_whose_destructor_panics_fails_only_its_group() {
+    run_limited(async {
+        // A child that finishes but panics as it is dropped: the group fails
+        // with that child's panic.
+        let group: TaskGroup<'_, u8, String> = TaskGroup::new();
+        group.spawn(async { Ok(1) });
+        group.spawn(async {
+            let _guard = PanicOnDrop("group: finished child");
+            Ok(2)
+        });
+        assert_eq!(
+            group.join().await,
+            Err(GroupError::Panicked {
+                index: 1,
+                message: "group: finished child".into()
+            })
+        );
+        // A sibling cancelled after another child failed panics as it is
+        // dropped: the group still reports the first failure, and the task
+        // awaiting it goes on.
+        let group: TaskGroup<'_, u8, String> = TaskGroup::new();
+        group.spawn(async {
+            let _guard = PanicOnDrop("group: cancelled sibling");
+            sleep(Duration::from_secs(3600)).await;
+            Ok(1)
+        });
+        group.spawn(async {
+            yield_now().await;
+            Err("first failure".to_string())
+        });
+        assert_eq!(
+            group.join().await,
+            Err(GroupError::Failed {
+                index: 1,
+                error: "first failure".into()
+            })
+        );
+        // The group's join cancelled from outside (a timeout): the children
+        // are dropped, a panic in one of them goes no further.
+        let group: TaskGroup<'_, u8, String> = TaskGroup::new();
+        group.spawn(async {
+            let _guard = PanicOnDrop("group: join cancelled");
+            sleep(Duration::from_secs(3600)).await;
+            Ok(1)
+        });
+        assert!(
+            timeout(Duration::from_millis(5), group.join())
+                .await
+                .is_err()
+        );
+    });
+}
+
+#[test]
+fn a_panicking_panic_hook_is_contained() {
+    // A separate process-wide hook would race with the other tests' hook:
+    // this one panics only on its own reports.
+    reports();
+    let seen = Arc::new(Mutex::new(0));
+    let count = seen.clone();
+    weft_async::set_panic_hook(move |report| {
+        if report.message.starts_with("hook-panics") {
+            *count.lock().unwrap() += 1;
+            panic!("the hook itself panicked");
+        }
+        reports().lock().unwrap().push(report.clone());
+    });
+    run_limited(async {
+        spawn(async { panic!("hook-panics: detached") }).detach();
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(spawn(async { 10 }).await, Ok(10));
+    });
+    assert_eq!(*seen.lock().unwrap(), 1);
+}
