@@ -102,7 +102,7 @@ use std::backtrace::{Backtrace, BacktraceStatus};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::panic::Location;
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::{self, JoinHandle, Thread, ThreadId};
@@ -840,6 +840,12 @@ impl Watchdog {
     /// when that list is not empty. A wait is reported at every check until
     /// it ends.
     ///
+    /// A `check_interval` too long to add to the clock (such as
+    /// `Duration::MAX`) means the watchdog never checks; it still stops when
+    /// dropped. A hook that panics is reported on stderr and the watchdog
+    /// goes on checking (as Python logs an exception in a callback and goes
+    /// on): make the hook itself robust if it keeps state.
+    ///
     /// # Errors
     ///
     /// An [`std::io::ErrorKind::InvalidInput`] error if `check_interval` is
@@ -864,16 +870,24 @@ impl Watchdog {
                     let (flag, cv) = &*stop;
                     let mut stopped = flag.lock();
                     loop {
-                        let deadline = Instant::now() + check_interval;
-                        while !*stopped && !cv.wait_until(&mut stopped, deadline).timed_out() {}
-                        if *stopped {
+                        if sleep_until_next_check(&mut stopped, cv, check_interval) {
                             return;
                         }
                         let stalled = parking_lot::MutexGuard::unlocked(&mut stopped, || {
                             waiting_longer_than(threshold)
                         });
-                        if !stalled.is_empty() {
-                            parking_lot::MutexGuard::unlocked(&mut stopped, || hook(&stalled));
+                        if stalled.is_empty() {
+                            continue;
+                        }
+                        let called = parking_lot::MutexGuard::unlocked(&mut stopped, || {
+                            catch_unwind(AssertUnwindSafe(|| hook(&stalled)))
+                        });
+                        if let Err(payload) = called {
+                            eprintln!(
+                                "weft: the watchdog's hook panicked (ignored, the watchdog goes on): {}",
+                                crate::task::panic_message(&*payload)
+                            );
+                            crate::task::drop_payload(payload);
                         }
                     }
                 })?
@@ -889,6 +903,25 @@ impl Watchdog {
     pub fn stop(self) {}
 }
 
+/// Waits `interval` on the watchdog's stop flag (forever when `interval`
+/// is too long to add to the clock); returns whether the watchdog was
+/// stopped.
+fn sleep_until_next_check(
+    stopped: &mut parking_lot::MutexGuard<'_, bool>,
+    cv: &PlCondvar,
+    interval: Duration,
+) -> bool {
+    match Instant::now().checked_add(interval) {
+        Some(deadline) => while !**stopped && !cv.wait_until(stopped, deadline).timed_out() {},
+        None => {
+            while !**stopped {
+                cv.wait(stopped);
+            }
+        }
+    }
+    **stopped
+}
+
 impl Drop for Watchdog {
     fn drop(&mut self) {
         *self.stop.0.lock() = true;
@@ -897,5 +930,31 @@ impl Drop for Watchdog {
             // A hook that panicked ended the thread already; nothing to add.
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check interval too long for the clock means "never check", not a
+    /// panic in the watchdog's thread.
+    #[test]
+    fn a_huge_check_interval_waits_for_stop() {
+        let stop = Arc::new((PlMutex::new(false), PlCondvar::new()));
+        let sleeper = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let (flag, cv) = &*stop;
+                sleep_until_next_check(&mut flag.lock(), cv, Duration::MAX)
+            })
+        };
+        thread::sleep(Duration::from_millis(20));
+        *stop.0.lock() = true;
+        stop.1.notify_all();
+        assert!(
+            sleeper.join().expect("no overflow panic"),
+            "it saw the stop"
+        );
     }
 }

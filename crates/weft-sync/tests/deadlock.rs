@@ -591,6 +591,43 @@ fn background_watchdog_reports_a_stuck_mutex_until_it_proceeds() {
     });
 }
 
+/// A hook that panics is reported and the watchdog goes on checking; a
+/// check interval of `Duration::MAX` means "never", not a panic.
+#[test]
+fn watchdog_survives_a_panicking_hook() {
+    deadline(30, || {
+        let (tx, rx) = mpsc::channel::<()>();
+        let watchdog = Watchdog::spawn(Duration::ZERO, Duration::from_millis(10), move |stalled| {
+            if stalled
+                .iter()
+                .any(|w| w.thread_name.as_deref() == Some("stuck-for-the-panicking-hook"))
+            {
+                let _ = tx.send(());
+                panic!("watchdog hook failed");
+            }
+        })
+        .unwrap();
+        let e = Arc::new(Event::new());
+        let waiter = {
+            let e = e.clone();
+            thread::Builder::new()
+                .name("stuck-for-the-panicking-hook".into())
+                .spawn(move || e.wait())
+                .unwrap()
+        };
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("the hook is called again after it panicked");
+        }
+        e.set();
+        waiter.join().unwrap();
+        drop(watchdog);
+
+        let idle = Watchdog::spawn(Duration::ZERO, Duration::MAX, |_| {}).unwrap();
+        drop(idle); // stops and joins
+    });
+}
+
 #[test]
 fn watchdog_rejects_a_zero_interval() {
     let err = Watchdog::spawn(Duration::from_secs(1), Duration::ZERO, |_| {}).unwrap_err();
