@@ -179,6 +179,7 @@ const PEER_YIELDS: u32 = if cfg!(loom) { 1 } else { 200 };
 /// producer/consumer settles into, at about 1 µs an item. So the waiter
 /// keeps yielding, a bounded number of times, while the peer list is
 /// non-empty, and parks only if the peer stays away.
+#[cfg_attr(feature = "deadlock-detection", allow(dead_code))]
 pub(crate) fn block_on_event<R>(
     event: &WaitList,
     peer: Option<&WaitList>,
