@@ -658,10 +658,16 @@ fn finish(found: Found, acquiring: Acquisition) -> DeadlockReport {
 /// `node`): checks it, reports a deadlock before blocking, then takes the
 /// lock (waiting at most until `deadline`) and records it as held by this
 /// thread. Returns whether the lock was taken.
+///
+/// `timed`: the user called a timed form (`try_lock_for`,
+/// `acquire_timeout`, ...), so a relock is a deliberate wait for another
+/// thread's release, not a deadlock, even when the timeout was too long for
+/// the clock and `deadline` is `None`.
 pub(crate) fn lock_raw(
     raw: &RawLock,
     node: &LockNode,
     deadline: Option<Instant>,
+    timed: bool,
     primitive: Primitive,
     site: Site,
 ) -> bool {
@@ -673,7 +679,7 @@ pub(crate) fn lock_raw(
     let me = thread_key();
     let found = {
         let mut g = GRAPH.lock();
-        let found = g.check_and_link(me, acq, deadline.is_some());
+        let found = g.check_and_link(me, acq, timed);
         // The uncontended case: take it and record it in one visit.
         if found.is_none() && raw.try_lock() {
             g.record(me, acq);

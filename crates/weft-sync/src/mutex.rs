@@ -116,7 +116,7 @@ impl<T: ?Sized> Mutex<T> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         #[cfg(feature = "deadlock-detection")]
-        self.lock_tracked(None, Primitive::Mutex, Location::caller());
+        self.lock_tracked(None, false, Primitive::Mutex, Location::caller());
         #[cfg(not(feature = "deadlock-detection"))]
         self.raw.lock();
         self.guard()
@@ -140,6 +140,7 @@ impl<T: ?Sized> Mutex<T> {
         #[cfg(feature = "deadlock-detection")]
         let locked = self.lock_tracked(
             deadline_after(timeout),
+            true,
             Primitive::Mutex,
             Location::caller(),
         );
@@ -152,7 +153,7 @@ impl<T: ?Sized> Mutex<T> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn try_lock_until(&self, deadline: Instant) -> Option<MutexGuard<'_, T>> {
         #[cfg(feature = "deadlock-detection")]
-        let locked = self.lock_tracked(Some(deadline), Primitive::Mutex, Location::caller());
+        let locked = self.lock_tracked(Some(deadline), true, Primitive::Mutex, Location::caller());
         #[cfg(not(feature = "deadlock-detection"))]
         let locked = self.raw.lock_until(Some(deadline));
         locked.then(|| self.guard())
@@ -163,10 +164,11 @@ impl<T: ?Sized> Mutex<T> {
     fn lock_tracked(
         &self,
         deadline: Option<Instant>,
+        timed: bool,
         primitive: Primitive,
         site: &'static Location<'static>,
     ) -> bool {
-        deadlock::lock_raw(&self.raw, &self.node, deadline, primitive, site)
+        deadlock::lock_raw(&self.raw, &self.node, deadline, timed, primitive, site)
     }
 
     /// This lock's node in the lock-order graph, as named in deadlock
@@ -229,7 +231,7 @@ impl Mutex<()> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire(&self) {
         #[cfg(feature = "deadlock-detection")]
-        self.lock_tracked(None, Primitive::Lock, Location::caller());
+        self.lock_tracked(None, false, Primitive::Lock, Location::caller());
         #[cfg(not(feature = "deadlock-detection"))]
         self.raw.lock();
     }
@@ -249,7 +251,12 @@ impl Mutex<()> {
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn acquire_timeout(&self, timeout: Duration) -> bool {
         #[cfg(feature = "deadlock-detection")]
-        return self.lock_tracked(deadline_after(timeout), Primitive::Lock, Location::caller());
+        return self.lock_tracked(
+            deadline_after(timeout),
+            true,
+            Primitive::Lock,
+            Location::caller(),
+        );
         #[cfg(not(feature = "deadlock-detection"))]
         self.raw.lock_until(deadline_after(timeout))
     }
@@ -346,7 +353,8 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
                     return;
                 }
                 let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    self.mutex.lock_tracked(None, Primitive::Mutex, self.site)
+                    self.mutex
+                        .lock_tracked(None, false, Primitive::Mutex, self.site)
                 }));
                 if let Err(payload) = checked {
                     // The hook panicked before the lock was taken back; the

@@ -123,6 +123,7 @@ impl<T: ?Sized> RLock<T> {
             &self.raw,
             &self.node,
             deadline,
+            true, // only the timed forms come here
             Primitive::RLock,
             Location::caller(),
         );
@@ -165,6 +166,7 @@ impl<T: ?Sized> RLock<T> {
                 &self.raw,
                 &self.node,
                 None,
+                false,
                 Primitive::RLock,
                 Location::caller(),
             );
