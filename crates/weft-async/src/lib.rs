@@ -15,10 +15,10 @@
 //! |---|---|
 //! | Runtime | [`run`], [`try_run`], [`in_runtime`] |
 //! | Tasks | [`spawn`], [`try_spawn`], [`Builder`] (names), [`Task`] (await, [`cancel`](Task::cancel), [`detach`](Task::detach)) |
-//! | Debugging | [`all_tasks`], [`TaskInfo`], [`TaskState`], [`current_task_id`], [`set_panic_hook`], [`PanicReport`] |
+//! | Debugging | [`all_tasks`], [`TaskInfo`], [`TaskState`], [`current_task_id`], [`set_panic_hook`], [`PanicReport`], [`PanicPhase`] |
 //! | Combinators | [`gather!`], [`try_gather!`], [`join_all`], [`try_join_all`], [`select`] / [`Either`], [`race`], [`as_completed`], [`wait`] |
 //! | Structured concurrency | [`TaskGroup`], [`GroupError`] |
-//! | Time | [`sleep`], [`sleep_until`], [`interval`], [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
+//! | Time | [`sleep`], [`sleep_until`], [`interval`] ([`MissedTickBehavior`]), [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
 //! | Network | [`net::TcpListener`], [`net::TcpStream`] (the runtime's own reactor); `async-net` works too |
 //! | Errors | [`RuntimeError`], [`TimedOut`], and `weft_sync::TaskError` for task outcomes |
 //!
@@ -110,5 +110,7 @@ pub use task::{
     Builder, PanicPhase, PanicReport, Task, TaskInfo, TaskState, all_tasks, current_task_id, run,
     set_panic_hook, spawn, take_panic_hook, try_run, try_spawn,
 };
-pub use time::{Interval, interval, sleep, sleep_until, timeout, timeout_at, yield_now};
+pub use time::{
+    Interval, MissedTickBehavior, interval, sleep, sleep_until, timeout, timeout_at, yield_now,
+};
 pub use weft_sync::{ReturnWhen, TaskError, WaitResult};
