@@ -74,7 +74,20 @@ pub struct Queue<T> {
     /// reads (the wait lists' counts) from the getter's cache.
     unfinished: CachePadded<AtomicUsize>,
     shut_down: AtomicBool,
+    /// For a bounded queue too large to preallocate: the capacity, enforced
+    /// by `reserved` over an unbounded ring (`items`). `None` otherwise.
+    large_bound: Option<usize>,
+    /// With `large_bound`: the items in the queue plus the puts under way,
+    /// each reserving its place before it pushes.
+    reserved: AtomicUsize,
 }
+
+/// The largest capacity whose slots [`Queue::bounded`] allocates up front
+/// (concurrent-queue's bounded ring preallocates every slot). Above it, the
+/// queue grows as items arrive, with the bound kept by a counter, so that
+/// `Queue::bounded(1_000_000_000)` (a big safety limit, as Python users
+/// write `Queue(maxsize=10**9)`) costs nothing until it fills.
+const PREALLOCATED_CAPACITY: usize = 1 << 16;
 
 impl<T> Queue<T> {
     /// A queue with no size limit.
@@ -83,6 +96,10 @@ impl<T> Queue<T> {
     }
 
     /// A queue holding at most `capacity` items; `put` waits for room.
+    ///
+    /// Any capacity works, up to `usize::MAX`: up to 65 536 items the
+    /// queue's slots are allocated at once; a larger queue allocates as it
+    /// fills.
     ///
     /// # Panics
     ///
@@ -93,7 +110,14 @@ impl<T> Queue<T> {
             capacity > 0,
             "a bounded Queue needs a capacity of at least 1; use Queue::unbounded() for no limit"
         );
-        Queue::with(ConcurrentQueue::bounded(capacity))
+        if capacity > PREALLOCATED_CAPACITY {
+            Queue {
+                large_bound: Some(capacity),
+                ..Queue::with(ConcurrentQueue::unbounded())
+            }
+        } else {
+            Queue::with(ConcurrentQueue::bounded(capacity))
+        }
     }
 
     fn with(items: ConcurrentQueue<T>) -> Queue<T> {
@@ -104,12 +128,14 @@ impl<T> Queue<T> {
             all_done: WaitList::new(),
             unfinished: CachePadded::new(AtomicUsize::new(0)),
             shut_down: AtomicBool::new(false),
+            large_bound: None,
+            reserved: AtomicUsize::new(0),
         }
     }
 
     /// The capacity, or `None` when unbounded (Python's `maxsize`).
     pub fn capacity(&self) -> Option<usize> {
-        self.items.capacity()
+        self.large_bound.or_else(|| self.items.capacity())
     }
 
     /// How many items are in the queue now (Python's `qsize()`).
@@ -124,7 +150,37 @@ impl<T> Queue<T> {
 
     /// Whether a bounded queue is at capacity now (Python's `full()`).
     pub fn is_full(&self) -> bool {
-        self.items.is_full()
+        match self.large_bound {
+            Some(cap) => self.reserved.load(Ordering::Acquire) >= cap,
+            None => self.items.is_full(),
+        }
+    }
+
+    /// With a large bound: takes a place for one item, or says why not.
+    fn reserve(&self, cap: usize) -> Result<(), PushError<()>> {
+        let mut n = self.reserved.load(Ordering::Acquire);
+        loop {
+            if self.items.is_closed() {
+                return Err(PushError::Closed(()));
+            }
+            if n >= cap {
+                return Err(PushError::Full(()));
+            }
+            match self
+                .reserved
+                .compare_exchange_weak(n, n + 1, Ordering::SeqCst, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(x) => n = x,
+            }
+        }
+    }
+
+    /// With a large bound: gives back the place of an item that left (or
+    /// was never pushed), and wakes a putter.
+    fn unreserve(&self) {
+        self.reserved.fetch_sub(1, Ordering::SeqCst);
+        self.not_full.notify_additional(1);
     }
 
     /// Whether [`shutdown`](Self::shutdown) has been called.
@@ -137,7 +193,15 @@ impl<T> Queue<T> {
         // Count the task before the item becomes visible, so that a fast
         // consumer's `task_done` can never run ahead of the count.
         self.unfinished.fetch_add(1, Ordering::AcqRel);
-        match self.items.push(item) {
+        let pushed = match self.large_bound {
+            None => self.items.push(item),
+            Some(cap) => match self.reserve(cap) {
+                Ok(()) => self.items.push(item).inspect_err(|_| self.unreserve()),
+                Err(PushError::Full(())) => Err(PushError::Full(item)),
+                Err(PushError::Closed(())) => Err(PushError::Closed(item)),
+            },
+        };
+        match pushed {
             // The push was a `SeqCst` compare-and-swap: no fence needed
             // before looking for waiters (see the method's comment).
             Ok(()) => {
@@ -157,7 +221,9 @@ impl<T> Queue<T> {
     fn pop(&self) -> Result<T, GetError> {
         match self.items.pop() {
             Ok(item) => {
-                if self.items.capacity().is_some() {
+                if self.large_bound.is_some() {
+                    self.unreserve();
+                } else if self.items.capacity().is_some() {
                     self.not_full.notify_additional_after_seqcst_rmw(1);
                 }
                 Ok(item)
@@ -416,6 +482,9 @@ impl<T> Queue<T> {
             let mut dropped = 0;
             while let Ok(item) = self.items.pop() {
                 dropped += 1;
+                if self.large_bound.is_some() {
+                    self.reserved.fetch_sub(1, Ordering::SeqCst);
+                }
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(item))) {
                     match panic {
                         None => panic = Some(payload),

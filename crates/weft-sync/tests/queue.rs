@@ -403,3 +403,98 @@ fn many_producers_and_consumers_lose_nothing() {
 fn zero_capacity_is_refused() {
     let _ = Queue::<u8>::bounded(0);
 }
+
+/// A huge bound (Python's `Queue(maxsize=10**9)`) is a limit, not a
+/// preallocation: `usize::MAX` used to panic with a capacity overflow, and
+/// `1 << 40` to abort the process on a failed allocation.
+#[test]
+fn huge_capacities_do_not_preallocate() {
+    for cap in [usize::MAX, 1 << 40, 1_000_000_000] {
+        let q = Queue::bounded(cap);
+        assert_eq!(q.capacity(), Some(cap));
+        assert!(!q.is_full());
+        q.put(1u64).unwrap();
+        assert_eq!(q.try_put(2).map_err(|e| e.into_inner()), Ok(()));
+        assert_eq!(q.len(), 2);
+        assert_eq!((q.get(), q.try_get()), (Ok(1), Ok(2)));
+        assert_eq!(q.try_get(), Err(GetError::Empty));
+    }
+}
+
+/// Above the preallocated size the bound still holds: a full queue refuses
+/// `try_put`, times out `put_timeout`, and a `get` wakes a blocked putter.
+#[test]
+fn a_large_bound_is_enforced() {
+    deadline(60, || {
+        const CAP: usize = (1 << 16) + 1;
+        let q = Arc::new(Queue::bounded(CAP));
+        for i in 0..CAP {
+            q.try_put(i).unwrap();
+        }
+        assert!(q.is_full());
+        assert_eq!(q.len(), CAP);
+        assert!(matches!(q.try_put(CAP), Err(PutError::Full(v)) if v == CAP));
+        assert!(matches!(
+            q.put_timeout(CAP, Duration::from_millis(10)),
+            Err(PutError::Full(_))
+        ));
+        let putter = {
+            let q = q.clone();
+            thread::spawn(move || q.put(CAP))
+        };
+        settle();
+        assert_eq!(q.get(), Ok(0));
+        putter.join().unwrap().unwrap();
+        assert!(q.is_full());
+        // An async putter too.
+        let mut put = Box::pin(q.put_async(CAP + 1));
+        assert!(block_on(poll_once(&mut put)).is_none());
+        assert_eq!(q.get(), Ok(1));
+        assert!(block_on(poll_once(&mut put)).is_some_and(|r| r.is_ok()));
+        // Shutting down discards the items and their places.
+        q.shutdown(true);
+        assert_eq!(q.len(), 0);
+        assert!(!q.is_full());
+        assert!(matches!(q.try_put(0), Err(PutError::ShutDown(0))));
+    });
+}
+
+#[test]
+fn a_large_bound_loses_nothing_under_contention() {
+    deadline(120, || {
+        const CAP: usize = (1 << 16) + 1;
+        const PER_PRODUCER: u64 = 60_000;
+        let q = Arc::new(Queue::bounded(CAP));
+        let producers: Vec<_> = (0..2)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    for i in 0..PER_PRODUCER {
+                        q.put(p * PER_PRODUCER + i).unwrap();
+                    }
+                })
+            })
+            .collect();
+        settle(); // let the producers run into the bound
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let mut sum = 0u64;
+                    while let Ok(v) = q.get() {
+                        assert!(q.len() <= CAP, "the bound holds");
+                        sum += v;
+                    }
+                    sum
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        q.shutdown(false);
+        let total: u64 = consumers.into_iter().map(|c| c.join().unwrap()).sum();
+        let n = 2 * PER_PRODUCER;
+        assert_eq!(total, n * (n - 1) / 2);
+    });
+}
