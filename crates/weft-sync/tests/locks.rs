@@ -335,3 +335,36 @@ fn debug_output_does_not_block() {
     assert_eq!(format!("{r:?}"), "RLock { data: 4 }");
     assert!(eventually(|| true));
 }
+
+/// An unlock followed at once by a re-lock by the same thread, while the
+/// waiter it woke is on its way, strands no waiter (thread or task): the
+/// next unlock reaches it.
+#[test]
+fn unlock_then_immediate_relock_strands_no_waiter() {
+    deadline(60, || {
+        for round in 0..50 {
+            let lock = Arc::new(Lock::new(()));
+            lock.acquire();
+            let waiter = {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    if round % 2 == 0 {
+                        lock.acquire();
+                    } else {
+                        block_on(lock.acquire_async());
+                    }
+                    lock.release().unwrap();
+                })
+            };
+            if round % 5 == 0 {
+                settle();
+            }
+            lock.release().unwrap();
+            if lock.try_acquire() {
+                lock.release().unwrap();
+            }
+            waiter.join().unwrap();
+            assert!(lock.try_acquire(), "left unlocked");
+        }
+    });
+}

@@ -208,3 +208,35 @@ fn bounded_guard_never_exceeds_the_bound() {
     drop(d);
     assert_eq!(sem.available_permits(), sem.max_permits());
 }
+
+/// A release followed at once by a re-acquire by the releaser, while the
+/// waiter it woke is on its way, strands no waiter: the next release
+/// reaches it (a thread and a task alike).
+#[test]
+fn release_then_immediate_reacquire_strands_no_waiter() {
+    deadline(60, || {
+        for round in 0..50 {
+            let sem = Arc::new(Semaphore::new(0));
+            let waiter = {
+                let sem = sem.clone();
+                thread::spawn(move || {
+                    if round % 2 == 0 {
+                        sem.acquire().forget();
+                    } else {
+                        block_on(sem.acquire_async()).forget();
+                    }
+                })
+            };
+            if round % 5 == 0 {
+                settle();
+            }
+            sem.release(1);
+            if let Some(p) = sem.try_acquire() {
+                p.forget();
+                sem.release(1);
+            }
+            waiter.join().unwrap();
+            assert_eq!(sem.available_permits(), 0);
+        }
+    });
+}
