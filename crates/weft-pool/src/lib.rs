@@ -55,7 +55,19 @@
 //! handed a job that needs the same lock (rayon #592). `install` from a
 //! worker of another pool records a wait chain, so pool A -> pool B -> pool A
 //! sends the inner job back to the very A worker that waits, and one thread
-//! per pool suffices.
+//! per pool suffices. A worker waiting in such a cross-pool `install` also
+//! runs the `install` jobs that workers of other pools send to its own pool
+//! (those only, never spawned tasks or `join` halves), as rayon's waiting
+//! workers do with any job: so opposite chains running at once (A -> B -> A
+//! beside B -> A -> B, or a ring of pools) finish too, where each pool's
+//! worker would otherwise hold the thread the other chain needs.
+//!
+//! `build()` fails with a [`PoolError`], never a panic, for a setting no
+//! pool can have (zero or too many threads, a thread name with a NUL byte, a
+//! stack the OS will not give), and stops the workers it had started. User
+//! code that panics where a worker calls it (a hook, a task, the `Drop` of a
+//! result nobody waits for or of a task cancelled unrun) is contained: the
+//! worker goes on.
 //!
 //! # Examples
 //!

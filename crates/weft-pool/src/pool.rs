@@ -357,6 +357,12 @@ impl ThreadPool {
     /// made inside `f` (`join`, `scope`, [`crate::spawn`]) use this pool.
     /// After shutdown, `f` runs on the calling thread.
     ///
+    /// Called from a worker of another pool, that worker waits for `f`
+    /// and meanwhile runs the `install` jobs other pools' workers send to
+    /// its own pool (nothing else), so that opposite cross-pool chains
+    /// cannot block each other; a task that holds a lock across such an
+    /// `install` may therefore see one of those jobs run on its thread.
+    ///
     /// ```
     /// let pool = weft_pool::ThreadPool::new(2)?;
     /// let idx = pool.install(|| weft_pool::current_thread_index());

@@ -1,6 +1,8 @@
 //! Loom model of the sleep/wake protocol (`weft_pool::sleep`, compiled
 //! against loom's types under `--cfg loom`): work pushed while a worker is
-//! going to sleep is always run, i.e. there is no lost wake-up.
+//! going to sleep is always run, i.e. there is no lost wake-up; and the same
+//! for `Waiters`, where workers blocked in a cross-pool `install` hear of
+//! other pools' `install` jobs sent to theirs.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test -p weft-pool --test loom --release`
 #![cfg(loom)]
@@ -8,7 +10,7 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
-use weft_pool::sleep::Sleep;
+use weft_pool::sleep::{Sleep, Waiters};
 
 /// A queue of identical jobs, reduced to a counter.
 struct Queue {
@@ -141,5 +143,68 @@ fn notify_all_reaches_each_sleeper() {
         for w in workers {
             w.join().unwrap();
         }
+    });
+}
+
+/// A worker blocked in a cross-pool `install`: take a job if there is one,
+/// else wait (announced in `waiters`) until woken; stop after one job.
+fn cross_waiter(waiters: &Waiters, index: usize, q: &Queue) {
+    loop {
+        if q.take() {
+            q.done.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        waiters.wait(index, || q.jobs.load(Ordering::SeqCst) > 0, thread::park);
+    }
+}
+
+/// A job pushed while the waiter announces itself and parks is always seen
+/// by its last look or followed by an unpark: never stranded.
+#[test]
+fn cross_waiter_hears_of_a_job_pushed_while_it_parks() {
+    loom::model(|| {
+        let waiters = Arc::new(Waiters::new(1));
+        let q = Arc::new(Queue {
+            jobs: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        });
+        let (w, qq) = (waiters.clone(), q.clone());
+        let waiter = thread::spawn(move || cross_waiter(&w, 0, &qq));
+        let t = waiter.thread().clone();
+        q.jobs.fetch_add(1, Ordering::SeqCst);
+        waiters.notify(|_| t.unpark());
+        // A lost wake-up would leave the waiter parked: loom reports it.
+        waiter.join().unwrap();
+        assert_eq!(q.done.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// Two waiters, two jobs pushed one after the other: each push wakes every
+/// announced waiter, so both jobs run even when one waiter is slow.
+#[test]
+fn two_cross_waiters_two_jobs_all_run() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        let waiters = Arc::new(Waiters::new(2));
+        let q = Arc::new(Queue {
+            jobs: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+        });
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let (w, qq) = (waiters.clone(), q.clone());
+                thread::spawn(move || cross_waiter(&w, i, &qq))
+            })
+            .collect();
+        let threads: Vec<_> = handles.iter().map(|h| h.thread().clone()).collect();
+        for _ in 0..2 {
+            q.jobs.fetch_add(1, Ordering::SeqCst);
+            waiters.notify(|i| threads[i].unpark());
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(q.done.load(Ordering::SeqCst), 2);
     });
 }
