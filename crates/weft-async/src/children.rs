@@ -47,7 +47,10 @@ impl Wake for ChildWake {
                 inner.parent.take()
             };
             if let Some(parent) = parent {
-                parent.wake();
+                // The parent's waker is user code, and this may run where a
+                // panic aborts the process (async-task wakes a task's
+                // awaiter under an abort-on-panic guard): contain it.
+                crate::task::wake_contained(parent);
             }
         }
     }

@@ -312,7 +312,9 @@ mod imp {
             }
             let woke = !batch.is_empty();
             for waker in batch.drain(..) {
-                waker.wake();
+                // User code: a waker that panics must not stop the others
+                // being woken, nor the runtime.
+                crate::task::wake_contained(waker);
             }
             *self.woken.borrow_mut() = batch;
             woke

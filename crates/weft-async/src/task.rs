@@ -343,6 +343,16 @@ pub(crate) fn report_cancel_panic(payload: Box<dyn std::any::Any + Send>, slot: 
     report_unretrieved(&report);
 }
 
+/// Wakes `waker`, which user code handed to the runtime: a panic in its
+/// `wake` goes to the panic hook, never further.
+pub(crate) fn wake_contained(waker: Waker) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+        let report = current_report(&*payload, NO_SLOT, PanicPhase::Wake);
+        drop_payload(payload);
+        report_unretrieved(&report);
+    }
+}
+
 /// Drops a panic payload; a payload whose own destructor panics is leaked
 /// (its message was already taken), never allowed to unwind further.
 pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
@@ -707,6 +717,12 @@ pub enum PanicPhase {
     /// or its [`Task`] dropped after it finished), was being dropped. The
     /// report's `task_name` is `None` for this phase.
     Output,
+    /// In a waker's `wake`, which the runtime called on behalf of a future
+    /// that had passed it that waker (a socket waiting for I/O, or a
+    /// combinator such as [`join_all`](crate::join_all) waking its parent).
+    /// The report's task is the one the runtime was running at that moment
+    /// (0: none); whoever owned the waker may not have been woken.
+    Wake,
 }
 
 impl fmt::Display for PanicReport {
@@ -725,6 +741,7 @@ impl fmt::Display for PanicReport {
                 f,
                 " finished, and its output panicked in its destructor as it was dropped unread"
             )?,
+            PanicPhase::Wake => write!(f, ": a waker panicked when the runtime woke it")?,
         }
         write!(f, ": {}", self.message)
     }

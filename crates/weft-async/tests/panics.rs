@@ -330,3 +330,71 @@ fn a_panicking_panic_hook_is_contained() {
     });
     assert_eq!(*seen.lock().unwrap(), 1);
 }
+
+/// A waker whose `wake` panics with its message.
+struct PanickingWake(&'static str);
+
+impl std::task::Wake for PanickingWake {
+    fn wake(self: Arc<Self>) {
+        panic!("{}", self.0);
+    }
+}
+
+#[test]
+fn a_panicking_parent_waker_of_a_combinator_is_contained() {
+    reports();
+    run_limited(async {
+        // join_all over a task, polled by hand with a waker that panics:
+        // when the task finishes, async-task wakes join_all's child waker,
+        // which wakes that parent waker.
+        let mut joined = std::pin::pin!(weft_async::join_all([spawn(async {
+            yield_now().await;
+            1
+        })]));
+        let waker = std::task::Waker::from(Arc::new(PanickingWake("wake-panics: parent")));
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(joined.as_mut().poll(&mut cx).is_pending());
+        sleep(Duration::from_millis(5)).await;
+        // The runtime went on, and the result is there for the next poll.
+        assert_eq!(
+            joined.as_mut().poll(&mut cx),
+            std::task::Poll::Ready(vec![Ok(1)])
+        );
+        assert_eq!(spawn(async { 11 }).await, Ok(11));
+    });
+    assert_eq!(
+        reports_of("wake-panics: parent"),
+        vec![(PanicPhase::Wake, "wake-panics: parent".to_string())]
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_panicking_waker_of_a_socket_is_contained() {
+    use weft_async::net::{TcpListener, TcpStream};
+    reports();
+    run_limited(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let waker = std::task::Waker::from(Arc::new(PanickingWake("wake-panics: socket")));
+        let mut cx = std::task::Context::from_waker(&waker);
+        // Waits for a connection with the panicking waker.
+        assert!(listener.poll_accept(&mut cx).is_pending());
+        // Another task, waiting on the same reactor, must still be woken.
+        let second = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let second_addr = second.local_addr().unwrap();
+        let accepting = spawn(async move { second.accept().await.map(|_| ()) });
+        yield_now().await;
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let _b = TcpStream::connect(second_addr).await.unwrap();
+        assert!(accepting.await.unwrap().is_ok());
+        assert!(matches!(
+            listener.poll_accept(&mut cx),
+            std::task::Poll::Ready(Ok(_))
+        ));
+    });
+    assert_eq!(
+        reports_of("wake-panics: socket"),
+        vec![(PanicPhase::Wake, "wake-panics: socket".to_string())]
+    );
+}
