@@ -221,3 +221,24 @@ fn event_set_racing_a_clear_still_releases_a_waiter() {
         clearer.join().unwrap();
     });
 }
+
+/// The releaser takes its permit straight back while the waiter it woke is
+/// on its way: the waiter goes back to waiting, and the next release
+/// reaches it.
+#[test]
+fn semaphore_release_then_reacquire_strands_no_waiter() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(0));
+        let waiter = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.acquire().forget())
+        };
+        sem.release(1);
+        if let Some(permit) = sem.try_acquire() {
+            permit.forget();
+            sem.release(1);
+        }
+        waiter.join().unwrap();
+        assert_eq!(sem.available_permits(), 0);
+    });
+}
