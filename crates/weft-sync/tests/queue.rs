@@ -424,6 +424,7 @@ fn huge_capacities_do_not_preallocate() {
 /// Above the preallocated size the bound still holds: a full queue refuses
 /// `try_put`, times out `put_timeout`, and a `get` wakes a blocked putter.
 #[test]
+#[cfg_attr(miri, ignore = "fills 65 537 items: too slow under Miri")]
 fn a_large_bound_is_enforced() {
     deadline(60, || {
         const CAP: usize = (1 << 16) + 1;
@@ -460,6 +461,7 @@ fn a_large_bound_is_enforced() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "moves 120 000 items: too slow under Miri")]
 fn a_large_bound_loses_nothing_under_contention() {
     deadline(120, || {
         const CAP: usize = (1 << 16) + 1;
