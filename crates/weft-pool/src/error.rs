@@ -16,6 +16,16 @@ pub enum PoolError {
         "a worker thread's stack size must be more than zero bytes: leave stack_size unset for the platform default"
     )]
     ZeroStackSize,
+    /// A stack size below the least a worker needs was asked for.
+    #[error(
+        "a worker thread's stack must be at least {min} bytes, and {requested} were asked for: pass a larger stack_size, or leave it unset for the platform default"
+    )]
+    StackTooSmall {
+        /// What `stack_size` was given.
+        requested: usize,
+        /// The least allowed ([`ThreadPoolBuilder::MIN_STACK_SIZE`](crate::ThreadPoolBuilder::MIN_STACK_SIZE)).
+        min: usize,
+    },
     /// More threads were asked for than one pool may have.
     #[error(
         "a thread pool may have at most {max} threads, and {requested} were asked for: pass a smaller num_threads"

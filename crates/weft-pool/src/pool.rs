@@ -98,7 +98,8 @@ impl ThreadPoolBuilder {
         self
     }
 
-    /// The stack size of each worker, in bytes. Zero is refused by
+    /// The stack size of each worker, in bytes. Zero, and less than
+    /// [`MIN_STACK_SIZE`](Self::MIN_STACK_SIZE), are refused by
     /// [`build`](Self::build); a size the operating system cannot give (say
     /// `usize::MAX`) makes it fail with [`PoolError::ThreadSpawn`].
     pub fn stack_size(mut self, bytes: usize) -> Self {
@@ -130,6 +131,12 @@ impl ThreadPoolBuilder {
     /// a chance to refuse the threads.
     pub const MAX_THREADS: usize = 0x7fff;
 
+    /// The smallest stack size [`stack_size`](Self::stack_size) accepts:
+    /// what a worker's own frames, a `join` and a caught panic (with a
+    /// backtrace) need in a debug build, twice over. A smaller stack would
+    /// overflow, which aborts the whole process.
+    pub const MIN_STACK_SIZE: usize = 64 * 1024;
+
     fn config(self) -> Result<Config, PoolError> {
         let num_threads = match self.num_threads {
             Some(0) => return Err(PoolError::ZeroThreads),
@@ -144,8 +151,15 @@ impl ThreadPoolBuilder {
                 .map_or(1, |n| n.get())
                 .min(Self::MAX_THREADS),
         };
-        if self.stack_size == Some(0) {
-            return Err(PoolError::ZeroStackSize);
+        match self.stack_size {
+            Some(0) => return Err(PoolError::ZeroStackSize),
+            Some(n) if n < Self::MIN_STACK_SIZE => {
+                return Err(PoolError::StackTooSmall {
+                    requested: n,
+                    min: Self::MIN_STACK_SIZE,
+                });
+            }
+            _ => {}
         }
         Ok(Config {
             num_threads,
@@ -163,8 +177,9 @@ impl ThreadPoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`PoolError::ZeroThreads`], [`PoolError::TooManyThreads`] or
-    /// [`PoolError::ZeroStackSize`] for a bad setting;
+    /// [`PoolError::ZeroThreads`], [`PoolError::TooManyThreads`],
+    /// [`PoolError::ZeroStackSize`] or [`PoolError::StackTooSmall`] for a
+    /// bad setting;
     /// [`PoolError::InvalidThreadName`] or [`PoolError::ThreadNamePanicked`]
     /// if the `thread_name` closure gave no usable name;
     /// [`PoolError::ThreadSpawn`] if the OS refuses a thread. In every case

@@ -41,6 +41,7 @@
 //! run there.
 
 use std::cell::{Cell, UnsafeCell};
+use std::io::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -882,7 +883,9 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
 /// a payload whose `Drop` panics can take the worker down.
 fn run_hook(h: &Hook, index: usize) {
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(index))) {
-        eprintln!(
+        // Not `eprintln!`, which panics if stderr cannot be written.
+        let _ = writeln!(
+            std::io::stderr(),
             "weft-pool: a worker start/exit hook panicked (ignored): {}",
             weft_sync::panic_message(&*p)
         );

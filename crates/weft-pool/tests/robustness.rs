@@ -528,3 +528,41 @@ fn map_unordered_results_dropped_unread_do_not_kill_workers() {
         assert_eq!(exits.load(Ordering::SeqCst), 1);
     });
 }
+
+/// A stack too small for a worker is refused (it used to overflow in the
+/// worker, which aborts the process); the smallest accepted one gives
+/// workers that run tasks, joins, scopes and caught panics.
+#[test]
+fn a_tiny_stack_size_is_an_error_and_the_minimum_works() {
+    with_timeout(30, || {
+        let min = weft_pool::ThreadPoolBuilder::MIN_STACK_SIZE;
+        for n in [1, 4096, min - 1] {
+            let e = ThreadPool::builder().stack_size(n).build().unwrap_err();
+            assert!(
+                matches!(e, PoolError::StackTooSmall { requested, .. } if requested == n),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("at least"), "{e}");
+        }
+        let pool = ThreadPool::builder()
+            .num_threads(2)
+            .stack_size(min)
+            .build()
+            .unwrap();
+        assert_eq!(pool.spawn(|| 1 + 1).unwrap().join(), Ok(2));
+        assert_eq!(pool.join(|| 1, || 2), (1, 2));
+        let n = AtomicUsize::new(0);
+        pool.scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|_| {
+                    n.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        assert_eq!(n.into_inner(), 8);
+        let h = pool.spawn(|| panic!("boom")).unwrap();
+        assert!(h.join().is_err());
+        let r = catch_unwind(AssertUnwindSafe(|| pool.join(|| panic!("x"), || 1)));
+        assert!(r.is_err());
+    });
+}
