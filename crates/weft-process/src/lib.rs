@@ -148,6 +148,7 @@
 #![deny(unsafe_code)]
 #![cfg(unix)]
 
+mod errtext;
 mod link;
 mod pool;
 mod registry;

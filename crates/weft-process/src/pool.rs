@@ -17,7 +17,7 @@ use weft_sync::{Completer, TaskError, TaskHandle};
 
 use crate::registry::{self, decode, decode_owned, encode_into};
 use crate::supervisor::{
-    Job, Loss, Recv, SendError, Worker, reap, recv_from, supervise, take_reply,
+    Job, Loss, Recv, SendError, Worker, deadline, recv_from, supervise, take_reply,
 };
 use crate::sys;
 use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, Raw, Status};
@@ -36,6 +36,17 @@ pub enum Error {
         what: &'static str,
         /// The value given.
         value: Duration,
+    },
+    /// More processes were asked for than one pool may have
+    /// ([`ProcessPool::MAX_PROCESSES`]).
+    #[error(
+        "a process pool may have at most {max} processes; processes({requested}) asks for more"
+    )]
+    TooManyProcesses {
+        /// The number asked for.
+        requested: usize,
+        /// The most a pool may have.
+        max: usize,
     },
     /// `max_tasks_per_child(0)` was asked for.
     #[error("max_tasks_per_child must be at least 1; leave it unset for workers that never retire")]
@@ -139,8 +150,10 @@ impl Default for ProcessPoolBuilder {
 }
 
 impl ProcessPoolBuilder {
-    /// Number of worker processes (Python's `processes` / `max_workers`).
-    /// Default: [`std::thread::available_parallelism`].
+    /// Number of worker processes (Python's `processes` / `max_workers`),
+    /// from 1 to [`ProcessPool::MAX_PROCESSES`]; anything else makes
+    /// [`build`](Self::build) fail. Default:
+    /// [`std::thread::available_parallelism`] (at most `MAX_PROCESSES`).
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
         self
@@ -237,8 +250,16 @@ impl ProcessPoolBuilder {
     pub fn build(self) -> Result<ProcessPool, Error> {
         let processes = match self.processes {
             Some(0) => return Err(Error::NoProcesses),
+            Some(n) if n > ProcessPool::MAX_PROCESSES => {
+                return Err(Error::TooManyProcesses {
+                    requested: n,
+                    max: ProcessPool::MAX_PROCESSES,
+                });
+            }
             Some(n) => n,
-            None => thread::available_parallelism().map_or(1, |n| n.get()),
+            None => thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(ProcessPool::MAX_PROCESSES),
         };
         if self.max_tasks_per_child == Some(0) {
             return Err(Error::ZeroMaxTasks);
@@ -283,6 +304,9 @@ impl ProcessPoolBuilder {
             terminating: AtomicBool::new(false),
             next_job: AtomicU64::new(1),
             started: AtomicU64::new(0),
+            nudge: (0..processes)
+                .map(|_| crossbeam_channel::bounded(1))
+                .collect(),
         });
         let pool = ProcessPool {
             inner: inner.clone(),
@@ -314,7 +338,17 @@ impl ProcessPoolBuilder {
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
                 }
-                Err(_) => break,
+                Err(_) => {
+                    // A supervisor ended without saying whether its worker
+                    // started: the pool is not whole.
+                    first_error.get_or_insert(Error::Spawn {
+                        program: pool.inner.config.program.clone(),
+                        source: std::io::Error::other(
+                            "a worker's supervisor thread ended before the worker started",
+                        ),
+                    });
+                    break;
+                }
             }
         }
         if let Some(e) = first_error {
@@ -343,6 +377,9 @@ pub(crate) struct Inner {
     pub(crate) parked: Vec<Mutex<Option<Worker>>>,
     pub(crate) next_job: AtomicU64,
     pub(crate) started: AtomicU64,
+    /// Per slot: wakes its idle supervisor to look at its worker (it
+    /// exited, or a direct call lost it). At most one notice is pending.
+    pub(crate) nudge: Vec<(Sender<()>, Receiver<()>)>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -388,6 +425,9 @@ impl fmt::Debug for ProcessPool {
 }
 
 impl ProcessPool {
+    /// The most worker processes one pool may have.
+    pub const MAX_PROCESSES: usize = 4096;
+
     /// A builder with the default settings.
     pub fn builder() -> ProcessPoolBuilder {
         ProcessPoolBuilder::default()
@@ -521,7 +561,7 @@ impl ProcessPool {
             }
             Err(SendError::Channel) => None,
             Ok(()) => {
-                let deadline = timeout.map(|t| Instant::now() + t);
+                let deadline = timeout.and_then(|t| deadline(Instant::now(), t));
                 match recv_from(&mut w.link, &mut w.rbuf, deadline) {
                     Recv::Msg(FromWorker::Done {
                         job: id,
@@ -564,11 +604,9 @@ impl ProcessPool {
         if !matches!(loss, Some(Loss::Died)) {
             let _ = w.child.kill();
         }
-        let exit = reap(
-            &self.inner.slots[slot],
-            &mut w.child,
-            Duration::from_secs(2),
-        );
+        let exit = w.reap(&self.inner.slots[slot], Duration::from_secs(2));
+        // Its supervisor starts the replacement now.
+        let _ = self.inner.nudge[slot].0.try_send(());
         let loss = loss?;
         if self.inner.terminating.load(Ordering::SeqCst) {
             return Some(Err(TaskError::Cancelled));
@@ -693,12 +731,15 @@ impl ProcessPool {
         let chunk = if chunksize > 0 {
             chunksize
         } else {
-            total.div_ceil(self.inner.config.processes * 4).max(1)
+            total
+                .div_ceil(self.inner.config.processes.saturating_mul(4))
+                .max(1)
         };
         let entry = registry::lookup_type::<F>();
         let (tx, rx) = crossbeam_channel::unbounded();
         let cancelled = Arc::new(AtomicBool::new(false));
         let mut chunks = 0;
+        let mut counts = Vec::new();
         let mut it = items.into_iter();
         loop {
             let batch: Vec<A> = it.by_ref().take(chunk).collect();
@@ -708,6 +749,7 @@ impl ProcessPool {
             let index = chunks;
             chunks += 1;
             let count = batch.len();
+            counts.push(count);
             let mut sink = Box::new(ChunkSink::<R> {
                 index,
                 count,
@@ -755,6 +797,7 @@ impl ProcessPool {
         MapResults {
             rx,
             chunks,
+            counts,
             received: 0,
             next: 0,
             pending: BTreeMap::new(),
@@ -830,6 +873,8 @@ impl Drop for ProcessPool {
 pub struct MapResults<R> {
     rx: Receiver<(usize, Vec<Result<R, TaskError>>)>,
     chunks: usize,
+    /// The number of items of each chunk.
+    counts: Vec<usize>,
     received: usize,
     next: usize,
     pending: BTreeMap<usize, Vec<Result<R, TaskError>>>,
@@ -871,7 +916,23 @@ impl<R> Iterator for MapResults<R> {
             }
             // Every chunk's sink sends exactly once, even when dropped, so
             // this cannot wait forever while chunks are outstanding.
-            let (index, items) = self.rx.recv().ok()?;
+            let Ok((index, items)) = self.rx.recv() else {
+                // Every sink is gone and some never sent (cannot happen; be
+                // safe): what is missing is abandoned, never left out.
+                let missing = if self.ordered {
+                    let n = self.counts.get(self.next).copied().unwrap_or(0);
+                    self.next += 1;
+                    n
+                } else {
+                    self.received = self.chunks;
+                    self.remaining
+                };
+                self.current = (0..missing)
+                    .map(|_| Err(TaskError::Abandoned))
+                    .collect::<Vec<_>>()
+                    .into_iter();
+                continue;
+            };
             self.received += 1;
             if self.ordered {
                 self.pending.insert(index, items);
@@ -1008,7 +1069,9 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
     }
 
     fn finish(mut self: Box<Self>, outcome: Result<Results, TaskError>) {
-        let Some(tx) = self.tx.take() else { return };
+        if self.tx.is_none() {
+            return;
+        }
         let mut prefailed = std::mem::take(&mut self.prefailed).into_iter().peekable();
         let mut out = Vec::with_capacity(self.count);
         match outcome {
@@ -1038,7 +1101,14 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
                 }
             }
         }
-        let _ = tx.send((self.index, out));
+        // Taken only now: until here, a panic would still send the chunk
+        // (as abandoned) from `Drop`.
+        let Some(tx) = self.tx.take() else { return };
+        if let Err(unsent) = tx.send((self.index, out)) {
+            // The iterator is gone: the results are dropped here, on the
+            // pool's thread, and their `Drop` is user code.
+            registry::drop_quietly(unsent.0);
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::errtext;
 use crate::wire::{ErrKind, ItemOut};
 
 /// One registered function. Built by [`register!`](crate::register); not
@@ -157,12 +158,74 @@ pub(crate) fn encode_into<T: Serialize + 'static>(
         return Err("internal: value already taken".into());
     };
     let mark = out.len();
-    match postcard::to_io(&value, &mut *out) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            out.truncate(mark);
-            Err(e.to_string())
+    // The type's `Serialize` is user code: a panic in it fails this value
+    // only, on whatever thread of the pool's it runs.
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        postcard::to_io(&value, &mut *out).map(|_| ())
+    }));
+    let error = match outcome {
+        Ok(Ok(_)) => {
+            drop_quietly(value);
+            return Ok(());
         }
+        Ok(Err(postcard::Error::SerdeSerCustom)) => {
+            // postcard keeps no text for the type's own error: run it again
+            // without output to get it.
+            let text = catch_unwind(AssertUnwindSafe(|| errtext::serialize_text(&value)))
+                .ok()
+                .flatten();
+            let text = text.unwrap_or_else(|| postcard::Error::SerdeSerCustom.to_string());
+            format!("`{}`'s Serialize failed: {text}", type_name::<T>())
+        }
+        Ok(Err(e)) => format!("`{}` could not be serialized: {e}", type_name::<T>()),
+        Err(payload) => format!(
+            "`{}`'s Serialize panicked: {}",
+            type_name::<T>(),
+            weft_sync::panic_message(&*payload)
+        ),
+    };
+    out.truncate(mark);
+    // The value may panic when dropped, too.
+    drop_quietly(value);
+    Err(error)
+}
+
+/// Drops a user value, catching a panic of its `Drop` (reported on
+/// stderr): a pool's thread must not die of it.
+pub(crate) fn drop_quietly<T>(value: T) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        eprintln!(
+            "weft-process: dropping a `{}` panicked (ignored): {}",
+            type_name::<T>(),
+            weft_sync::panic_message(&*payload)
+        );
+    }
+}
+
+/// Decodes a `T` with postcard, catching a panic of its `Deserialize`
+/// and recovering the text of its own errors.
+fn postcard_decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(|| postcard::from_bytes::<T>(bytes))) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(postcard::Error::SerdeDeCustom)) => {
+            let text = catch_unwind(AssertUnwindSafe(|| errtext::deserialize_text::<T>(bytes)))
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| postcard::Error::SerdeDeCustom.to_string());
+            Err(format!(
+                "`{}`'s Deserialize failed: {text}",
+                type_name::<T>()
+            ))
+        }
+        Ok(Err(e)) => Err(format!(
+            "`{}` could not be deserialized: {e}",
+            type_name::<T>()
+        )),
+        Err(payload) => Err(format!(
+            "`{}`'s Deserialize panicked: {}",
+            type_name::<T>(),
+            weft_sync::panic_message(&*payload)
+        )),
     }
 }
 
@@ -175,7 +238,7 @@ pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, S
         *s = Some(v);
         return slot.ok_or_else(|| "internal: no value".to_string());
     }
-    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+    postcard_decode(bytes)
 }
 
 /// [`decode`] from an owned buffer: a `Vec<u8>` is moved, not copied;
@@ -188,7 +251,7 @@ pub(crate) fn decode_owned<T: DeserializeOwned + 'static>(
         *s = Some(bytes);
         return (slot.ok_or_else(|| "internal: no value".to_string()), None);
     }
-    let value = postcard::from_bytes(&bytes).map_err(|e| e.to_string());
+    let value = postcard_decode(&bytes);
     (value, Some(bytes))
 }
 

@@ -12,6 +12,7 @@
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, mpsc};
@@ -48,8 +49,27 @@ pub(crate) struct Job {
 
 impl Job {
     pub(crate) fn fail(self, error: TaskError) {
-        self.sink.finish(Err(error));
+        self.finish(Err(error));
     }
+
+    /// Delivers the job's outcome. What that runs of the user's code (a
+    /// result's `Deserialize` and `Drop`, done-callbacks) cannot take the
+    /// calling thread down: a panic there is reported and ignored.
+    pub(crate) fn finish(self, outcome: Result<Results, TaskError>) {
+        let sink = self.sink;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(move || sink.finish(outcome))) {
+            eprintln!(
+                "weft-process: delivering a task's outcome panicked (ignored): {}",
+                weft_sync::panic_message(&*payload)
+            );
+        }
+    }
+}
+
+/// `from + d`, or `None` (no deadline) where that is past what an
+/// [`Instant`] can hold: a huge timeout means no timeout.
+pub(crate) fn deadline(from: Instant, d: Duration) -> Option<Instant> {
+    from.checked_add(d)
 }
 
 pub(crate) struct InFlight {
@@ -61,6 +81,9 @@ pub(crate) struct InFlight {
 /// A live worker process and its channel.
 pub(crate) struct Worker {
     pub(crate) child: Child,
+    /// The thread that waits for the child to exit and then nudges its
+    /// supervisor (joined once the child is reaped).
+    watcher: Option<thread::JoinHandle<()>>,
     pub(crate) link: Link,
     /// Where messages from the worker are received (reused).
     pub(crate) rbuf: Vec<u8>,
@@ -102,6 +125,17 @@ pub(crate) fn recv_from<'b>(
 }
 
 impl Worker {
+    /// Waits up to `grace` (a huge one: for ever) for the worker to exit,
+    /// then kills it; reaps it, clears `slot`, and joins its watcher.
+    pub(crate) fn reap(&mut self, slot: &Mutex<Option<u32>>, grace: Duration) -> WorkerExit {
+        let exit = reap(slot, &mut self.child, grace);
+        if let Some(watcher) = self.watcher.take() {
+            // It returns once the child has exited, which it now has.
+            let _ = watcher.join();
+        }
+        exit
+    }
+
     /// Sends job `id`: `func` over the arguments `args` (ending at `ends`).
     pub(crate) fn send_run(
         &mut self,
@@ -225,6 +259,13 @@ pub(crate) fn exit_of(status: ExitStatus) -> WorkerExit {
     }
 }
 
+/// What woke an idle supervisor.
+enum Woke {
+    Job(Result<Job, crossbeam_channel::RecvError>),
+    Stop,
+    Nudged,
+}
+
 /// Why a supervisor is giving up on its worker.
 pub(crate) enum Loss {
     /// The worker's channel closed: it died.
@@ -260,7 +301,16 @@ pub(crate) fn supervise(inner: Arc<Inner>, slot: usize, ready: mpsc::Sender<Resu
         closing: false,
         broken: false,
     };
-    match sup.spawn() {
+    let first = catch_unwind(AssertUnwindSafe(|| sup.spawn())).unwrap_or_else(|payload| {
+        Err(Error::Spawn {
+            program: sup.inner.config.program.clone(),
+            source: std::io::Error::other(format!(
+                "the worker's supervisor thread failed while starting it: {}",
+                weft_sync::panic_message(&*payload)
+            )),
+        })
+    });
+    match first {
         Ok(w) => {
             sup.worker = Some(w);
             let _ = ready.send(Ok(()));
@@ -272,10 +322,44 @@ pub(crate) fn supervise(inner: Arc<Inner>, slot: usize, ready: mpsc::Sender<Resu
         }
     }
     drop(ready);
-    sup.run();
+    // A panic of the supervisor's own (a bug) must not leave the slot dead
+    // with its worker unreaped and its tasks hanging: the job the worker
+    // was running fails, the worker is replaced, and the slot goes on.
+    while let Err(payload) = catch_unwind(AssertUnwindSafe(|| sup.run())) {
+        sup.recover(&weft_sync::panic_message(&*payload));
+    }
 }
 
 impl Supervisor {
+    /// After a panic in [`run`](Self::run): fails the job the worker was
+    /// running, queues the ones behind it again, and kills and reaps the
+    /// worker; the next dispatch starts a new one.
+    fn recover(&mut self, why: &str) {
+        eprintln!("weft-process: a worker's supervisor thread failed ({why}); recovering");
+        if self.worker.is_none() {
+            self.worker = lock(&self.inner.parked[self.slot]).take();
+        }
+        if let Some(mut w) = self.worker.take() {
+            let _ = w.child.kill();
+            self.reap(&mut w, Duration::from_secs(2));
+        }
+        self.broken = false;
+        let mut inflight = std::mem::take(&mut self.inflight);
+        if let Some(head) = inflight.pop_front() {
+            head.job.fail(TaskError::WorkerLost {
+                exit: WorkerExit::Unknown(format!(
+                    "the pool's supervisor thread failed ({why}) while the worker ran this \
+                     task; the worker was replaced"
+                )),
+            });
+        }
+        for f in inflight.into_iter().rev() {
+            self.retry.push_front(f.job);
+        }
+        // Never spin if the failure repeats.
+        thread::sleep(Duration::from_millis(20));
+    }
+
     fn terminating(&self) -> bool {
         self.inner.terminating.load(Ordering::SeqCst)
     }
@@ -329,22 +413,27 @@ impl Supervisor {
             } else if self.inflight.is_empty() {
                 // Idle: lend the worker to direct callers while waiting.
                 let parked = self.park();
-                let msg = select! {
-                    recv(inner.jobs_rx) -> msg => Some(msg),
-                    recv(inner.stop_rx) -> _ => None,
+                let woke = select! {
+                    recv(inner.jobs_rx) -> msg => Woke::Job(msg),
+                    recv(inner.stop_rx) -> _ => Woke::Stop,
+                    recv(inner.nudge[self.slot].1) -> _ => Woke::Nudged,
                 };
                 if parked {
                     // Waits for a direct call in progress to end; the worker
                     // is gone if that call lost it.
                     self.worker = lock(&inner.parked[self.slot]).take();
                 }
-                match msg {
-                    Some(Ok(job)) => job,
-                    Some(Err(_)) => {
+                match woke {
+                    Woke::Job(Ok(job)) => job,
+                    Woke::Job(Err(_)) => {
                         self.closing = true;
                         break;
                     }
-                    None => break,
+                    Woke::Stop => break,
+                    Woke::Nudged => {
+                        self.check_idle_worker();
+                        continue;
+                    }
                 }
             } else {
                 match inner.jobs_rx.try_recv() {
@@ -357,6 +446,25 @@ impl Supervisor {
                 }
             };
             self.dispatch(job);
+        }
+    }
+
+    /// The idle worker's watcher saw it exit (it was killed from outside,
+    /// or exited), or a direct call lost it: reap it and start its
+    /// replacement now, not when the next task comes.
+    fn check_idle_worker(&mut self) {
+        if self.terminating() {
+            return;
+        }
+        match self.worker.as_mut().map(|w| w.child.try_wait()) {
+            // Still running: the notice was about a worker already replaced.
+            Some(Ok(None)) => {}
+            Some(_) => self.lose_worker(Loss::Died),
+            None => {
+                if let Ok(w) = self.spawn() {
+                    self.worker = Some(w);
+                }
+            }
         }
     }
 
@@ -440,7 +548,7 @@ impl Supervisor {
         let deadline = head
             .job
             .timeout
-            .map(|t| head.since.unwrap_or_else(Instant::now) + t);
+            .and_then(|t| deadline(head.since.unwrap_or_else(Instant::now), t));
         match recv_from(&mut w.link, &mut w.rbuf, deadline) {
             Recv::Msg(FromWorker::Done { job, status, data }) if job == head_id => {
                 let Some(mut done) = self.inflight.pop_front() else {
@@ -455,7 +563,7 @@ impl Supervisor {
                 let max = self.inner.config.max_result_bytes;
                 let count = done.job.ends.len();
                 match take_reply(&mut w.link, job, max, count, status, data, spare) {
-                    Ok(results) => done.job.sink.finish(Ok(results)),
+                    Ok(results) => done.job.finish(Ok(results)),
                     Err((message, protocol)) => {
                         done.job.fail(TaskError::Serialization {
                             message: message.clone(),
@@ -491,7 +599,7 @@ impl Supervisor {
                 if !matches!(loss, Loss::Died) {
                     let _ = w.child.kill();
                 }
-                self.reap(&mut w.child, Duration::from_secs(2))
+                self.reap(&mut w, Duration::from_secs(2))
             }
             None => WorkerExit::Unknown("no worker".into()),
         };
@@ -534,7 +642,7 @@ impl Supervisor {
         if let Some(mut w) = self.worker.take() {
             let _ = w.link.send(&ToWorker::Shutdown);
             let grace = self.inner.config.shutdown_grace;
-            self.reap(&mut w.child, grace);
+            self.reap(&mut w, grace);
         }
         if !self.closing
             && !self.terminating()
@@ -550,7 +658,7 @@ impl Supervisor {
         if self.terminating() {
             if let Some(mut w) = self.worker.take() {
                 let _ = w.child.kill();
-                self.reap(&mut w.child, Duration::from_secs(2));
+                self.reap(&mut w, Duration::from_secs(2));
             }
             for f in std::mem::take(&mut self.inflight) {
                 f.job.fail(TaskError::Cancelled);
@@ -564,15 +672,15 @@ impl Supervisor {
         } else if let Some(mut w) = self.worker.take() {
             let _ = w.link.send(&ToWorker::Shutdown);
             let grace = self.inner.config.shutdown_grace;
-            self.reap(&mut w.child, grace);
+            self.reap(&mut w, grace);
         }
     }
 
     /// Waits up to `grace` for the child to exit, then kills it; always
     /// reaps it. The slot's pid is cleared under the same lock as the reap,
     /// so `terminate` never signals a reaped (reusable) pid.
-    fn reap(&self, child: &mut Child, grace: Duration) -> WorkerExit {
-        reap(&self.inner.slots[self.slot], child, grace)
+    fn reap(&self, w: &mut Worker, grace: Duration) -> WorkerExit {
+        w.reap(&self.inner.slots[self.slot], grace)
     }
 
     /// Starts a worker and completes the authenticated handshake (and the
@@ -589,6 +697,8 @@ impl Supervisor {
         let secret = sys::random_secret().map_err(spawn_error)?;
         let mut cmd = Command::new(&cfg.program);
         cmd.env(ENV_WORKER, "1").stdin(Stdio::from(theirs));
+        // The worker holds its channel and stdio, nothing else of ours.
+        sys::inherit_only_stdio(&mut cmd);
         for (key, value) in &cfg.env {
             match value {
                 Some(v) => cmd.env(key, v),
@@ -611,17 +721,32 @@ impl Supervisor {
             *pid = Some(child.id());
         }
         self.inner.started.fetch_add(1, Ordering::Relaxed);
+        // Notices the worker's death even while its supervisor is idle (a
+        // worker killed from outside is then reaped and replaced at once).
+        // Without it (no thread could be started) an idle worker's death
+        // is noticed when the slot next gets work.
+        let pid = child.id();
+        let nudge = self.inner.nudge[self.slot].0.clone();
+        let watcher = thread::Builder::new()
+            .name(format!("weft-process-watch-{}", self.slot))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                sys::wait_exited(pid);
+                let _ = nudge.try_send(());
+            })
+            .ok();
         let mut worker = Worker {
             child,
+            watcher,
             link: Link::new(ours),
             rbuf: Vec::new(),
             scratch: Vec::new(),
             sent: 0,
         };
-        let deadline = Instant::now() + cfg.start_timeout;
+        let deadline = deadline(Instant::now(), cfg.start_timeout);
         if let Err(e) = self.handshake(&mut worker, &secret, deadline) {
             let _ = worker.child.kill();
-            self.reap(&mut worker.child, Duration::ZERO);
+            self.reap(&mut worker, Duration::ZERO);
             return Err(e);
         }
         Ok(worker)
@@ -629,7 +754,12 @@ impl Supervisor {
 
     /// Sends the bootstrap, checks the worker's answer, and runs the
     /// initializer.
-    fn handshake(&self, w: &mut Worker, secret: &[u8], deadline: Instant) -> Result<(), Error> {
+    fn handshake(
+        &self,
+        w: &mut Worker,
+        secret: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
         let cfg = &self.inner.config;
         let hint = if sys::HAS_INIT_HOOK {
             ""
@@ -645,7 +775,8 @@ impl Supervisor {
         let _ = w.link.send(&boot);
         loop {
             // Short waits, so that `terminate` is noticed.
-            let slice = (Instant::now() + Duration::from_millis(20)).min(deadline);
+            let slice = Instant::now() + Duration::from_millis(20);
+            let slice = deadline.map_or(slice, |d| slice.min(d));
             match w.link.recv::<FromWorker<'_>>(&mut w.rbuf, Some(slice)) {
                 Received::Msg(FromWorker::Hello {
                     secret: s,
@@ -724,7 +855,7 @@ impl Supervisor {
                             exit_of(status)
                         )));
                     }
-                    if Instant::now() >= deadline {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(handshake(format!(
                             "the worker did not connect within {:?}{hint}",
                             cfg.start_timeout
@@ -753,7 +884,7 @@ impl Supervisor {
                 "the worker died before running it".into(),
             ));
         }
-        let answer = recv_from(&mut w.link, &mut w.rbuf, Some(deadline));
+        let answer = recv_from(&mut w.link, &mut w.rbuf, deadline);
         // The worker has read the argument, if it answered.
         w.link.release(0);
         match answer {
@@ -777,8 +908,8 @@ impl Supervisor {
 /// Waits up to `grace` for the child to exit, then kills it; always
 /// reaps it. The slot's pid is cleared under the same lock as the reap,
 /// so `terminate` never signals a reaped (reusable) pid.
-pub(crate) fn reap(slot: &Mutex<Option<u32>>, child: &mut Child, grace: Duration) -> WorkerExit {
-    let deadline = Instant::now() + grace;
+fn reap(slot: &Mutex<Option<u32>>, child: &mut Child, grace: Duration) -> WorkerExit {
+    let deadline = deadline(Instant::now(), grace);
     loop {
         {
             let mut pid = lock(slot);
@@ -787,7 +918,7 @@ pub(crate) fn reap(slot: &Mutex<Option<u32>>, child: &mut Child, grace: Duration
                     *pid = None;
                     return exit_of(status);
                 }
-                Ok(None) if Instant::now() >= deadline => {
+                Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
                     let _ = child.kill();
                     let exit = child
                         .wait()

@@ -110,6 +110,151 @@ pub(crate) fn kill(pid: u32) {
     }
 }
 
+/// Makes the child that `cmd` starts hold only the descriptors it is
+/// given as stdin, stdout and stderr: every other descriptor it would
+/// inherit (one the program opened without close-on-exec: a `pipe()`, a
+/// file from C code) is made close-on-exec between `fork` and `exec`, so
+/// that the worker never keeps another child's pipe open. Marking rather
+/// than closing keeps the channel the standard library uses to report a
+/// failed `exec`.
+pub(crate) fn inherit_only_stdio(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where
+    // only async-signal-safe calls are allowed: it makes raw system calls
+    // (close_range, open, getdents64, fcntl, close, getrlimit) on a stack
+    // buffer, and neither allocates nor takes a lock.
+    unsafe {
+        cmd.pre_exec(|| {
+            cloexec_from(3);
+            Ok(())
+        });
+    }
+}
+
+/// Sets close-on-exec on every descriptor from `first` up. Async-signal
+/// safe (see [`inherit_only_stdio`]).
+fn cloexec_from(first: libc::c_int) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // Linux 5.11 and later: one call.
+        // SAFETY: close_range takes no pointers.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        } == 0;
+        if done || cloexec_listed(first) {
+            return;
+        }
+    }
+    // Elsewhere, or without /proc: every number up to the limit.
+    // SAFETY: getrlimit writes into the struct it is given.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid rlimit for the call to fill.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.min(1 << 20) as libc::c_int
+    } else {
+        1024
+    };
+    for fd in first..max {
+        set_cloexec(fd);
+    }
+}
+
+/// Sets close-on-exec on `fd` if it is open. Async-signal safe.
+fn set_cloexec(fd: libc::c_int) {
+    // SAFETY: fcntl on a descriptor number takes no pointers; a closed one
+    // is EBADF.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// [`cloexec_from`] for kernels before 5.11: the descriptors listed in
+/// `/proc/self/fd`, read with raw `getdents64` into a stack buffer (as
+/// CPython's `_posixsubprocess` does). `false` if it cannot be listed.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn cloexec_listed(first: libc::c_int) -> bool {
+    // SAFETY: a NUL-terminated path; the result is checked.
+    let dir = unsafe {
+        libc::open(
+            c"/proc/self/fd".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return false;
+    }
+    let mut buf = [0u64; 512];
+    loop {
+        // SAFETY: `buf` is writable for its size in bytes.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir,
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+            )
+        };
+        if got <= 0 {
+            break;
+        }
+        let bytes = buf.as_ptr().cast::<u8>();
+        let mut at = 0usize;
+        while at + 19 < got as usize {
+            // linux_dirent64: d_ino (8), d_off (8), d_reclen (2),
+            // d_type (1), then the NUL-terminated name.
+            // SAFETY: the kernel wrote `got` bytes of whole records; each
+            // record's header and name lie within them.
+            let (reclen, fd) = unsafe {
+                let reclen = std::ptr::read_unaligned(bytes.add(at + 16).cast::<u16>()) as usize;
+                let mut fd: libc::c_int = 0;
+                let mut name = bytes.add(at + 19);
+                let mut digits = 0;
+                while (*name).is_ascii_digit() && digits < 10 {
+                    fd = fd * 10 + libc::c_int::from(*name - b'0');
+                    name = name.add(1);
+                    digits += 1;
+                }
+                (reclen, if digits > 0 && *name == 0 { fd } else { -1 })
+            };
+            if fd >= first && fd != dir {
+                set_cloexec(fd);
+            }
+            if reclen == 0 {
+                break;
+            }
+            at += reclen;
+        }
+    }
+    // SAFETY: `dir` was opened above.
+    unsafe { libc::close(dir) };
+    true
+}
+
+/// Blocks until the child `pid` has exited, without reaping it (the
+/// caller reaps it): `waitid(WEXITED | WNOWAIT)`. Returns at once if `pid`
+/// is not (or no longer) a child of this process.
+pub(crate) fn wait_exited(pid: u32) {
+    // A pid fits an id_t on every platform this builds for.
+    let id: libc::id_t = pid;
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid siginfo_t for the call to fill.
+        let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets (close-on-exec): the
 /// channel between the pool and one worker. Each `send` is one message
 /// (packet) with its boundaries kept, so a message is read whole by one
