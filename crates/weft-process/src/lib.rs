@@ -82,10 +82,18 @@
 //! | the function panics | [`TaskError::Panicked`] with the message | survives |
 //! | it segfaults, aborts, calls `exit`, is killed | [`TaskError::WorkerLost`] with [`WorkerExit::Signal`] or [`WorkerExit::Code`] | reaped and replaced |
 //! | it runs past its timeout | [`TaskError::TimedOut`] | killed, reaped and replaced |
-//! | argument or result will not (de)serialize | [`TaskError::Serialization`] for that task alone | survives |
+//! | argument or result will not (de)serialize, or its `Serialize` / `Deserialize` panics (in the worker or the parent) | [`TaskError::Serialization`] for that task (or `map` item) alone, naming the type and giving its own message | survives |
 //! | it sends a malformed, oversized or unexpected message | [`TaskError::Serialization`] | killed and replaced |
 //! | `terminate()` | running and queued tasks: [`TaskError::Cancelled`] | killed and reaped |
 //! | task submitted after `shutdown()` | [`TaskError::Abandoned`] | — |
+//!
+//! User code that the pool runs on its own threads (a result's
+//! `Deserialize`, a value's `Drop` when its handle or `map` iterator is
+//! gone, done-callbacks) cannot take a pool thread down either: a panic
+//! there fails only the value it belongs to, or is reported on stderr and
+//! ignored. The text of a type's own (de)serialization error
+//! (`Error::custom`), which postcard drops, is recovered by running the
+//! failed value again through an adapter that keeps it.
 //!
 //! Only the job a worker was running fails when it is lost: a worker holds
 //! at most two jobs (the one it runs and the next), and the next one is
@@ -96,8 +104,16 @@
 //!
 //! - Workers die with the pool's process (`PR_SET_PDEATHSIG` on Linux, and
 //!   on every platform they exit when their channel to the parent closes),
-//!   are always reaped (no zombies), and no file descriptor outlives the
+//!   are always reaped (no zombies; a worker that dies while idle, killed
+//!   from outside say, is reaped and replaced at once: a small thread per
+//!   worker waits for its exit), and no file descriptor outlives the
 //!   pool.
+//! - A worker holds only its channel and its stdin, stdout and stderr:
+//!   every other descriptor of the parent that is not close-on-exec (a
+//!   `pipe()` the program made for another child, say) is made
+//!   close-on-exec in the child before it runs the worker
+//!   (`close_range`, else a `/proc/self/fd` sweep, else every number up to
+//!   the limit), as CPython's spawn and forkserver workers get only theirs.
 //! - Only the processes the pool started can join it: each worker's channel
 //!   is a `SOCK_SEQPACKET` socket pair whose other end only that child
 //!   inherits (as its stdin, which the worker then points at `/dev/null`),

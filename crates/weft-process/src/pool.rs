@@ -193,7 +193,9 @@ impl ProcessPoolBuilder {
     /// The time limit of every task that does not set its own (see
     /// [`ProcessPool::submit_with_timeout`]). A task past its limit fails
     /// with [`TaskError::TimedOut`] and its worker is killed and replaced.
-    /// For `map`, the limit applies to each chunk. Default: none.
+    /// For `map`, the limit applies to each chunk. Default: none. Zero
+    /// makes [`build`](Self::build) fail; a duration too long for the
+    /// clock (`Duration::MAX`) means no limit.
     pub fn task_timeout(mut self, timeout: Duration) -> Self {
         self.task_timeout = Some(timeout);
         self
@@ -224,7 +226,10 @@ impl ProcessPoolBuilder {
     }
 
     /// How long a new worker may take to start and complete its handshake
-    /// (and initializer). Default: 30 s.
+    /// (and initializer). Default: 30 s. Zero makes
+    /// [`build`](Self::build) fail; a duration too long for the clock
+    /// (`Duration::MAX`) means no limit (a worker that exits is still
+    /// noticed at once).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
         self
@@ -239,7 +244,9 @@ impl ProcessPoolBuilder {
     }
 
     /// How long [`ProcessPool::shutdown`] waits for a worker to exit after
-    /// asking it to, before killing it. Default: 5 s.
+    /// asking it to, before killing it. Default: 5 s. Zero kills at once; a
+    /// duration too long for the clock (`Duration::MAX`) waits as long as
+    /// the worker takes.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
@@ -473,7 +480,8 @@ impl ProcessPool {
     /// [`submit`](Self::submit) with a time limit for this task: past it the
     /// task fails with [`TaskError::TimedOut`] and its worker is killed and
     /// replaced. The clock starts when the worker begins the task. A zero
-    /// `timeout` fails the task at once with `TimedOut`, without running it.
+    /// `timeout` fails the task at once with `TimedOut`, without running it;
+    /// one too long for the clock (`Duration::MAX`) means no limit.
     pub fn submit_with_timeout<F, A, R>(&self, f: F, arg: A, timeout: Duration) -> TaskHandle<R>
     where
         F: Fn(A) -> R + Copy + 'static,

@@ -1097,6 +1097,44 @@ mod tests {
         assert!(read_remote(me, u64::MAX - 4, 16, &mut Vec::new()).is_err());
     }
 
+    /// Two fresh descriptors that are not close-on-exec, the lower first.
+    fn inheritable() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: new descriptors that this test owns.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    fn cloexec(fd: &OwnedFd) -> bool {
+        // SAFETY: F_GETFD takes no pointers.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) & libc::FD_CLOEXEC != 0 }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "calls into the operating system")]
+    fn every_way_of_marking_inherited_descriptors_reaches_them() {
+        // Only descriptors from the pipe's up are touched (close-on-exec
+        // on this test process's own later descriptors is harmless).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            // The /proc/self/fd listing (kernels before close_range).
+            let (a, b) = inheritable();
+            assert!(!cloexec(&a) && !cloexec(&b));
+            assert!(cloexec_listed(a.as_raw_fd().min(b.as_raw_fd())));
+            assert!(cloexec(&a) && cloexec(&b));
+        }
+        // Whatever the kernel offers.
+        let (a, b) = inheritable();
+        cloexec_from(a.as_raw_fd().min(b.as_raw_fd()));
+        assert!(cloexec(&a) && cloexec(&b));
+        // One descriptor at a time; a closed number is ignored.
+        let (a, _b) = inheritable();
+        set_cloexec(a.as_raw_fd());
+        assert!(cloexec(&a));
+        set_cloexec(-1);
+    }
+
     #[test]
     #[cfg_attr(miri, ignore = "calls into the operating system")]
     fn only_a_seqpacket_socket_is_taken_as_the_channel() {
