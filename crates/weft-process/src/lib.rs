@@ -231,7 +231,7 @@ pub mod __fuzz {
         /// a `max_result_bytes` of 1 MiB, then decodes the results as
         /// [`reply`] does.
         pub fn receive(&mut self, wait: Duration) -> Result<String, String> {
-            let deadline = Some(Instant::now() + wait);
+            let deadline = Instant::now().checked_add(wait);
             match self.parent.recv::<FromWorker<'_>>(&mut self.buf, deadline) {
                 Received::Msg(FromWorker::Done { job, status, data }) => {
                     let results =

@@ -128,10 +128,9 @@ where
             }
             Err(payload) => {
                 batch.out.truncate(mark);
-                batch.status.push(ItemOut::Err(
-                    ErrKind::Panicked,
-                    weft_sync::panic_message(&*payload),
-                ));
+                batch
+                    .status
+                    .push(ItemOut::Err(ErrKind::Panicked, panic_text(payload)));
             }
         }
     }
@@ -181,13 +180,23 @@ pub(crate) fn encode_into<T: Serialize + 'static>(
         Err(payload) => format!(
             "`{}`'s Serialize panicked: {}",
             type_name::<T>(),
-            weft_sync::panic_message(&*payload)
+            panic_text(payload)
         ),
     };
     out.truncate(mark);
     // The value may panic when dropped, too.
     drop_quietly(value);
     Err(error)
+}
+
+/// The message of a caught panic, its payload dropped without letting a
+/// second panic out (a payload whose `Drop` panics is leaked instead).
+pub(crate) fn panic_text(payload: Box<dyn Any + Send>) -> String {
+    let text = weft_sync::panic_message(&*payload);
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
+    text
 }
 
 /// Drops a user value, catching a panic of its `Drop` (reported on
@@ -197,7 +206,7 @@ pub(crate) fn drop_quietly<T>(value: T) {
         eprintln!(
             "weft-process: dropping a `{}` panicked (ignored): {}",
             type_name::<T>(),
-            weft_sync::panic_message(&*payload)
+            panic_text(payload)
         );
     }
 }
@@ -224,7 +233,7 @@ fn postcard_decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Str
         Err(payload) => Err(format!(
             "`{}`'s Deserialize panicked: {}",
             type_name::<T>(),
-            weft_sync::panic_message(&*payload)
+            panic_text(payload)
         )),
     }
 }

@@ -73,6 +73,31 @@ impl Drop for DropBomb {
     }
 }
 
+/// A panic payload that panics again when dropped (in the parent).
+struct PayloadBomb;
+
+impl Drop for PayloadBomb {
+    fn drop(&mut self) {
+        if !weft_process::is_worker() && !std::thread::panicking() {
+            panic!("PayloadBomb dropped in the parent");
+        }
+    }
+}
+
+/// Its `Deserialize` panics with a [`PayloadBomb`] on 13.
+#[derive(Debug, PartialEq, Serialize)]
+struct BombOn13(u32);
+
+impl<'de> Deserialize<'de> for BombOn13 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n == 13 {
+            std::panic::panic_any(PayloadBomb);
+        }
+        Ok(BombOn13(n))
+    }
+}
+
 // ---- functions the workers run -------------------------------------------
 
 fn square(x: u64) -> u64 {
@@ -81,6 +106,10 @@ fn square(x: u64) -> u64 {
 
 fn mk(x: u32) -> PanicOn13 {
     PanicOn13(x)
+}
+
+fn mk_payload_bomb(x: u32) -> BombOn13 {
+    BombOn13(x)
 }
 
 fn take_panicky(x: PanicOn13) -> u32 {
@@ -122,6 +151,7 @@ fn init_nothing(_: SerPanic) {}
 weft_process::register!(
     square,
     mk,
+    mk_payload_bomb,
     take_panicky,
     mk_picky,
     take_picky,
@@ -195,6 +225,10 @@ fn a_result_whose_deserialize_panics_fails_its_task_and_the_pool_goes_on() {
         assert!(message.contains("will not deserialize 13"), "{message}");
         assert_eq!(p.apply(square, 4), Ok(16));
         assert_eq!(get(p.submit(mk, 12)), Ok(PanicOn13(12)));
+        // A panic payload that panics again when dropped.
+        let message = serialization_message(get(p.submit(mk_payload_bomb, 13)));
+        assert!(message.contains("BombOn13"), "{message}");
+        assert_eq!(get(p.submit(mk_payload_bomb, 12)), Ok(BombOn13(12)));
     });
     assert_same_worker(&pool, &pids, started);
 }
