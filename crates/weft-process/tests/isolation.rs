@@ -79,7 +79,7 @@ fn workers_inherit_no_descriptor_and_failed_builds_leave_nothing_behind() {
     // pool lives.
     drop(write);
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut file = std::fs::File::from(read);
         let mut all = Vec::new();
         let _ = tx.send(file.read_to_end(&mut all).map(|_| all.len()).ok());
@@ -89,6 +89,7 @@ fn workers_inherit_no_descriptor_and_failed_builds_leave_nothing_behind() {
             .expect("a worker holds the write end of the parent's pipe"),
         Some(0)
     );
+    reader.join().unwrap();
     drop(pool);
 
     // ---- a failed build leaves no process, thread or descriptor ----
