@@ -29,7 +29,7 @@ pin_project_lite::pin_project! {
             let mut stage = this.project().stage;
             if let StageProj::Live { .. } = stage.as_mut().project() {
                 let _ = catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done)))
-                    .map_err(drop_payload);
+                    .map_err(weft_sync::drop_quietly);
             }
         }
     }
@@ -55,32 +55,23 @@ impl<F: Future> Future for Contained<F> {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(v)) => Ok(v),
             Err(payload) => {
-                let message = weft_sync::panic_message(&*payload);
-                drop_payload(payload);
+                let message = weft_sync::into_panic_message(payload);
                 Err(message)
             }
         };
         match catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done))) {
             Ok(()) => Poll::Ready(out),
             Err(payload) => {
-                let message = weft_sync::panic_message(&*payload);
-                drop_payload(payload);
+                let message = weft_sync::into_panic_message(payload);
                 // The first panic is the one reported; an output whose own
                 // destructor panics is dropped where the panic stops here.
                 let failed = out.and_then(|v| {
-                    let _ = catch_unwind(AssertUnwindSafe(|| drop(v))).map_err(drop_payload);
+                    weft_sync::drop_quietly(v);
                     Err(message)
                 });
                 Poll::Ready(failed)
             }
         }
-    }
-}
-
-/// Drops a panic payload, leaking it if its own destructor panics.
-fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-        std::mem::forget(again);
     }
 }
 

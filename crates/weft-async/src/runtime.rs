@@ -566,11 +566,7 @@ impl<F: Future> Future for TaskFuture<F> {
                 return Poll::Pending;
             }
             Ok(Poll::Ready(v)) => Outcome::ok(v),
-            Err(payload) => {
-                let outcome = Outcome::panicked(&*payload, *slot);
-                crate::task::drop_payload(payload);
-                outcome
-            }
+            Err(payload) => Outcome::panicked(payload, *slot),
         };
         // Finished: drop the future now, where a panic in its destructor can
         // be caught (it then counts as the task's panic, unless the task had
@@ -578,16 +574,13 @@ impl<F: Future> Future for TaskFuture<F> {
         let slot = *slot;
         match catch_unwind(AssertUnwindSafe(|| stage.set(Stage::Done { slot }))) {
             Ok(()) => Poll::Ready(outcome),
-            Err(payload) => {
-                let failed = if outcome.is_err() {
-                    outcome
-                } else {
-                    drop(outcome);
-                    Outcome::panicked(&*payload, slot)
-                };
-                crate::task::drop_payload(payload);
-                Poll::Ready(failed)
-            }
+            Err(payload) => Poll::Ready(if outcome.is_err() {
+                weft_sync::drop_quietly(payload);
+                outcome
+            } else {
+                drop(outcome);
+                Outcome::panicked(payload, slot)
+            }),
         }
     }
 }

@@ -258,7 +258,7 @@ impl<T> Outcome<T> {
 
     /// A panic caught while polling the current task, whose registry slot is
     /// `slot` (`NO_SLOT` if it has none).
-    pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), slot: u32) -> Outcome<T> {
+    pub(crate) fn panicked(payload: Box<dyn std::any::Any + Send>, slot: u32) -> Outcome<T> {
         let report = current_report(payload, slot, PanicPhase::Running);
         Outcome(State::Panicked(panics().insert(report)))
     }
@@ -295,22 +295,21 @@ impl<T> Outcome<T> {
 /// Drops the output `value` of task `task_id`, which nobody took; a panic in
 /// its destructor goes to the panic hook.
 fn drop_output<T>(value: T, task_id: u64) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(value))) {
-        let report = PanicReport {
+    if let Some(message) = weft_sync::drop_quietly(value) {
+        report_unretrieved(&PanicReport {
             task_id,
             task_name: None,
-            message: weft_sync::panic_message(&*payload),
+            message,
             phase: PanicPhase::Output,
-        };
-        drop_payload(payload);
-        report_unretrieved(&report);
+        });
     }
 }
 
 /// The report of a panic in the task being polled or dropped on this thread,
-/// whose registry slot is `slot` (`NO_SLOT` if it has none).
+/// whose registry slot is `slot` (`NO_SLOT` if it has none); consumes the
+/// panic's payload.
 fn current_report(
-    payload: &(dyn std::any::Any + Send),
+    payload: Box<dyn std::any::Any + Send>,
     slot: u32,
     phase: PanicPhase,
 ) -> PanicReport {
@@ -329,7 +328,7 @@ fn current_report(
     PanicReport {
         task_id,
         task_name,
-        message: weft_sync::panic_message(payload),
+        message: weft_sync::into_panic_message(payload),
         phase,
     }
 }
@@ -338,26 +337,14 @@ fn current_report(
 /// being dropped on this thread; `slot` is its registry slot): nobody awaits
 /// a cancelled task's output, so it goes to the panic hook.
 pub(crate) fn report_cancel_panic(payload: Box<dyn std::any::Any + Send>, slot: u32) {
-    let report = current_report(&*payload, slot, PanicPhase::Cancelled);
-    drop_payload(payload);
-    report_unretrieved(&report);
+    report_unretrieved(&current_report(payload, slot, PanicPhase::Cancelled));
 }
 
 /// Wakes `waker`, which user code handed to the runtime: a panic in its
 /// `wake` goes to the panic hook, never further.
 pub(crate) fn wake_contained(waker: Waker) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-        let report = current_report(&*payload, NO_SLOT, PanicPhase::Wake);
-        drop_payload(payload);
-        report_unretrieved(&report);
-    }
-}
-
-/// Drops a panic payload; a payload whose own destructor panics is leaked
-/// (its message was already taken), never allowed to unwind further.
-pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(|| drop(payload))) {
-        std::mem::forget(again);
+        report_unretrieved(&current_report(payload, NO_SLOT, PanicPhase::Wake));
     }
 }
 
@@ -789,8 +776,7 @@ fn report_unretrieved(report: &PanicReport) {
         Some(hook) => match catch_unwind(AssertUnwindSafe(|| hook(report))) {
             Ok(()) => None,
             Err(payload) => {
-                let message = weft_sync::panic_message(&*payload);
-                drop_payload(payload);
+                let message = weft_sync::into_panic_message(payload);
                 Some(message)
             }
         },

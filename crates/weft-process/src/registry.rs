@@ -128,9 +128,10 @@ where
             }
             Err(payload) => {
                 batch.out.truncate(mark);
-                batch
-                    .status
-                    .push(ItemOut::Err(ErrKind::Panicked, panic_text(payload)));
+                batch.status.push(ItemOut::Err(
+                    ErrKind::Panicked,
+                    weft_sync::into_panic_message(payload),
+                ));
             }
         }
     }
@@ -180,7 +181,7 @@ pub(crate) fn encode_into<T: Serialize + 'static>(
         Err(payload) => format!(
             "`{}`'s Serialize panicked: {}",
             type_name::<T>(),
-            panic_text(payload)
+            weft_sync::into_panic_message(payload)
         ),
     };
     out.truncate(mark);
@@ -189,24 +190,13 @@ pub(crate) fn encode_into<T: Serialize + 'static>(
     Err(error)
 }
 
-/// The message of a caught panic, its payload dropped without letting a
-/// second panic out (a payload whose `Drop` panics is leaked instead).
-pub(crate) fn panic_text(payload: Box<dyn Any + Send>) -> String {
-    let text = weft_sync::panic_message(&*payload);
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
-    }
-    text
-}
-
 /// Drops a user value, catching a panic of its `Drop` (reported on
 /// stderr): a pool's thread must not die of it.
 pub(crate) fn drop_quietly<T>(value: T) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
+    if let Some(message) = weft_sync::drop_quietly(value) {
         eprintln!(
-            "weft-process: dropping a `{}` panicked (ignored): {}",
-            type_name::<T>(),
-            panic_text(payload)
+            "weft-process: dropping a `{}` panicked (ignored): {message}",
+            type_name::<T>()
         );
     }
 }
@@ -233,7 +223,7 @@ fn postcard_decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Str
         Err(payload) => Err(format!(
             "`{}`'s Deserialize panicked: {}",
             type_name::<T>(),
-            panic_text(payload)
+            weft_sync::into_panic_message(payload)
         )),
     }
 }

@@ -60,7 +60,7 @@ impl Job {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || sink.finish(outcome))) {
             eprintln!(
                 "weft-process: delivering a task's outcome panicked (ignored): {}",
-                registry::panic_text(payload)
+                weft_sync::into_panic_message(payload)
             );
         }
     }
@@ -306,7 +306,7 @@ pub(crate) fn supervise(inner: Arc<Inner>, slot: usize, ready: mpsc::Sender<Resu
             program: sup.inner.config.program.clone(),
             source: std::io::Error::other(format!(
                 "the worker's supervisor thread failed while starting it: {}",
-                registry::panic_text(payload)
+                weft_sync::into_panic_message(payload)
             )),
         })
     });
@@ -326,7 +326,7 @@ pub(crate) fn supervise(inner: Arc<Inner>, slot: usize, ready: mpsc::Sender<Resu
     // with its worker unreaped and its tasks hanging: the job the worker
     // was running fails, the worker is replaced, and the slot goes on.
     while let Err(payload) = catch_unwind(AssertUnwindSafe(|| sup.run())) {
-        sup.recover(&registry::panic_text(payload));
+        sup.recover(&weft_sync::into_panic_message(payload));
     }
 }
 

@@ -891,9 +891,8 @@ impl Watchdog {
                         if let Err(payload) = called {
                             eprintln!(
                                 "weft: the watchdog's hook panicked (ignored, the watchdog goes on): {}",
-                                crate::task::panic_message(&*payload)
+                                crate::task::into_panic_message(payload)
                             );
-                            crate::task::drop_payload(payload);
                         }
                     }
                 })?

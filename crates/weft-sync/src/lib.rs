@@ -144,7 +144,9 @@ pub use mutex::{Lock, Mutex, MutexGuard, MutexLockFuture};
 pub use queue::{GetFuture, PutFuture, Queue};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{AcquireFuture, BoundedSemaphore, Semaphore, SemaphoreGuard};
-pub use task::{Completer, TaskError, TaskHandle, WorkerExit, panic_message};
+pub use task::{
+    Completer, TaskError, TaskHandle, WorkerExit, drop_quietly, into_panic_message, panic_message,
+};
 pub use wait::{
     AsCompleted, AsCompletedStream, ReturnWhen, WaitAsync, WaitResult, as_completed, wait,
     wait_async,

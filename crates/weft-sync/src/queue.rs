@@ -488,7 +488,9 @@ impl<T> Queue<T> {
                 if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(item))) {
                     match panic {
                         None => panic = Some(payload),
-                        Some(_) => crate::task::drop_payload(payload),
+                        Some(_) => {
+                            crate::task::drop_quietly(payload);
+                        }
                     }
                 }
             }

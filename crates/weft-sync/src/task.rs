@@ -108,13 +108,46 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Drops a caught panic payload, never letting a second panic out: a
-/// payload whose own `Drop` panics is leaked instead (as std does for the
-/// payloads of panicking threads).
-pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+/// The message of a caught panic ([`panic_message`]), consuming its
+/// payload without letting a second panic out: a payload whose own `Drop`
+/// panics is leaked instead (as std does for the payloads of panicking
+/// threads).
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("boom {}", 7)).unwrap_err();
+/// assert_eq!(weft_sync::into_panic_message(payload), "boom 7");
+/// ```
+pub fn into_panic_message(payload: Box<dyn Any + Send>) -> String {
+    let message = panic_message(&*payload);
     if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         std::mem::forget(again);
     }
+    message
+}
+
+/// Drops `value` where a panic must not escape: on a thread an engine owns
+/// (a worker, a supervisor, a runtime's loop), or on a path that is already
+/// unwinding. A panic raised by its `Drop` is caught and its message
+/// returned; that panic's own payload is dropped by
+/// [`into_panic_message`], so nothing unwinds out of this call.
+///
+/// Every weft engine drops user values (unread results, cancelled
+/// closures, caught panic payloads) through this function.
+///
+/// ```
+/// struct Loud;
+/// impl Drop for Loud {
+///     fn drop(&mut self) {
+///         panic!("loud drop");
+///     }
+/// }
+/// assert_eq!(weft_sync::drop_quietly(Loud).as_deref(), Some("loud drop"));
+/// assert_eq!(weft_sync::drop_quietly(vec![1, 2, 3]), None);
+/// ```
+pub fn drop_quietly<T>(value: T) -> Option<String> {
+    catch_unwind(AssertUnwindSafe(move || drop(value)))
+        .err()
+        .map(into_panic_message)
 }
 
 /// How a worker process ended, for [`TaskError::WorkerLost`].
@@ -232,7 +265,7 @@ impl<T> Shared<T> {
             .chain(watchers.into_iter().map(|(_, w)| w))
         {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(move || w.wake())) {
-                drop_payload(payload);
+                drop_quietly(payload);
             }
         }
         Ok(())
@@ -260,9 +293,8 @@ fn run_callback<T>(cb: Callback<T>, outcome: &Result<T, TaskError>) {
         // it is reported and ignored.
         eprintln!(
             "weft: a TaskHandle done-callback panicked (ignored): {}",
-            panic_message(&*payload)
+            into_panic_message(payload)
         );
-        drop_payload(payload);
     }
 }
 
@@ -270,12 +302,8 @@ fn run_callback<T>(cb: Callback<T>, outcome: &Result<T, TaskError>) {
 /// result no one will read, say) must not unwind into the engine: the
 /// panic is reported on stderr and ignored.
 fn drop_on_engine_thread<V>(value: V, what: &str) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        eprintln!(
-            "weft: dropping {what} panicked (ignored): {}",
-            panic_message(&*payload)
-        );
-        drop_payload(payload);
+    if let Some(message) = drop_quietly(value) {
+        eprintln!("weft: dropping {what} panicked (ignored): {message}");
     }
 }
 
@@ -683,10 +711,8 @@ impl<T> Completer<T> {
         if !self.start() {
             return false;
         }
-        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-            let error = TaskError::from_panic(&*payload);
-            drop_payload(payload);
-            error
+        let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| TaskError::Panicked {
+            message: into_panic_message(payload),
         });
         self.complete(outcome);
         true
