@@ -3,13 +3,29 @@
 //! `rayon`, `chili`, `std`). All pools get the same number of threads: the
 //! machine's available parallelism.
 //!
+//! The `ThreadPoolExecutor` path (work submitted from outside the pool,
+//! one handle per task) has rows per task (criterion's `Throughput`, which
+//! `cargo xtask bench` divides by): `spawn_join_1m_1thread` (1M empty
+//! submits from one thread, then 1M joins), `spawn_join_1m_4threads` (the
+//! same split over 4 submitting threads at once, 250k each),
+//! `as_completed_100k_finished` (draining `as_completed` over 100k finished
+//! handles). rayon has no task handle: it is given weft's, so both pay the
+//! same for the handle. `spawn_to_start_idle_p50`/`_p99` are not criterion
+//! rows: [`latency`] times single submits into an idle pool itself and
+//! writes the percentiles to `target/weft-bench/extra/weft-pool.json`,
+//! which the xtask merges. `benches/python_peers.py` runs the same
+//! workloads on Python's `ThreadPoolExecutor`.
+//!
 //! Quick run: `cargo bench -p weft-pool --bench pool -- --warm-up-time 0.5
 //! --measurement-time 1 --sample-size 10`
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
+use weft_sync::TaskHandle;
 
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -188,6 +204,177 @@ fn random_u32s(n: usize) -> Vec<u32> {
         .collect()
 }
 
+// ------------------------------------------- the ThreadPoolExecutor path
+
+/// How an implementation is submitted to from outside: `submit(f)` gives a
+/// handle. weft's own `spawn`; rayon's `spawn` with weft's handle.
+trait Submit: Sync {
+    fn submit<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> TaskHandle<T>;
+}
+
+impl Submit for weft_pool::ThreadPool {
+    #[inline]
+    fn submit<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> TaskHandle<T> {
+        self.spawn(f).unwrap()
+    }
+}
+
+impl Submit for rayon::ThreadPool {
+    #[inline]
+    fn submit<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> TaskHandle<T> {
+        let (c, h) = TaskHandle::pair();
+        self.spawn(move || {
+            c.run(f);
+        });
+        h
+    }
+}
+
+/// `per_thread` empty submits from this thread, then their joins.
+fn spawn_join(pool: &impl Submit, per_thread: usize) {
+    let hs: Vec<_> = (0..per_thread).map(|_| pool.submit(|| ())).collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+/// `total` empty submits split over `threads` submitting threads at once,
+/// each joining its own handles.
+fn spawn_join_threads(pool: &impl Submit, total: usize, threads: usize) {
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| spawn_join(pool, total / threads));
+        }
+    });
+}
+
+/// 100k handles of empty tasks that have all finished.
+fn finished_handles(pool: &impl Submit, n: usize) -> Vec<TaskHandle<()>> {
+    let hs: Vec<_> = (0..n).map(|_| pool.submit(|| ())).collect();
+    for h in &hs {
+        h.wait();
+    }
+    hs
+}
+
+fn spawn_benches(c: &mut Criterion, n: usize) {
+    const N: usize = 1_000_000;
+    const AS_COMPLETED: usize = 100_000;
+    let weft = || weft_pool::ThreadPool::new(n).unwrap();
+    let rayon = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    for (name, threads) in [("spawn_join_1m_1thread", 1), ("spawn_join_1m_4threads", 4)] {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Elements(N as u64));
+        {
+            let pool = weft();
+            g.bench_function("weft", |b| b.iter(|| spawn_join_threads(&pool, N, threads)));
+        }
+        {
+            let pool = rayon();
+            g.bench_function("rayon", |b| {
+                b.iter(|| spawn_join_threads(&pool, N, threads))
+            });
+        }
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("as_completed_100k_finished");
+        g.throughput(Throughput::Elements(AS_COMPLETED as u64));
+        let pool = weft();
+        g.bench_function("weft", |b| {
+            b.iter_batched(
+                || finished_handles(&pool, AS_COMPLETED),
+                |hs| {
+                    let mut k = 0;
+                    for (_, r) in weft_sync::as_completed(hs) {
+                        r.unwrap();
+                        k += 1;
+                    }
+                    assert_eq!(k, AS_COMPLETED);
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+    }
+}
+
+/// p50 and p99 of the time from just before a submit into an idle pool to
+/// the moment its task starts (the task reads the clock first thing).
+fn idle_latency(pool: &impl Submit, samples: usize) -> (f64, f64) {
+    let mut lat: Vec<u64> = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        // Long enough for every worker to give up spinning and park.
+        std::thread::sleep(Duration::from_millis(2));
+        let t0 = Instant::now();
+        let started = pool.submit(Instant::now).join().unwrap();
+        // The first tenth warms up (and is dropped).
+        if i >= samples / 10 {
+            lat.push(started.saturating_duration_since(t0).as_nanos() as u64);
+        }
+    }
+    lat.sort_unstable();
+    let at = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64;
+    (at(0.50), at(0.99))
+}
+
+/// The idle-pool latency rows (see the module docs); honours a criterion
+/// name filter given on the command line.
+fn latency(_c: &mut Criterion) {
+    const NAME: &str = "spawn_to_start_idle";
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
+        .collect();
+    // A filter is a regex; its alternatives are enough for a name filter.
+    let wanted = |f: &String| f.split('|').any(|part| NAME.contains(part));
+    if !filters.is_empty() && !filters.iter().any(wanted) {
+        return;
+    }
+    let n = threads();
+    let samples = 2000;
+    let mut rows = Vec::new();
+    {
+        let pool = weft_pool::ThreadPool::new(n).unwrap();
+        let (p50, p99) = idle_latency(&pool, samples);
+        rows.push(("weft", p50, p99));
+    }
+    {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap();
+        let (p50, p99) = idle_latency(&pool, samples);
+        rows.push(("rayon", p50, p99));
+    }
+    let mut json = Vec::new();
+    for (imp, p50, p99) in rows {
+        println!("{NAME}/{imp}: p50 {p50:.0} ns, p99 {p99:.0} ns ({samples} samples)");
+        json.push(format!(
+            r#"{{"bench": "{NAME}_p50", "impl": "{imp}", "ns_per_iter": {p50}}}"#
+        ));
+        json.push(format!(
+            r#"{{"bench": "{NAME}_p99", "impl": "{imp}", "ns_per_iter": {p99}}}"#
+        ));
+    }
+    // target/release/deps/pool-<hash> -> target/weft-bench/extra/
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.ancestors().nth(3)?.to_path_buf()));
+    if let Some(dir) = target.map(|t| t.join("weft-bench/extra")) {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(
+            dir.join("weft-pool.json"),
+            format!("[\n{}\n]\n", json.join(",\n")),
+        );
+    }
+}
+
 // --------------------------------------------------------------- the runs
 
 fn benches(c: &mut Criterion) {
@@ -255,43 +442,7 @@ fn benches(c: &mut Criterion) {
         g.finish();
     }
 
-    {
-        const N: usize = 1_000_000;
-        let mut g = c.benchmark_group("spawn_wait_1m_empty");
-        {
-            let weft = weft_pool();
-            g.bench_function("weft", |b| {
-                b.iter(|| {
-                    let hs: Vec<_> = (0..N).map(|_| weft.spawn(|| ()).unwrap()).collect();
-                    for h in hs {
-                        h.join().unwrap();
-                    }
-                })
-            });
-        }
-        // rayon has no task handle: give it weft's, so both pay the same
-        // for the handle and the comparison is about the pools.
-        {
-            let rayon = rayon_pool();
-            g.bench_function("rayon", |b| {
-                b.iter(|| {
-                    let hs: Vec<_> = (0..N)
-                        .map(|_| {
-                            let (c, h) = weft_sync::TaskHandle::<()>::pair();
-                            rayon.spawn(move || {
-                                c.run(|| ());
-                            });
-                            h
-                        })
-                        .collect();
-                    for h in hs {
-                        h.join().unwrap();
-                    }
-                })
-            });
-        }
-        g.finish();
-    }
+    spawn_benches(c, n);
 
     {
         let input: Vec<u64> = (0..10_000_000u64).collect();
@@ -383,6 +534,6 @@ fn benches(c: &mut Criterion) {
 criterion_group! {
     name = pool_benches;
     config = Criterion::default().sample_size(10);
-    targets = benches
+    targets = benches, latency
 }
 criterion_main!(pool_benches);

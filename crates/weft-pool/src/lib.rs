@@ -48,8 +48,12 @@
 //! `join`s; a `join` nested below them simply calls its two closures in
 //! turn, as sequential code would (a thief takes the bigger pieces above
 //! first, which frees room for the next `join` to offer its half). Idle
-//! workers spin briefly, then park; a push wakes at most one sleeper per job
-//! (see the `sleep` module, modelled with loom). While a `join` waits for a
+//! workers spin briefly (searching), then park; a push wakes a sleeper
+//! only when no worker is searching already, and a searcher that finds
+//! work wakes the next sleeper only if more work is queued, so a burst of
+//! submits wakes workers one at a time, as many as there is work for (see
+//! the `sleep` module, modelled with loom). Submitters from many threads
+//! count themselves on striped counters, not one shared one. While a `join` waits for a
 //! stolen half it only runs descendants of that half (stolen back from the
 //! thief), never unrelated queued work, so a task holding a lock cannot be
 //! handed a job that needs the same lock (rayon #592). `install` from a

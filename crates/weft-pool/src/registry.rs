@@ -98,9 +98,12 @@ pub(crate) struct Registry {
     pub(crate) sleep: Sleep,
     /// Workers blocked in a cross-pool `install`, to wake for `cross` jobs.
     cross_waiters: Waiters,
-    /// Bit 0: closed to new work. Above it, twice the number of submitters
-    /// that are between their check and their push.
-    gate: AtomicUsize,
+    /// Submitters between their check of `closed` and the end of their
+    /// push, counted on stripes (one chosen per submitting thread) so that
+    /// threads submitting at once do not all hit one cache line.
+    gate: Box<[CachePadded<AtomicUsize>]>,
+    /// Closed to new work (set once, by `shutdown`).
+    closed: AtomicBool,
     terminate: AtomicBool,
     pub(crate) cancel_pending: AtomicBool,
     joiner: Joiner,
@@ -168,12 +171,23 @@ impl Joiner {
 }
 
 /// Held while pushing new work from outside; see [`Registry::enter`].
-pub(crate) struct GateGuard<'a>(&'a Registry);
+pub(crate) struct GateGuard<'a>(&'a AtomicUsize);
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
-        self.0.gate.fetch_sub(2, Ordering::Release);
+        self.0.fetch_sub(1, Ordering::Release);
     }
+}
+
+/// How many stripes the gate counter has (a power of two).
+const GATE_STRIPES: usize = 16;
+
+thread_local! {
+    /// This thread's gate stripe: threads take stripes in turn.
+    static GATE_STRIPE: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % GATE_STRIPES
+    };
 }
 
 impl Registry {
@@ -200,9 +214,12 @@ impl Registry {
             infos,
             injector: Injector::new(),
             cross: Injector::new(),
-            sleep: Sleep::new(),
+            sleep: Sleep::new(n),
             cross_waiters: Waiters::new(n),
-            gate: AtomicUsize::new(0),
+            gate: (0..GATE_STRIPES)
+                .map(|_| CachePadded::new(AtomicUsize::new(0)))
+                .collect(),
+            closed: AtomicBool::new(false),
             terminate: AtomicBool::new(false),
             cancel_pending: AtomicBool::new(false),
             joiner: Joiner::new(n),
@@ -282,14 +299,27 @@ impl Registry {
     }
 
     /// Opens the gate for one submission, or `None` if the pool is shut down.
+    ///
+    /// A Dekker handshake with [`shutdown`](Self::shutdown): the submitter
+    /// counts itself on its stripe, then reads `closed`; shutdown sets
+    /// `closed`, then reads every stripe (all `SeqCst`). Either the
+    /// submitter sees the pool closed and backs off, or shutdown sees it and
+    /// waits until its push is done: no job is pushed after the workers
+    /// were told to finish.
+    #[inline]
     pub(crate) fn enter(&self) -> Option<GateGuard<'_>> {
-        let g = self.gate.fetch_add(2, Ordering::Acquire);
-        let guard = GateGuard(self);
-        if g & 1 != 0 { None } else { Some(guard) }
+        let stripe = &*self.gate[GATE_STRIPE.with(|s| *s)];
+        stripe.fetch_add(1, Ordering::SeqCst);
+        let guard = GateGuard(stripe);
+        if self.closed.load(Ordering::SeqCst) {
+            None
+        } else {
+            Some(guard)
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.gate.load(Ordering::Acquire) & 1 != 0
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Pushes a job on the global queue (the caller holds the gate).
@@ -327,9 +357,11 @@ impl Registry {
         if cancel_pending {
             self.cancel_pending.store(true, Ordering::SeqCst);
         }
-        self.gate.fetch_or(1, Ordering::SeqCst);
-        while self.gate.load(Ordering::Acquire) > 1 {
-            thread::yield_now();
+        self.closed.store(true, Ordering::SeqCst);
+        for stripe in self.gate.iter() {
+            while stripe.load(Ordering::SeqCst) > 0 {
+                thread::yield_now();
+            }
         }
         self.terminate.store(true, Ordering::SeqCst);
         self.sleep.terminate();
@@ -842,8 +874,16 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
         run_hook(h, index);
     }
     let mut idle = 0u32;
+    // Counted as searching in `registry.sleep` (see the `sleep` module).
+    let mut searching = false;
     loop {
         if let Some(job) = worker.find_work() {
+            if searching {
+                searching = false;
+                registry
+                    .sleep
+                    .found_work(|| registry.has_visible_work(index));
+            }
             worker.execute(job);
             idle = 0;
             continue;
@@ -853,6 +893,10 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
                 break;
             }
             continue;
+        }
+        if !searching {
+            searching = true;
+            registry.sleep.start_searching();
         }
         idle += 1;
         if idle <= 64 {
@@ -866,7 +910,8 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
             }
         } else {
             worker.request_share_all();
-            registry.sleep.sleep(|| {
+            // Returns searching, whether it slept or not.
+            registry.sleep.sleep(index, || {
                 registry.has_visible_work(index) || registry.terminate.load(Ordering::SeqCst)
             });
             idle = 0;

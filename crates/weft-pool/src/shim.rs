@@ -6,6 +6,7 @@
 #[cfg(not(loom))]
 mod imp {
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+    pub(crate) use std::thread::{Thread, current as current_thread, park};
 
     /// A mutex with parking_lot's shape (`lock` cannot fail).
     #[derive(Debug, Default)]
@@ -21,38 +22,17 @@ mod imp {
             self.0.lock()
         }
     }
-
-    /// A condition variable working with [`Mutex`].
-    #[derive(Debug, Default)]
-    pub(crate) struct Condvar(parking_lot::Condvar);
-
-    impl Condvar {
-        pub(crate) fn new() -> Self {
-            Condvar(parking_lot::Condvar::new())
-        }
-        #[inline]
-        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
-            self.0.wait(guard)
-        }
-        #[inline]
-        pub(crate) fn notify_one(&self) {
-            self.0.notify_one();
-        }
-        #[inline]
-        pub(crate) fn notify_all(&self) {
-            self.0.notify_all();
-        }
-    }
 }
 
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+    pub(crate) use loom::thread::{Thread, current as current_thread, park};
 
     #[derive(Debug, Default)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
-    /// A guard that can be handed to the condition variable and back.
+    /// A guard over loom's.
     pub(crate) struct MutexGuard<'a, T>(Option<loom::sync::MutexGuard<'a, T>>);
 
     impl<T> std::ops::Deref for MutexGuard<'_, T> {
@@ -73,25 +53,6 @@ mod imp {
         }
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             MutexGuard(Some(self.0.lock().unwrap()))
-        }
-    }
-
-    #[derive(Debug, Default)]
-    pub(crate) struct Condvar(loom::sync::Condvar);
-
-    impl Condvar {
-        pub(crate) fn new() -> Self {
-            Condvar(loom::sync::Condvar::new())
-        }
-        pub(crate) fn wait<T>(&self, guard: &mut MutexGuard<'_, T>) {
-            let g = guard.0.take().expect("guard present");
-            guard.0 = Some(self.0.wait(g).unwrap());
-        }
-        pub(crate) fn notify_one(&self) {
-            self.0.notify_one();
-        }
-        pub(crate) fn notify_all(&self) {
-            self.0.notify_all();
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Loom model of the sleep/wake protocol (`weft_pool::sleep`, compiled
 //! against loom's types under `--cfg loom`): work pushed while a worker is
-//! going to sleep is always run, i.e. there is no lost wake-up; and the same
+//! searching or going to sleep is always run, i.e. there is no lost
+//! wake-up, also when producers skip the wake-up because a worker is
+//! searching (the worker that finds work wakes the next); and the same
 //! for `Waiters`, where workers blocked in a cross-pool `install` hear of
 //! other pools' `install` jobs sent to theirs.
 //!
@@ -34,34 +36,50 @@ impl Queue {
     }
 }
 
-/// A worker: run jobs while there are any, sleep when there are none, stop
-/// after `want` jobs in total have run.
-fn worker(sleep: &Sleep, q: &Queue, want: usize) {
+/// A worker, as `main_loop` runs one: run jobs while there are any; when
+/// there are none, search (announced in `sleep`), then sleep; stop after
+/// `want` jobs in total have run.
+fn worker(sleep: &Sleep, index: usize, q: &Queue, want: usize) {
+    let mut searching = false;
     loop {
         if q.done.load(Ordering::SeqCst) >= want {
             return;
         }
         if q.take() {
+            if searching {
+                searching = false;
+                sleep.found_work(|| q.jobs.load(Ordering::SeqCst) > 0);
+            }
             q.done.fetch_add(1, Ordering::SeqCst);
             continue;
         }
         if q.done.load(Ordering::SeqCst) >= want {
             return;
         }
-        sleep.sleep(|| q.jobs.load(Ordering::SeqCst) > 0);
+        if !searching {
+            searching = true;
+            sleep.start_searching();
+            // The spin phase: look once more while searching.
+            continue;
+        }
+        sleep.sleep(index, || q.jobs.load(Ordering::SeqCst) > 0);
     }
+}
+
+fn queue() -> Arc<Queue> {
+    Arc::new(Queue {
+        jobs: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+    })
 }
 
 #[test]
 fn one_worker_one_producer_no_lost_wakeup() {
     loom::model(|| {
-        let sleep = Arc::new(Sleep::new());
-        let q = Arc::new(Queue {
-            jobs: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-        });
+        let sleep = Arc::new(Sleep::new(1));
+        let q = queue();
         let (s, qq) = (sleep.clone(), q.clone());
-        let w = thread::spawn(move || worker(&s, &qq, 1));
+        let w = thread::spawn(move || worker(&s, 0, &qq, 1));
         q.jobs.fetch_add(1, Ordering::SeqCst);
         sleep.notify_one();
         // If the wake-up were lost, loom would report a deadlock here.
@@ -71,21 +89,21 @@ fn one_worker_one_producer_no_lost_wakeup() {
     });
 }
 
+/// Two jobs pushed one after the other while two workers search and sleep:
+/// a producer that skips the wake-up because a worker is searching relies on
+/// that worker to take the job or to wake the other for it; both jobs run.
 #[test]
 fn two_workers_two_jobs_all_run() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        let sleep = Arc::new(Sleep::new());
-        let q = Arc::new(Queue {
-            jobs: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-        });
+        let sleep = Arc::new(Sleep::new(2));
+        let q = queue();
         let workers: Vec<_> = (0..2)
-            .map(|_| {
+            .map(|i| {
                 let (s, qq) = (sleep.clone(), q.clone());
                 thread::spawn(move || {
-                    worker(&s, &qq, 2);
+                    worker(&s, i, &qq, 2);
                     // Whoever finishes wakes the other so it can see `done`.
                     s.terminate();
                 })
@@ -102,13 +120,59 @@ fn two_workers_two_jobs_all_run() {
     });
 }
 
+/// A burst: two jobs pushed at once (one notification each) to two
+/// sleeping-or-searching workers, and each worker stops after its own
+/// first job, so neither can run both: the second job needs the second
+/// worker awake, which the chain (the first finder wakes the next) or a
+/// producer's wake-up must provide. Nothing else wakes a worker here.
+#[test]
+fn burst_wakes_a_second_worker_for_the_second_job() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(|| {
+        let sleep = Arc::new(Sleep::new(2));
+        let q = queue();
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                let (s, qq) = (sleep.clone(), q.clone());
+                thread::spawn(move || {
+                    let mut searching = false;
+                    loop {
+                        if qq.take() {
+                            if searching {
+                                s.found_work(|| qq.jobs.load(Ordering::SeqCst) > 0);
+                            }
+                            qq.done.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        if !searching {
+                            searching = true;
+                            s.start_searching();
+                            continue;
+                        }
+                        s.sleep(i, || qq.jobs.load(Ordering::SeqCst) > 0);
+                    }
+                })
+            })
+            .collect();
+        q.jobs.fetch_add(2, Ordering::SeqCst);
+        sleep.notify_one();
+        sleep.notify_one();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(q.done.load(Ordering::SeqCst), 2);
+    });
+}
+
 #[test]
 fn terminate_wakes_every_sleeper() {
     loom::model(|| {
-        let sleep = Arc::new(Sleep::new());
+        let sleep = Arc::new(Sleep::new(1));
         let s = sleep.clone();
         let w = thread::spawn(move || {
-            s.sleep(|| false);
+            s.start_searching();
+            s.sleep(0, || false);
         });
         sleep.terminate();
         w.join().unwrap();
@@ -123,14 +187,15 @@ fn notify_all_reaches_each_sleeper() {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(3);
     b.check(|| {
-        let sleep = Arc::new(Sleep::new());
+        let sleep = Arc::new(Sleep::new(2));
         let mail: Arc<[AtomicUsize; 2]> = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
         let workers: Vec<_> = (0..2)
             .map(|i| {
                 let (s, m) = (sleep.clone(), mail.clone());
                 thread::spawn(move || {
+                    s.start_searching();
                     while m[i].load(Ordering::SeqCst) == 0 {
-                        s.sleep(|| m[i].load(Ordering::SeqCst) > 0);
+                        s.sleep(i, || m[i].load(Ordering::SeqCst) > 0);
                     }
                 })
             })
