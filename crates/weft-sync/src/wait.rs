@@ -56,12 +56,96 @@ fn evaluate<T>(handles: &[TaskHandle<T>], when: ReturnWhen) -> (bool, WaitResult
     (satisfied, result)
 }
 
+/// What [`wait`] and [`WaitAsync`] track between wake-ups: which tasks are
+/// known to have finished, fed one index per finished task by the wakers
+/// registered on each unfinished handle (so each completion costs O(1), not
+/// a new scan of every handle).
+struct Tally {
+    ready: Arc<Ready>,
+    keys: Vec<Option<u64>>,
+    done: Vec<bool>,
+    done_count: usize,
+    any_error: bool,
+}
+
+impl Tally {
+    /// Registers on every handle not finished yet (a handle that finishes
+    /// meanwhile is reported at once).
+    fn register<T>(handles: &[TaskHandle<T>], consumer: Waker) -> Tally {
+        let ready = Arc::new(Ready {
+            state: parking_lot::Mutex::new(ReadyState {
+                indices: VecDeque::new(),
+                consumer: Some(consumer),
+            }),
+        });
+        let keys = handles
+            .iter()
+            .enumerate()
+            .map(|(index, h)| {
+                let waker = Waker::from(Arc::new(IndexWaker {
+                    ready: ready.clone(),
+                    index,
+                }));
+                let key = h.watch(&waker);
+                if key.is_none() {
+                    ready.push(index);
+                }
+                key
+            })
+            .collect();
+        Tally {
+            ready,
+            keys,
+            done: vec![false; handles.len()],
+            done_count: 0,
+            any_error: false,
+        }
+    }
+
+    /// Takes in the tasks reported finished since the last call and leaves
+    /// `consumer` to be woken by the next. Returns whether `when` is met.
+    fn update<T>(&mut self, handles: &[TaskHandle<T>], when: ReturnWhen, consumer: &Waker) -> bool {
+        let arrived: Vec<usize> = {
+            let mut st = self.ready.state.lock();
+            match &st.consumer {
+                Some(c) if c.will_wake(consumer) => {}
+                _ => st.consumer = Some(consumer.clone()),
+            }
+            st.indices.drain(..).collect()
+        };
+        for index in arrived {
+            if std::mem::replace(&mut self.done[index], true) {
+                continue;
+            }
+            self.keys[index] = None;
+            self.done_count += 1;
+            self.any_error |= handles[index].finished_with_error() == Some(true);
+        }
+        self.done_count == handles.len()
+            || match when {
+                ReturnWhen::FirstCompleted => self.done_count > 0,
+                ReturnWhen::FirstException => self.any_error,
+                ReturnWhen::AllCompleted => false,
+            }
+    }
+
+    fn unregister<T>(&mut self, handles: &[TaskHandle<T>]) {
+        for (h, key) in handles.iter().zip(self.keys.iter_mut()) {
+            if let Some(key) = key.take() {
+                h.unwatch(key);
+            }
+        }
+    }
+}
+
 /// Blocks until the tasks meet `return_when`, or `timeout` passes (`None`:
 /// no limit), and says which have finished (Python's
 /// `concurrent.futures.wait`). The handles keep their results; take them
 /// with `join`.
 ///
-/// An empty slice returns at once.
+/// An empty slice returns at once. The cost is linear in the number of
+/// handles: one look at each to start with and to report, and O(1) per
+/// task that finishes meanwhile.
 ///
 /// ```
 /// use std::time::Duration;
@@ -88,22 +172,16 @@ pub fn wait<T>(
     let deadline = timeout.and_then(deadline_after);
     let forever = timeout.is_none() || deadline.is_none();
     let (parker, waker) = ThreadWaker::current();
-    let keys: Vec<Option<u64>> = handles.iter().map(|h| h.watch(&waker)).collect();
-    let result = loop {
-        let (satisfied, result) = evaluate(handles, return_when);
-        if satisfied {
-            break result;
-        }
+    let mut tally = Tally::register(handles, waker.clone());
+    // A task reported after `update` drained the queue wakes the parker,
+    // whose flag makes the park return at once.
+    while !tally.update(handles, return_when, &waker) {
         if !parker.park_until(if forever { None } else { deadline }) {
-            break evaluate(handles, return_when).1;
-        }
-    };
-    for (h, key) in handles.iter().zip(keys) {
-        if let Some(key) = key {
-            h.unwatch(key);
+            break;
         }
     }
-    result
+    tally.unregister(handles);
+    evaluate(handles, return_when).1
 }
 
 /// The async form of [`wait`], for use inside any executor. For a time limit,
@@ -114,7 +192,7 @@ pub fn wait_async<T>(handles: &[TaskHandle<T>], return_when: ReturnWhen) -> Wait
     WaitAsync {
         handles,
         return_when,
-        keys: Vec::new(),
+        tally: None,
     }
 }
 
@@ -123,44 +201,44 @@ pub fn wait_async<T>(handles: &[TaskHandle<T>], return_when: ReturnWhen) -> Wait
 pub struct WaitAsync<'a, T> {
     handles: &'a [TaskHandle<T>],
     return_when: ReturnWhen,
-    keys: Vec<Option<u64>>,
-}
-
-impl<T> WaitAsync<'_, T> {
-    fn unregister(&mut self) {
-        for (h, key) in self.handles.iter().zip(self.keys.drain(..)) {
-            if let Some(key) = key {
-                h.unwatch(key);
-            }
-        }
-    }
+    /// Registered on the first poll that does not finish at once; later
+    /// polls only update the waker to wake (O(1), not O(handles)).
+    tally: Option<Tally>,
 }
 
 impl<T> Future for WaitAsync<'_, T> {
     type Output = WaitResult;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<WaitResult> {
         let this = self.get_mut();
-        // Re-register with the current waker each time: simple, and correct
-        // when the future moves between tasks.
-        this.unregister();
-        let (satisfied, result) = evaluate(this.handles, this.return_when);
+        let satisfied = match &mut this.tally {
+            None => {
+                let (satisfied, result) = evaluate(this.handles, this.return_when);
+                if satisfied {
+                    return Poll::Ready(result);
+                }
+                let mut tally = Tally::register(this.handles, cx.waker().clone());
+                let satisfied = tally.update(this.handles, this.return_when, cx.waker());
+                this.tally = Some(tally);
+                satisfied
+            }
+            Some(tally) => tally.update(this.handles, this.return_when, cx.waker()),
+        };
         if satisfied {
-            return Poll::Ready(result);
+            if let Some(mut tally) = this.tally.take() {
+                tally.unregister(this.handles);
+            }
+            return Poll::Ready(evaluate(this.handles, this.return_when).1);
         }
-        this.keys = this.handles.iter().map(|h| h.watch(cx.waker())).collect();
-        // A task may have finished between the check and the registration.
-        let (satisfied, result) = evaluate(this.handles, this.return_when);
-        if satisfied {
-            this.unregister();
-            return Poll::Ready(result);
-        }
+        // Finished tasks that arrived after `update` looked wake us again.
         Poll::Pending
     }
 }
 
 impl<T> Drop for WaitAsync<'_, T> {
     fn drop(&mut self) {
-        self.unregister();
+        if let Some(mut tally) = self.tally.take() {
+            tally.unregister(self.handles);
+        }
     }
 }
 
