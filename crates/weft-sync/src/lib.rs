@@ -127,6 +127,7 @@ mod error;
 mod event;
 mod mutex;
 mod queue;
+mod queues;
 mod raw_lock;
 mod rlock;
 mod semaphore;
@@ -142,6 +143,7 @@ pub use error::{BrokenBarrierError, GetError, PutError, ReleaseError, TaskDoneEr
 pub use event::{Event, EventWaitFuture};
 pub use mutex::{Lock, Mutex, MutexGuard, MutexLockFuture};
 pub use queue::{GetFuture, PutFuture, Queue};
+pub use queues::{LifoQueue, PriorityQueue, SimpleQueue};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{AcquireFuture, BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use task::{
