@@ -5,11 +5,13 @@
 //!
 //! The `ThreadPoolExecutor` path (work submitted from outside the pool,
 //! one handle per task) has rows per task (criterion's `Throughput`, which
-//! `cargo xtask bench` divides by): `spawn_join_1m_1thread` (1M empty
-//! submits from one thread, then 1M joins), `spawn_join_1m_4threads` (the
+//! `cargo xtask bench` divides by): `spawn_join_1m_1thread_per_task` (1M empty
+//! submits from one thread, then 1M joins), `spawn_join_1m_4threads_per_task` (the
 //! same split over 4 submitting threads at once, 250k each),
-//! `as_completed_100k_finished` (draining `as_completed` over 100k finished
-//! handles). rayon has no task handle: it is given weft's, so both pay the
+//! `as_completed_100k_finished_per_handle` (draining `as_completed` over 100k finished
+//! handles), and `spawn_join_1m_1thread_64b_capture_per_task` (one
+//! thread, each task capturing 64 bytes: more than the three words weft
+//! keeps in its queue slot, so weft boxes the closure as rayon does). rayon has no task handle: it is given weft's, so both pay the
 //! same for the handle. `spawn_to_start_idle_p50`/`_p99` are not criterion
 //! rows: [`latency`] times single submits into an idle pool itself and
 //! writes the percentiles to `target/weft-bench/extra/weft-pool.json`,
@@ -267,7 +269,10 @@ fn spawn_benches(c: &mut Criterion, n: usize) {
             .build()
             .unwrap()
     };
-    for (name, threads) in [("spawn_join_1m_1thread", 1), ("spawn_join_1m_4threads", 4)] {
+    for (name, threads) in [
+        ("spawn_join_1m_1thread_per_task", 1),
+        ("spawn_join_1m_4threads_per_task", 4),
+    ] {
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Elements(N as u64));
         {
@@ -283,7 +288,35 @@ fn spawn_benches(c: &mut Criterion, n: usize) {
         g.finish();
     }
     {
-        let mut g = c.benchmark_group("as_completed_100k_finished");
+        // The same from one thread, each task capturing 64 bytes: too big
+        // for weft's queue slot, so weft boxes it as rayon does.
+        let mut g = c.benchmark_group("spawn_join_1m_1thread_64b_capture_per_task");
+        g.throughput(Throughput::Elements(N as u64));
+        fn run(pool: &impl Submit) {
+            let hs: Vec<_> = (0..N as u64)
+                .map(|i| {
+                    let data = [i; 8];
+                    pool.submit(move || {
+                        black_box(data);
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        }
+        {
+            let pool = weft();
+            g.bench_function("weft", |b| b.iter(|| run(&pool)));
+        }
+        {
+            let pool = rayon();
+            g.bench_function("rayon", |b| b.iter(|| run(&pool)));
+        }
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("as_completed_100k_finished_per_handle");
         g.throughput(Throughput::Elements(AS_COMPLETED as u64));
         let pool = weft();
         g.bench_function("weft", |b| {

@@ -529,6 +529,75 @@ impl<F: FnOnce() + Send> HeapJob<F> {
     }
 }
 
+/// How many words of closure a [`SpawnJob`] holds in the queue itself.
+const SPAWN_INLINE_WORDS: usize = 3;
+type SpawnData = MaybeUninit<[usize; SPAWN_INLINE_WORDS]>;
+
+/// A task spawned from anywhere onto the pool (`spawn`), queued by value:
+/// a closure of up to three words (a task handle's completer and two words
+/// of captures) is stored in the queue slot itself, so submitting it
+/// allocates nothing beyond the task handle; a bigger one is boxed, as a
+/// [`HeapJob`] is.
+pub(crate) struct SpawnJob {
+    data: SpawnData,
+    run: unsafe fn(SpawnData),
+}
+
+// SAFETY: made only from `Send` closures (see `new`).
+unsafe impl Send for SpawnJob {}
+
+impl SpawnJob {
+    /// Wraps `f`, which must then be [`run`](Self::run) exactly once (a job
+    /// dropped unrun leaks its closure, as a queued `HeapJob` would).
+    pub(crate) fn new<F: FnOnce() + Send + 'static>(f: F) -> SpawnJob {
+        let mut data = SpawnData::uninit();
+        if size_of::<F>() <= size_of::<SpawnData>() && align_of::<F>() <= align_of::<SpawnData>() {
+            // SAFETY: `F` fits in `data` (size and alignment checked).
+            unsafe { data.as_mut_ptr().cast::<F>().write(f) };
+            SpawnJob {
+                data,
+                run: Self::run_inline::<F>,
+            }
+        } else {
+            // SAFETY: a pointer fits in `data`.
+            unsafe {
+                data.as_mut_ptr()
+                    .cast::<*mut F>()
+                    .write(Box::into_raw(Box::new(f)))
+            };
+            SpawnJob {
+                data,
+                run: Self::run_boxed::<F>,
+            }
+        }
+    }
+
+    /// Runs the closure; a panic that escapes it (only from the `Drop` of
+    /// user data: tasks catch their own panics) is contained, as in
+    /// [`HeapJob`].
+    pub(crate) fn run(self) {
+        // SAFETY: `data` and `run` were made together by `new`, and `self`
+        // is consumed, so this runs once.
+        unsafe { (self.run)(self.data) }
+    }
+
+    unsafe fn run_inline<F: FnOnce()>(data: SpawnData) {
+        // SAFETY: `new` wrote an `F` here; read once (by `run`).
+        let f = unsafe { data.as_ptr().cast::<F>().read() };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+            drop_quietly(p);
+        }
+    }
+
+    unsafe fn run_boxed<F: FnOnce()>(data: SpawnData) {
+        // SAFETY: `new` wrote a pointer from `Box::into_raw` here; read once.
+        let f = unsafe { Box::from_raw(data.as_ptr().cast::<*mut F>().read()) };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(move || (*f)())) {
+            drop_quietly(p);
+        }
+    }
+}
+
 /// What a [`JoinJob`] needs once it is shared with other threads: filled in
 /// by [`JoinPrefix::publish`], never before, so a `join` whose job is never
 /// shared does not pay for it.

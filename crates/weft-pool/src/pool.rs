@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use weft_sync::{TaskError, TaskHandle};
 
 use crate::broadcast::BroadcastContext;
-use crate::job::{HeapJob, TAG_OTHER, drop_quietly};
+use crate::job::{SpawnJob, drop_quietly};
 use crate::registry::{self, Config, Hook, Registry, WorkerThread};
 use crate::scope::{Scope, scope_in_worker};
 use crate::{PoolError, map};
@@ -582,10 +582,9 @@ where
             completer.run(f);
         }
     };
-    // SAFETY: `body` is 'static, and the gate was open when we queued it,
-    // so a worker runs it exactly once (workers drain the queue first).
-    let job = unsafe { HeapJob::into_job_ref(body, std::ptr::null(), TAG_OTHER) };
-    registry.inject(&gate, job);
+    // The gate was open when we queued it, so a worker runs it exactly once
+    // (workers drain the queues before they exit).
+    registry.inject_spawn(&gate, SpawnJob::new(body));
     Ok(handle)
 }
 

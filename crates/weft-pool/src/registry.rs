@@ -53,8 +53,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::PoolError;
 use crate::job::{
-    CoreLatch, HeapJob, JobRef, JobResult, JoinJob, JoinPrefix, NO_THIEF, StackJob, TAG_JOIN,
-    TAG_OTHER, WakeLatch, WakeTarget, drop_quietly,
+    CoreLatch, HeapJob, JobRef, JobResult, JoinJob, JoinPrefix, NO_THIEF, SpawnJob, StackJob,
+    TAG_JOIN, TAG_OTHER, WakeLatch, WakeTarget, drop_quietly,
 };
 use crate::sleep::{Sleep, Waiters};
 
@@ -93,6 +93,8 @@ pub(crate) struct WorkerInfo {
 pub(crate) struct Registry {
     infos: Vec<WorkerInfo>,
     injector: Injector<JobRef>,
+    /// Spawned tasks (`spawn`), held by value (see [`SpawnJob`]).
+    spawns: Injector<SpawnJob>,
     /// `install` jobs from workers of other pools (see the module docs).
     cross: Injector<JobRef>,
     pub(crate) sleep: Sleep,
@@ -213,6 +215,7 @@ impl Registry {
         let registry = Arc::new(Registry {
             infos,
             injector: Injector::new(),
+            spawns: Injector::new(),
             cross: Injector::new(),
             sleep: Sleep::new(n),
             cross_waiters: Waiters::new(n),
@@ -328,6 +331,14 @@ impl Registry {
         self.sleep.notify_one();
     }
 
+    /// Queues a spawned task (the caller holds the gate) and wakes an idle
+    /// worker if none is searching.
+    #[inline]
+    pub(crate) fn inject_spawn(&self, _gate: &GateGuard<'_>, job: SpawnJob) {
+        self.spawns.push(job);
+        self.sleep.notify_one();
+    }
+
     /// Pushes a scope's job, spawned from outside the pool's workers, where
     /// the scope's owner (worker `owner`) takes its own jobs back from, and
     /// wakes it and an idle worker.
@@ -374,6 +385,7 @@ impl Registry {
     /// Whether a job is visible to an idle worker `index`.
     fn has_visible_work(&self, index: usize) -> bool {
         !self.injector.is_empty()
+            || !self.spawns.is_empty()
             || !self.cross.is_empty()
             || !self.infos[index].broadcasts.is_empty()
             || self
@@ -838,7 +850,7 @@ impl WorkerThread {
     }
 }
 
-fn steal_loop(mut steal: impl FnMut() -> Steal<JobRef>) -> Option<JobRef> {
+fn steal_loop<T>(mut steal: impl FnMut() -> Steal<T>) -> Option<T> {
     loop {
         match steal() {
             Steal::Success(j) => return Some(j),
@@ -877,14 +889,21 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
     // Counted as searching in `registry.sleep` (see the `sleep` module).
     let mut searching = false;
     loop {
-        if let Some(job) = worker.find_work() {
+        let work = match worker.find_work() {
+            Some(job) => Some(Ok(job)),
+            None => steal_loop(|| registry.spawns.steal()).map(Err),
+        };
+        if let Some(work) = work {
             if searching {
                 searching = false;
                 registry
                     .sleep
                     .found_work(|| registry.has_visible_work(index));
             }
-            worker.execute(job);
+            match work {
+                Ok(job) => worker.execute(job),
+                Err(spawned) => spawned.run(),
+            }
             idle = 0;
             continue;
         }
