@@ -21,6 +21,14 @@ pub enum RuntimeError {
          runs inside weft_async::run(...)"
     )]
     NoRuntime,
+    /// A [`Handle`](crate::Handle) was asked to spawn onto a runtime that has
+    /// ended ([`run`](crate::run) returned, or its
+    /// [`Runtime`](crate::Runtime) was dropped).
+    #[error(
+        "the weft-async runtime this Handle points to has ended (its run returned or its Runtime \
+         was dropped), so nothing spawned on it would run; spawn onto a runtime that is still alive"
+    )]
+    Closed,
 }
 
 /// A [`timeout`](crate::timeout) ran out before its future completed

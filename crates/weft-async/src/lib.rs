@@ -98,6 +98,7 @@ mod group;
 #[cfg(unix)]
 pub mod net;
 mod reactor;
+mod runner;
 mod runtime;
 mod task;
 mod time;
@@ -105,10 +106,11 @@ mod time;
 pub use combine::{AsCompleted, Either, as_completed, join_all, race, select, try_join_all, wait};
 pub use error::{RuntimeError, TimedOut};
 pub use group::{GroupError, TaskGroup};
+pub use runner::{Handle, Runtime};
 pub use runtime::in_runtime;
 pub use task::{
-    Builder, PanicPhase, PanicReport, Task, TaskInfo, TaskState, all_tasks, current_task_id, run,
-    set_panic_hook, spawn, take_panic_hook, try_run, try_spawn,
+    Builder, CurrentTask, PanicPhase, PanicReport, Task, TaskInfo, TaskState, all_tasks,
+    current_task, current_task_id, run, set_panic_hook, spawn, take_panic_hook, try_run, try_spawn,
 };
 pub use time::{
     Interval, MissedTickBehavior, interval, sleep, sleep_until, timeout, timeout_at, yield_now,

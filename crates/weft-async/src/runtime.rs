@@ -94,8 +94,27 @@ const CHECK_EVERY: usize = 32;
 pub(crate) struct Meta {
     /// The id of the runtime that owns the task.
     pub(crate) rt: u64,
-    /// The task's id, unique within its runtime.
-    pub(crate) id: u64,
+    /// The task's id, unique within its runtime; 0 for a task spawned from
+    /// another thread ([`Handle::spawn`](crate::Handle::spawn)) until the
+    /// runtime's thread takes it from the remote queue and numbers it. (An
+    /// atomic only so that such a task can be made on another thread; its
+    /// loads are plain loads.)
+    pub(crate) id: AtomicU64,
+}
+
+impl Meta {
+    pub(crate) fn new(rt: u64, id: u64) -> Meta {
+        Meta {
+            rt,
+            id: AtomicU64::new(id),
+        }
+    }
+
+    /// The task's id (0: not numbered yet).
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
+    }
 }
 
 pub(crate) type Runnable = async_task::Runnable<Meta>;
@@ -270,6 +289,140 @@ pub(crate) struct Core {
     /// The runtime's own I/O reactor (for `net`), made when the first
     /// socket registers.
     reactor: RefCell<Option<Rc<Reactor>>>,
+    /// Ids of tasks whose cancellation was requested through
+    /// [`CurrentTask::cancel`](crate::CurrentTask::cancel): the loop drops
+    /// such a task instead of polling it the next time it is scheduled.
+    cancels: RefCell<Vec<u64>>,
+    /// Whether `cancels` is not empty (one `Cell` load per poll when not).
+    cancel_any: Cell<bool>,
+}
+
+impl Core {
+    /// Whether the cancellation of task `id` was requested; forgets the
+    /// request.
+    fn take_cancel(&self, id: u64) -> bool {
+        let mut cancels = self.cancels.borrow_mut();
+        match cancels.iter().position(|&c| c == id) {
+            Some(pos) => {
+                cancels.swap_remove(pos);
+                self.cancel_any.set(!cancels.is_empty());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the cancellation of task `id` was requested (and not served
+    /// yet).
+    fn cancel_requested(&self, id: u64) -> bool {
+        self.cancel_any.get() && self.cancels.borrow().contains(&id)
+    }
+
+    /// The id of the running runtime (0: none).
+    pub(crate) fn rt(&self) -> u64 {
+        self.rt.get()
+    }
+
+    /// The running runtime's remote half.
+    pub(crate) fn remote(&self) -> Option<Arc<Remote>> {
+        self.remote.borrow().clone()
+    }
+
+    /// Requests the cancellation of task `id` of this runtime: it is dropped
+    /// instead of being polled the next time it is scheduled, and it is
+    /// woken now so that this happens soon. Returns false if no such task is
+    /// alive (it finished, or never existed).
+    pub(crate) fn request_cancel(&self, id: u64) -> bool {
+        if id == 0 {
+            return false;
+        }
+        let registered = {
+            let registry = self.registry.borrow();
+            registry
+                .entries()
+                .find(|e| e.id == id)
+                .map(|e| e.waker.clone())
+        };
+        let alive = match &registered {
+            Some(_) => true,
+            None => {
+                // Not registered: the task being polled (in its first poll;
+                // it is woken when it registers), or queued, never polled.
+                let mut queued = false;
+                self.queue.for_each(|r| queued |= r.metadata().id() == id);
+                queued || self.current.get() == id
+            }
+        };
+        if !alive {
+            return false;
+        }
+        if !self.cancel_requested(id) {
+            self.cancels.borrow_mut().push(id);
+            self.cancel_any.set(true);
+        }
+        if let Some(Some(waker)) = registered {
+            crate::task::wake_contained(waker);
+        }
+        true
+    }
+}
+
+/// A runtime's single-threaded state while it is not installed in a thread's
+/// [`Core`]: a [`Runtime`](crate::Runtime) between two `block_on` calls, or
+/// whatever a `Runtime` displaced while it was entered. [`swap`] exchanges it
+/// with the core's.
+pub(crate) struct State {
+    rt: u64,
+    head: Option<Runnable>,
+    rest: VecDeque<Runnable>,
+    sleeping: bool,
+    remote: Option<Arc<Remote>>,
+    registry: Registry,
+    current: u64,
+    next_id: u64,
+    reactor: Option<Rc<Reactor>>,
+    cancels: Vec<u64>,
+}
+
+impl State {
+    /// The state of a fresh runtime `rt` whose remote half is `remote`.
+    pub(crate) fn new(rt: u64, remote: Arc<Remote>) -> State {
+        State {
+            rt,
+            head: None,
+            rest: VecDeque::new(),
+            sleeping: false,
+            remote: Some(remote),
+            registry: Registry::new(),
+            current: 0,
+            next_id: 1,
+            reactor: None,
+            cancels: Vec::new(),
+        }
+    }
+}
+
+/// Exchanges the core's runtime state with `state`: installs a runtime on
+/// the thread, or takes it off again (restoring what was there).
+pub(crate) fn swap(core: &Core, state: &mut State) {
+    state.rt = core.rt.replace(state.rt);
+    state.head = core.queue.head.replace(state.head.take());
+    std::mem::swap(&mut *core.queue.rest.borrow_mut(), &mut state.rest);
+    state.sleeping = core.sleeping.replace(state.sleeping);
+    std::mem::swap(&mut *core.remote.borrow_mut(), &mut state.remote);
+    std::mem::swap(&mut *core.registry.borrow_mut(), &mut state.registry);
+    state.current = core.current.replace(state.current);
+    state.next_id = core.next_id.replace(state.next_id);
+    std::mem::swap(&mut *core.reactor.borrow_mut(), &mut state.reactor);
+    let mut cancels = core.cancels.borrow_mut();
+    std::mem::swap(&mut *cancels, &mut state.cancels);
+    core.cancel_any.set(!cancels.is_empty());
+}
+
+/// Calls `f` with this thread's core (whether or not a runtime runs here);
+/// `None` while the thread's locals are being destroyed.
+pub(crate) fn with_thread_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
+    CORE.try_with(f).ok()
 }
 
 thread_local! {
@@ -283,6 +436,8 @@ thread_local! {
             current: Cell::new(0),
             next_id: Cell::new(1),
             reactor: RefCell::new(None),
+            cancels: RefCell::new(Vec::new()),
+            cancel_any: Cell::new(false),
         }
     };
 }
@@ -361,6 +516,40 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
+    /// The remote half of a new runtime `rt`.
+    pub(crate) fn new(rt: u64) -> Remote {
+        Remote {
+            rt,
+            queue: ConcurrentQueue::unbounded(),
+            notified: AtomicBool::new(true),
+            main_woken: AtomicBool::new(true),
+            waker: Mutex::new(None),
+        }
+    }
+
+    /// The runtime's id.
+    pub(crate) fn rt(&self) -> u64 {
+        self.rt
+    }
+
+    /// Whether the runtime has ended (nothing can be queued any more).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Queues a task made on another thread (or on this one, by
+    /// [`Handle::spawn`](crate::Handle::spawn)) and wakes the loop; gives the
+    /// runnable back if the runtime has ended.
+    pub(crate) fn push(&self, runnable: Runnable) -> Result<(), Runnable> {
+        match self.queue.push(runnable) {
+            Ok(()) => {
+                self.notify();
+                Ok(())
+            }
+            Err(e) => Err(e.into_inner()),
+        }
+    }
+
     fn notify(&self) {
         if !self.notified.swap(true, Ordering::SeqCst) {
             let waker = self
@@ -424,19 +613,16 @@ pub(crate) fn schedule(runnable: Runnable) {
 fn schedule_remote(runnable: Runnable) {
     let rt = runnable.metadata().rt;
     let remote = remotes().iter().find(|r| r.rt == rt).cloned();
-    match remote {
-        Some(remote) => {
-            // The queue is unbounded and never closed, so push cannot fail.
-            let _ = remote.queue.push(runnable);
-            remote.notify();
-        }
-        None => {
-            // The runtime is gone. It dropped the futures of all its tasks
-            // before it went, so a task can only be scheduled here if its
-            // future is already dropped; its runnable must not be dropped on
-            // this thread, so it is leaked (this does not happen in practice).
-            std::mem::forget(runnable);
-        }
+    let refused = match remote {
+        Some(remote) => remote.push(runnable).err(),
+        None => Some(runnable),
+    };
+    if let Some(runnable) = refused {
+        // The runtime is gone. It dropped the futures of all its tasks
+        // before it went, so a task can only be scheduled here if its future
+        // is already dropped; its runnable must not be dropped on this
+        // thread, so it is leaked (this does not happen in practice).
+        std::mem::forget(runnable);
     }
 }
 
@@ -468,10 +654,7 @@ where
             stage: Stage::Live { future, slot },
         };
         let (runnable, task) = async_task::Builder::new()
-            .metadata(Meta {
-                rt: core.rt.get(),
-                id,
-            })
+            .metadata(Meta::new(core.rt.get(), id))
             .spawn_local(move |_| future, schedule);
         if slot != NO_SLOT {
             core.registry.borrow_mut().set_waker(slot, runnable.waker());
@@ -480,6 +663,33 @@ where
         (task, id)
     })
     .ok_or(RuntimeError::NoRuntime)
+}
+
+/// Makes a task of the runtime whose remote half is `remote` from a `Send`
+/// future, on any thread, and queues it on the remote queue (the runtime's
+/// thread numbers it when it takes it from there). If the runtime has ended,
+/// the task is dropped at once, here, and `false` is returned.
+pub(crate) fn spawn_send<F>(future: F, remote: &Remote) -> bool
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let future = TaskFuture {
+        stage: Stage::Live {
+            future,
+            slot: NO_SLOT,
+        },
+    };
+    let (runnable, task) = async_task::Builder::new()
+        .metadata(Meta::new(remote.rt, 0))
+        .spawn(move |_| future, schedule);
+    task.detach();
+    match remote.push(runnable) {
+        Ok(()) => true,
+        Err(refused) => {
+            drop(refused);
+            false
+        }
+    }
 }
 
 /// The slot of a task that has no registry entry (yet).
@@ -515,7 +725,16 @@ pin_project_lite::pin_project! {
                 }
             }
             if slot != NO_SLOT {
-                let entry = with_core(|core| core.registry.borrow_mut().remove(slot));
+                let entry = with_core(|core| {
+                    let entry = core.registry.borrow_mut().remove(slot);
+                    if let Some(entry) = &entry
+                        && core.cancel_any.get()
+                    {
+                        // A cancellation requested too late: forget it.
+                        core.take_cancel(entry.id);
+                    }
+                    entry
+                });
                 drop(entry);
             }
         }
@@ -588,23 +807,25 @@ impl<F: Future> Future for TaskFuture<F> {
 /// Enters the task being polled into the registry.
 fn register(waker: &Waker) -> u32 {
     with_core(|core| {
-        core.registry
+        let id = core.current.get();
+        let slot = core
+            .registry
             .borrow_mut()
-            .insert(core.current.get(), None, Some(waker.clone()))
+            .insert(id, None, Some(waker.clone()));
+        if core.cancel_requested(id) {
+            // It asked for its own cancellation in its first poll: run it
+            // again, so that the loop drops it.
+            waker.wake_by_ref();
+        }
+        slot
     })
     .unwrap_or(NO_SLOT)
 }
 
 /// Runs `future` to completion on this thread, as the public `run` does.
 pub(crate) fn try_run<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
-    let rt = NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed);
-    let remote = Arc::new(Remote {
-        rt,
-        queue: ConcurrentQueue::unbounded(),
-        notified: AtomicBool::new(true),
-        main_woken: AtomicBool::new(true),
-        waker: Mutex::new(None),
-    });
+    let rt = new_runtime_id();
+    let remote = Arc::new(Remote::new(rt));
     CORE.with(|core| {
         if core.rt.get() != 0 {
             return Err(RuntimeError::NestedRun);
@@ -618,6 +839,24 @@ pub(crate) fn try_run<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
     let _shutdown = Shutdown {
         remote: remote.clone(),
     };
+    Ok(drive(future, remote))
+}
+
+/// A new runtime id (never 0).
+pub(crate) fn new_runtime_id() -> u64 {
+    NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Makes `remote` findable by wake-ups from other threads.
+pub(crate) fn register_remote(remote: &Arc<Remote>) {
+    remotes().push(remote.clone());
+}
+
+/// Runs the loop of the runtime installed on this thread until `future`
+/// completes.
+pub(crate) fn drive<F: Future>(future: F, remote: Arc<Remote>) -> F::Output {
+    remote.main_woken.store(true, Ordering::SeqCst);
+    remote.notified.store(true, Ordering::SeqCst);
     let main_waker = Waker::from(remote.clone());
     let main = pin!(future);
     let driver = Driver {
@@ -629,7 +868,7 @@ pub(crate) fn try_run<F: Future>(future: F) -> Result<F::Output, RuntimeError> {
         handover_every: SLICE,
         handed_over: None,
     };
-    Ok(async_io::block_on(driver))
+    async_io::block_on(driver)
 }
 
 /// The loop, as a future for `async_io::block_on`.
@@ -705,6 +944,13 @@ impl<F: Future> Driver<'_, F> {
             }
             if !remote.queue.is_empty() {
                 while let Ok(r) = remote.queue.pop() {
+                    let meta = r.metadata();
+                    if meta.id() == 0 {
+                        // Spawned from another thread: number it here.
+                        let id = core.next_id.get();
+                        core.next_id.set(id + 1);
+                        meta.id.store(id, Ordering::Relaxed);
+                    }
                     core.queue.push(r);
                 }
             }
@@ -757,8 +1003,15 @@ impl<F: Future> Driver<'_, F> {
                 };
                 let main_turn = this.backlog == 1;
                 this.backlog = this.backlog.saturating_sub(1);
-                core.current.set(runnable.metadata().id);
-                runnable.run();
+                let id = runnable.metadata().id();
+                core.current.set(id);
+                if core.cancel_any.get() && core.take_cancel(id) {
+                    // Cancelled by `CurrentTask::cancel`: dropped instead of
+                    // polled (its future's destructors run now).
+                    drop(runnable);
+                } else {
+                    runnable.run();
+                }
                 ran = true;
                 polls += 1;
                 if main_turn {
@@ -813,37 +1066,7 @@ struct Shutdown {
 impl Drop for Shutdown {
     fn drop(&mut self) {
         let _ = CORE.try_with(|core| {
-            let mut spins = 0u32;
-            loop {
-                // Wake every live task: each one lands in a queue, and
-                // dropping its runnable drops its future.
-                let wakers = core.registry.borrow().wakers();
-                for w in wakers {
-                    w.wake();
-                }
-                loop {
-                    let next = core.queue.pop().or_else(|| self.remote.queue.pop().ok());
-                    match next {
-                        Some(runnable) => {
-                            // Reports of panics in the destructors name the task.
-                            core.current.set(runnable.metadata().id);
-                            drop(runnable);
-                        }
-                        None => break,
-                    }
-                }
-                if core.registry.borrow().len == 0 {
-                    break;
-                }
-                // A wake-up from another thread is in flight: its runnable is
-                // about to reach the remote queue.
-                spins += 1;
-                if spins > 64 {
-                    std::thread::sleep(std::time::Duration::from_micros(100));
-                } else {
-                    std::thread::yield_now();
-                }
-            }
+            cancel_all(core, &self.remote);
             core.rt.set(0);
             core.sleeping.set(false);
             core.current.set(0);
@@ -853,13 +1076,72 @@ impl Drop for Shutdown {
             // move to the next runtime that polls them.
             *core.reactor.borrow_mut() = None;
         });
-        remotes().retain(|r| !Arc::ptr_eq(r, &self.remote));
-        *self
-            .remote
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        retire(&self.remote);
     }
+}
+
+/// Cancels every task of the runtime installed in `core` (dropping their
+/// futures on this thread, so their destructors run now), then closes its
+/// remote queue, so that [`Handle::spawn`](crate::Handle::spawn) from then on
+/// fails, and drops what was queued there.
+pub(crate) fn cancel_all(core: &Core, remote: &Remote) {
+    let mut spins = 0u32;
+    loop {
+        // Wake every live task: each one lands in a queue, and
+        // dropping its runnable drops its future.
+        let wakers = core.registry.borrow().wakers();
+        for w in wakers {
+            w.wake();
+        }
+        loop {
+            let next = core.queue.pop().or_else(|| remote.queue.pop().ok());
+            match next {
+                Some(runnable) => {
+                    // Reports of panics in the destructors name the task.
+                    core.current.set(runnable.metadata().id());
+                    drop(runnable);
+                }
+                None => break,
+            }
+        }
+        if core.registry.borrow().len == 0 {
+            break;
+        }
+        // A wake-up from another thread is in flight: its runnable is
+        // about to reach the remote queue.
+        spins += 1;
+        if spins > 64 {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    // Tasks spawned from other threads meanwhile: refused from now on, and
+    // those that made it into the queue are dropped (their handles then
+    // report `Cancelled`).
+    remote.queue.close();
+    while let Ok(runnable) = remote.queue.pop() {
+        core.current.set(runnable.metadata().id());
+        drop(runnable);
+    }
+    core.current.set(0);
+    core.cancels.borrow_mut().clear();
+    core.cancel_any.set(false);
+}
+
+/// Unregisters a runtime that has ended: wake-ups from other threads no
+/// longer find it, and its queue refuses new tasks.
+pub(crate) fn retire(remote: &Arc<Remote>) {
+    remote.queue.close();
+    remotes().retain(|r| !Arc::ptr_eq(r, remote));
+    *remote.waker.lock().unwrap_or_else(PoisonError::into_inner) = None;
+}
+
+/// Clears the loop's waker when a [`Runtime`](crate::Runtime) leaves
+/// `block_on`: a wake-up while it is idle only queues the task, which runs
+/// at the next `block_on`.
+pub(crate) fn idle(remote: &Remote) {
+    *remote.waker.lock().unwrap_or_else(PoisonError::into_inner) = None;
 }
 
 /// Whether a weft-async runtime is running on the current thread.

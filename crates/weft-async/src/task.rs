@@ -625,7 +625,7 @@ pub fn all_tasks() -> Vec<TaskInfo> {
         let mut tasks: Vec<TaskInfo> = Vec::new();
         let mut queued = std::collections::HashSet::new();
         core.queue.for_each(|r| {
-            let id = r.metadata().id;
+            let id = r.metadata().id();
             if queued.insert(id) {
                 tasks.push(TaskInfo {
                     id,
@@ -666,6 +666,93 @@ pub fn all_tasks() -> Vec<TaskInfo> {
 /// future of [`run`] or outside a runtime.
 pub fn current_task_id() -> Option<u64> {
     with_core(|core| core.current.get()).filter(|&id| id != 0)
+}
+
+/// The task being polled on this thread (Python's `asyncio.current_task()`),
+/// or `None` in the main future of [`run`] (which is not a task) and outside
+/// a runtime.
+///
+/// ```
+/// weft_async::run(async {
+///     assert!(weft_async::current_task().is_none()); // the main future
+///     let task = weft_async::Builder::new()
+///         .name("worker")
+///         .spawn(async {
+///             let me = weft_async::current_task().unwrap();
+///             (me.id(), me.name())
+///         })
+///         .unwrap();
+///     let id = task.id();
+///     assert_eq!(task.await, Ok((id, Some("worker".to_string()))));
+/// });
+/// ```
+pub fn current_task() -> Option<CurrentTask> {
+    with_core(|core| {
+        let id = core.current.get();
+        (id != 0).then(|| CurrentTask { rt: core.rt(), id })
+    })
+    .flatten()
+}
+
+/// A task found by [`current_task`]: its id, its name, and a way to cancel
+/// it without its [`Task`] handle (Python's `current_task().cancel()`).
+///
+/// It can be kept and passed to other tasks of the same runtime (for
+/// example, to let a watchdog cancel the task that registered with it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CurrentTask {
+    rt: u64,
+    id: u64,
+}
+
+impl CurrentTask {
+    /// The task's id, as [`Task::id`] and [`all_tasks`] give it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The task's name, if it was spawned with one ([`Builder::name`]);
+    /// `None` too once the task has finished, or when asked from another
+    /// thread than its runtime's.
+    pub fn name(&self) -> Option<String> {
+        with_core(|core| {
+            if core.rt() != self.rt {
+                return None;
+            }
+            let registry = core.registry.borrow();
+            registry
+                .entries()
+                .find(|entry| entry.id == self.id)
+                .and_then(|entry| entry.name.as_deref().cloned())
+        })
+        .flatten()
+    }
+
+    /// Requests the task's cancellation (Python's `Task.cancel()`): the next
+    /// time the task is due to run, the runtime drops its future instead of
+    /// polling it (its destructors run then), and its [`Task`] handle
+    /// reports [`TaskError::Cancelled`]. It is woken so that this happens
+    /// soon; a task that cancels itself goes on until its next `.await` that
+    /// has to wait.
+    ///
+    /// Returns `false` if the task has already finished, or if this is
+    /// called on another thread than the task's runtime's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_async::TaskError;
+    /// weft_async::run(async {
+    ///     let task = weft_async::spawn(async {
+    ///         weft_async::current_task().unwrap().cancel();
+    ///         weft_async::sleep(Duration::from_secs(60)).await; // dropped here
+    ///         unreachable!()
+    ///     });
+    ///     assert_eq!(task.await, Err(TaskError::Cancelled));
+    /// });
+    /// ```
+    pub fn cancel(&self) -> bool {
+        with_core(|core| core.rt() == self.rt && core.request_cancel(self.id)).unwrap_or(false)
+    }
 }
 
 /// A panic that no one retrieved: the task was detached, or its [`Task`] was
