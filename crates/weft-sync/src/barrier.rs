@@ -1,6 +1,7 @@
 //! [`Barrier`]: Python's `threading.Barrier`, with its broken state.
 
 use std::fmt;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -103,8 +104,16 @@ impl Barrier {
         }
     }
 
-    /// Sets the timeout that [`wait`](Self::wait) applies (Python's
-    /// `timeout=`); a wait that exceeds it breaks the barrier.
+    /// Sets the timeout that [`wait`](Self::wait) and
+    /// [`wait_async`](Self::wait_async) apply (Python's `timeout=`); a wait
+    /// that exceeds it breaks the barrier.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_sync::{Barrier, BrokenBarrierError};
+    /// let b = Barrier::new(2).with_timeout(Duration::from_millis(5));
+    /// assert_eq!(b.wait(), Err(BrokenBarrierError));
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Barrier {
         self.default_timeout = Some(timeout);
         self
@@ -251,10 +260,25 @@ impl Barrier {
 
     /// Waits for the other parties without blocking the thread.
     ///
+    /// Honours the barrier's timeout, as [`wait`](Self::wait) does: if one
+    /// was set with [`with_timeout`](Self::with_timeout) and the round has
+    /// not tripped in time, the barrier breaks and every waiter, thread or
+    /// task, gets [`BrokenBarrierError`] (as Python's `Barrier`). The
+    /// deadline is kept by weft's shared timer thread (see
+    /// [`Timer`](crate::Timer)), so this works in any executor.
+    ///
     /// Dropping the future before the barrier trips withdraws this party's
-    /// arrival (the barrier does not break); the barrier's own timeout does
-    /// not apply here: wrap the future in your runtime's timeout and call
-    /// [`abort`](Self::abort) if you want Python's break-on-timeout.
+    /// arrival (the barrier does not break).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_sync::{Barrier, BrokenBarrierError};
+    /// let b = Barrier::new(2).with_timeout(Duration::from_millis(10));
+    /// // Nobody else comes: the timeout breaks the barrier.
+    /// let alone = futures_lite::future::block_on(b.wait_async());
+    /// assert_eq!(alone, Err(BrokenBarrierError));
+    /// assert!(b.is_broken());
+    /// ```
     pub async fn wait_async(&self) -> Result<usize, BrokenBarrierError> {
         let (index, round) = match self.arrive()? {
             Ok(index) => return Ok(index),
@@ -264,17 +288,40 @@ impl Barrier {
             barrier: self,
             round: Some(round.clone()),
         };
+        let alarm = self
+            .default_timeout
+            .map(|t| crate::timer::Alarm::at(deadline_after(t)));
         loop {
             if let Some(outcome) = Self::outcome(&round) {
                 withdraw.round = None;
                 return outcome.map(|()| index);
             }
-            let listener = self.event.listen();
+            let mut listener = self.event.listen();
             if let Some(outcome) = Self::outcome(&round) {
                 withdraw.round = None;
                 return outcome.map(|()| index);
             }
-            listener.await;
+            let notified = std::future::poll_fn(|cx| {
+                if std::pin::Pin::new(&mut listener).poll(cx).is_ready() {
+                    return std::task::Poll::Ready(true);
+                }
+                match &alarm {
+                    Some(alarm) => alarm.poll(cx).map(|()| false),
+                    None => std::task::Poll::Pending,
+                }
+            })
+            .await;
+            if !notified {
+                // Timed out: break the barrier, as the blocking wait does
+                // (unless it tripped just as the time ran out).
+                withdraw.round = None;
+                let mut st = self.state.lock();
+                if let Some(outcome) = Self::outcome(&round) {
+                    return outcome.map(|()| index);
+                }
+                self.break_locked(&mut st);
+                return Err(BrokenBarrierError);
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! [`Condition`]: Python's `threading.Condition`, over a weft [`Mutex`].
+//! [`Condition`]: Python's `threading.Condition`, over a weft [`Mutex`] or
+//! [`RLock`](crate::RLock).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -6,13 +7,19 @@ use std::time::{Duration, Instant};
 use event_listener::{Event, IntoNotification, Listener};
 
 use crate::mutex::{Mutex, MutexGuard};
+use crate::rlock::RLockGuard;
 use crate::waker::deadline_after;
 
 /// A condition variable: threads and tasks wait on it, holding a
 /// [`Mutex`]'s guard, until another notifies them (Python's
 /// `threading.Condition`).
 ///
-/// Waiting releases the mutex and takes it again before returning. As with
+/// It works with a [`Mutex`] (`wait`, `wait_for`, ..., and the async forms)
+/// or with an [`RLock`](crate::RLock), Python's default (`wait_rlock`,
+/// `wait_for_rlock`, ...: the lock is released fully, whatever its depth,
+/// and restored to that depth).
+///
+/// Waiting releases the lock and takes it again before returning. As with
 /// every condition variable, wake-ups may be spurious: wait in a loop, or
 /// use [`wait_for`](Condition::wait_for) with a predicate. `notify(n)` wakes
 /// exactly `n` of the waiters present at that moment (fewer if fewer wait),
@@ -182,6 +189,157 @@ impl Condition {
             guard = self.wait_async(guard).await;
         }
         guard
+    }
+
+    /// Releases the guard's [`RLock`](crate::RLock) fully, whatever its depth (the thread
+    /// may hold it several times, through several guards), blocks until
+    /// notified, and takes it back at the same depth: Python's
+    /// `Condition(RLock())` (CPython's `_release_save` and
+    /// `_acquire_restore`). While this thread waits, other threads may take
+    /// the lock.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use weft_sync::{Condition, RLock};
+    ///
+    /// let (lock, cond) = (RLock::new(Cell::new(false)), Condition::new());
+    /// std::thread::scope(|s| {
+    ///     let outer = lock.lock();
+    ///     let mut inner = lock.lock(); // depth 2
+    ///     s.spawn(|| {
+    ///         lock.lock().set(true); // possible only while the waiter waits
+    ///         cond.notify_all();
+    ///     });
+    ///     while !inner.get() {
+    ///         cond.wait_rlock(&mut inner);
+    ///     }
+    ///     assert_eq!(lock.depth(), 2); // restored
+    ///     drop(outer);
+    /// });
+    /// ```
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    pub fn wait_rlock<T: ?Sized>(&self, guard: &mut RLockGuard<'_, T>) {
+        let listener = self.event.listen();
+        #[cfg(feature = "deadlock-detection")]
+        let site = std::panic::Location::caller();
+        RLockGuard::rlock(guard).unlocked_fully(|| {
+            #[cfg(feature = "deadlock-detection")]
+            let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
+            listener.wait()
+        });
+    }
+
+    /// As [`wait_rlock`](Self::wait_rlock), giving up after `timeout`.
+    /// Returns `false` if the time ran out without a notification.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_sync::{Condition, RLock};
+    /// let (lock, cond) = (RLock::new(()), Condition::new());
+    /// let mut guard = lock.lock();
+    /// assert!(!cond.wait_rlock_timeout(&mut guard, Duration::from_millis(5)));
+    /// assert!(lock.is_owned_by_current_thread());
+    /// ```
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    pub fn wait_rlock_timeout<T: ?Sized>(
+        &self,
+        guard: &mut RLockGuard<'_, T>,
+        timeout: Duration,
+    ) -> bool {
+        match deadline_after(timeout) {
+            Some(deadline) => self.wait_rlock_until(guard, deadline),
+            None => {
+                self.wait_rlock(guard);
+                true
+            }
+        }
+    }
+
+    /// As [`wait_rlock`](Self::wait_rlock), giving up at `deadline`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use weft_sync::{Condition, RLock};
+    /// let (lock, cond) = (RLock::new(()), Condition::new());
+    /// let mut guard = lock.lock();
+    /// let deadline = Instant::now() + Duration::from_millis(5);
+    /// assert!(!cond.wait_rlock_until(&mut guard, deadline));
+    /// ```
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    pub fn wait_rlock_until<T: ?Sized>(
+        &self,
+        guard: &mut RLockGuard<'_, T>,
+        deadline: Instant,
+    ) -> bool {
+        let listener = self.event.listen();
+        #[cfg(feature = "deadlock-detection")]
+        let site = std::panic::Location::caller();
+        RLockGuard::rlock(guard).unlocked_fully(|| {
+            #[cfg(feature = "deadlock-detection")]
+            let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
+            listener.wait_deadline(deadline).is_some()
+        })
+    }
+
+    /// Waits with an [`RLock`](crate::RLock) held until `predicate` holds for the guarded
+    /// value (Python's `wait_for` on a `Condition(RLock())`). Returns at
+    /// once if it already does.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use weft_sync::{Condition, RLock};
+    /// let (lock, cond) = (RLock::new(AtomicBool::new(false)), Condition::new());
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         lock.lock().store(true, Ordering::Relaxed);
+    ///         cond.notify_all();
+    ///     });
+    ///     let mut guard = lock.lock();
+    ///     cond.wait_for_rlock(&mut guard, |ready| ready.load(Ordering::Relaxed));
+    /// });
+    /// ```
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    pub fn wait_for_rlock<T: ?Sized>(
+        &self,
+        guard: &mut RLockGuard<'_, T>,
+        mut predicate: impl FnMut(&T) -> bool,
+    ) {
+        while !predicate(guard) {
+            self.wait_rlock(guard);
+        }
+    }
+
+    /// As [`wait_for_rlock`](Self::wait_for_rlock), giving up after
+    /// `timeout`. Returns the predicate's last value.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_sync::{Condition, RLock};
+    /// let (lock, cond) = (RLock::new(0), Condition::new());
+    /// let mut guard = lock.lock();
+    /// assert!(!cond.wait_for_rlock_timeout(&mut guard, Duration::from_millis(5), |n| *n > 0));
+    /// ```
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    pub fn wait_for_rlock_timeout<T: ?Sized>(
+        &self,
+        guard: &mut RLockGuard<'_, T>,
+        timeout: Duration,
+        mut predicate: impl FnMut(&T) -> bool,
+    ) -> bool {
+        let deadline = deadline_after(timeout);
+        loop {
+            if predicate(guard) {
+                return true;
+            }
+            match deadline {
+                None => self.wait_rlock(guard),
+                Some(d) => {
+                    if !self.wait_rlock_until(guard, d) {
+                        return predicate(guard);
+                    }
+                }
+            }
+        }
     }
 
     /// Wakes one waiter, if any.

@@ -133,6 +133,7 @@ mod rlock;
 mod semaphore;
 mod shim;
 mod task;
+mod timer;
 mod wait;
 mod waiting;
 mod waker;
@@ -144,11 +145,12 @@ pub use event::{Event, EventWaitFuture};
 pub use mutex::{Lock, Mutex, MutexGuard, MutexLockFuture};
 pub use queue::{GetFuture, PutFuture, Queue};
 pub use queues::{LifoQueue, PriorityQueue, SimpleQueue};
-pub use rlock::{RLock, RLockGuard};
+pub use rlock::{RLock, RLockFuture, RLockGuard};
 pub use semaphore::{AcquireFuture, BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use task::{
     Completer, TaskError, TaskHandle, WorkerExit, drop_quietly, into_panic_message, panic_message,
 };
+pub use timer::Timer;
 pub use wait::{
     AsCompleted, AsCompletedStream, ReturnWhen, WaitAsync, WaitResult, as_completed, wait,
     wait_async,

@@ -2,9 +2,12 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "deadlock-detection")]
@@ -14,6 +17,7 @@ use std::panic::Location;
 use crate::deadlock::{self, LockId, LockNode, Primitive};
 use crate::error::ReleaseError;
 use crate::raw_lock::RawLock;
+use crate::waiting::EventWait;
 use crate::waker::deadline_after;
 
 /// A reentrant lock: the thread that holds it may acquire it again, and must
@@ -23,9 +27,19 @@ use crate::waker::deadline_after;
 /// lock cannot give `&mut T`: the owner may hold two guards at once); put a
 /// `Cell` or `RefCell` inside for mutation.
 ///
-/// Ownership belongs to a thread, so an `RLock` has blocking and timed forms
-/// but no async form: an async task may move between threads while it holds
-/// a lock. Use [`Mutex`](crate::Mutex) in async code.
+/// Ownership belongs to a thread. The async form,
+/// [`lock_async`](RLock::lock_async), makes the thread that polls it to
+/// completion the owner, and its guard is not `Send`: a future holding it
+/// across an `.await` is not `Send` either, so no executor can move the task
+/// to another thread while it holds the lock, and reentrancy stays sound.
+/// Tasks that share a thread share that thread's ownership, as coroutines
+/// sharing a Python event loop do with a `threading.RLock`: an `RLock` does
+/// not keep two tasks of one thread apart. Use [`Mutex`](crate::Mutex) for
+/// that.
+///
+/// A [`Condition`](crate::Condition) can wait with an `RLock` held at any
+/// depth (Python's default `Condition` lock is an `RLock`): see
+/// [`Condition::wait_rlock`](crate::Condition::wait_rlock).
 ///
 /// ```
 /// use std::cell::RefCell;
@@ -235,6 +249,149 @@ impl<T: ?Sized> RLock<T> {
         Ok(())
     }
 
+    /// Waits for the lock without blocking the thread; usable from any
+    /// executor. The thread that polls the future to completion becomes
+    /// the owner (at once if it already is: reentrant). Dropping the future
+    /// before it completes gives up the wait and never leaves the lock
+    /// held.
+    ///
+    /// The guard is not `Send`, so a task holding it across an `.await`
+    /// stays on its thread. Tasks of one thread share its ownership (see
+    /// the [type's docs](RLock)).
+    ///
+    /// ```
+    /// use weft_sync::RLock;
+    /// let lock = RLock::new(());
+    /// futures_lite::future::block_on(async {
+    ///     let outer = lock.lock_async().await;
+    ///     let inner = lock.lock_async().await; // reentrant: same thread
+    ///     assert!(lock.is_owned_by_current_thread());
+    ///     drop((inner, outer));
+    /// });
+    /// assert!(!lock.is_locked());
+    /// ```
+    pub fn lock_async(&self) -> RLockFuture<'_, T> {
+        RLockFuture {
+            wait: EventWait::new(self.raw.event(), self, |lock, contended| {
+                lock.try_acquire_async(contended).then_some(())
+            }),
+        }
+    }
+
+    /// The async attempt: reenters, or takes the free lock, flagging the
+    /// raw lock's async waiters once this waiter listens.
+    fn try_acquire_async(&self, registered: bool) -> bool {
+        if self.reenter() {
+            return true;
+        }
+        if self.raw.try_lock_async(registered) {
+            self.become_owner();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Releases every level this thread holds, runs `f`, and takes the
+    /// lock back at the same depth (CPython's `_release_save` and
+    /// `_acquire_restore`, around a condition wait). The lock is taken back
+    /// even if `f` panics.
+    ///
+    /// # Panics
+    ///
+    /// If this thread does not hold the lock.
+    #[cfg_attr(feature = "deadlock-detection", track_caller)]
+    pub(crate) fn unlocked_fully<R>(&self, f: impl FnOnce() -> R) -> R {
+        assert!(
+            self.owned_here(),
+            "an RLock can only be released for a wait by the thread that holds it"
+        );
+        let depth = self.count.get();
+        self.count.set(0);
+        self.owner.store(0, Ordering::Relaxed);
+        #[cfg(feature = "deadlock-detection")]
+        deadlock::released(&self.node);
+        self.raw.unlock();
+
+        struct Restore<'b, T: ?Sized> {
+            lock: &'b RLock<T>,
+            depth: usize,
+            #[cfg(feature = "deadlock-detection")]
+            site: &'static Location<'static>,
+        }
+        impl<T: ?Sized> Drop for Restore<'_, T> {
+            fn drop(&mut self) {
+                #[cfg(feature = "deadlock-detection")]
+                let hook_panic = self.relock_tracked();
+                #[cfg(not(feature = "deadlock-detection"))]
+                self.lock.raw.lock();
+                self.lock.owner.store(thread_id(), Ordering::Relaxed);
+                self.lock.count.set(self.depth);
+                #[cfg(feature = "deadlock-detection")]
+                if let Some(payload) = hook_panic {
+                    std::panic::resume_unwind(payload);
+                }
+            }
+        }
+        #[cfg(feature = "deadlock-detection")]
+        impl<T: ?Sized> Restore<'_, T> {
+            /// Takes the raw lock back, tracked; a deadlock hook's panic is
+            /// returned for resuming once the lock is whole again.
+            fn relock_tracked(&self) -> Option<Box<dyn std::any::Any + Send>> {
+                let lock = self.lock;
+                if std::thread::panicking() {
+                    // No report while unwinding: a panicking hook would abort.
+                    lock.raw.lock();
+                    deadlock::held(&lock.node, Primitive::RLock, self.site);
+                    return None;
+                }
+                let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    deadlock::lock_raw(
+                        &lock.raw,
+                        &lock.node,
+                        None,
+                        false,
+                        Primitive::RLock,
+                        self.site,
+                    )
+                }));
+                match checked {
+                    Ok(_) => None,
+                    Err(payload) => {
+                        // The hook panicked before the lock was taken back;
+                        // the guards still release it, so take it first.
+                        lock.raw.lock();
+                        deadlock::held(&lock.node, Primitive::RLock, self.site);
+                        Some(payload)
+                    }
+                }
+            }
+        }
+        let _restore = Restore {
+            lock: self,
+            depth,
+            #[cfg(feature = "deadlock-detection")]
+            site: Location::caller(),
+        };
+        f()
+    }
+
+    /// How many times the current thread holds the lock (0 if it does not).
+    ///
+    /// ```
+    /// let lock = weft_sync::RLock::new(());
+    /// let _a = lock.lock();
+    /// let _b = lock.lock();
+    /// assert_eq!(lock.depth(), 2);
+    /// ```
+    pub fn depth(&self) -> usize {
+        if self.owned_here() {
+            self.count.get()
+        } else {
+            0
+        }
+    }
+
     /// Whether any thread holds the lock.
     pub fn is_locked(&self) -> bool {
         self.raw.is_locked()
@@ -307,8 +464,42 @@ impl<T: ?Sized> Drop for RLockGuard<'_, T> {
     }
 }
 
+impl<'a, T: ?Sized> RLockGuard<'a, T> {
+    /// The lock this guard holds.
+    ///
+    /// ```
+    /// use weft_sync::{RLock, RLockGuard};
+    /// let lock = RLock::new(5);
+    /// let guard = lock.lock();
+    /// assert!(std::ptr::eq(RLockGuard::rlock(&guard), &lock));
+    /// ```
+    pub fn rlock(guard: &Self) -> &'a RLock<T> {
+        guard.lock
+    }
+}
+
 impl<T: ?Sized + fmt::Debug> fmt::Debug for RLockGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The future returned by [`RLock::lock_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct RLockFuture<'a, T: ?Sized> {
+    wait: EventWait<'a, &'a RLock<T>, ()>,
+}
+
+impl<'a, T: ?Sized> Future for RLockFuture<'a, T> {
+    type Output = RLockGuard<'a, T>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<RLockGuard<'a, T>> {
+        let lock = *self.wait.ctx();
+        Pin::new(&mut self.wait).poll(cx).map(|()| lock.guard())
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for RLockFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RLockFuture").finish_non_exhaustive()
     }
 }

@@ -4,7 +4,8 @@
 //! switched to its loom build at the same time).
 //!
 //! Only the protocols that loom models (the task handle's completion/wake
-//! protocol and the semaphore's permit accounting) go through this module.
+//! protocol, the semaphore's permit accounting, the timer thread's
+//! schedule/sleep/exit protocol) go through this module.
 
 #[cfg(not(loom))]
 mod imp {
@@ -13,6 +14,17 @@ mod imp {
     pub(crate) use std::thread::yield_now;
 
     use std::time::Instant;
+
+    /// Spawns a detached, named thread.
+    pub(crate) fn spawn_named(
+        name: &str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(f)
+            .map(drop)
+    }
 
     /// A mutex with parking_lot's shape (`lock` cannot fail).
     #[derive(Debug, Default)]
@@ -64,6 +76,12 @@ mod imp {
     pub(crate) use loom::thread::yield_now;
 
     use std::time::Instant;
+
+    /// Spawns a detached model thread (loom threads have no names).
+    pub(crate) fn spawn_named(_: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+        loom::thread::spawn(f);
+        Ok(())
+    }
 
     #[derive(Debug, Default)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
