@@ -164,22 +164,28 @@
 #![deny(unsafe_code)]
 #![cfg(unix)]
 
+mod channel;
 mod errtext;
 mod link;
+mod pipe;
 mod pool;
+mod process;
 mod registry;
 mod supervisor;
 mod sys;
 mod wire;
 mod worker;
 
+pub use pipe::{Connection, Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 pub use pool::{Error, MapResults, ProcessPool, ProcessPoolBuilder};
+pub use process::Process;
 pub use weft_sync::{TaskError, TaskHandle, WorkerExit};
 pub use worker::{is_worker, main_hook};
 
 /// Used by [`register!`]; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::process::{ChildIo, run_process};
     pub use crate::registry::{Batch, Entry, REGISTRY, run_batch, signature_of, type_id_of};
     pub use linkme;
 }

@@ -77,6 +77,64 @@ pub enum Error {
     /// [`ProcessPool::terminate`] ran while a worker was starting.
     #[error("the pool was terminated while a worker was starting")]
     Terminated,
+    /// A [`Process`](crate::Process)'s target is not a registered function.
+    #[error("the process target cannot run in a child process: {0}")]
+    UnregisteredTarget(String),
+    /// [`Process::start`](crate::Process::start) was called twice.
+    #[error(
+        "the process `{name}` was already started: a Process starts once; make a new one to run the function again"
+    )]
+    AlreadyStarted {
+        /// The process's name.
+        name: String,
+    },
+    /// A [`Process`](crate::Process)'s child died before it connected to
+    /// its parent (it never ran the target).
+    #[error("the process `{name}` died ({exit}) before connecting to its parent{hint}")]
+    ChildDied {
+        /// The process's name.
+        name: String,
+        /// How the child ended.
+        exit: crate::WorkerExit,
+        /// A hint on the likely cause, or empty.
+        hint: String,
+    },
+    /// A [`Process`](crate::Process)'s child did not connect within its
+    /// start timeout; it was killed.
+    #[error(
+        "the process `{name}` did not connect to its parent within {timeout:?} and was killed{hint}"
+    )]
+    StartTimeout {
+        /// The process's name.
+        name: String,
+        /// The start timeout.
+        timeout: Duration,
+        /// A hint on the likely cause, or empty.
+        hint: String,
+    },
+    /// A [`Process`](crate::Process) could not be started for another
+    /// reason (the text says which).
+    #[error("could not start the process `{name}`: {reason}")]
+    ProcessStart {
+        /// The process's name.
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A [`Process`](crate::Process)'s argument could not be sent to its
+    /// child (it would not serialize); the child was killed.
+    #[error("the argument of the process `{name}` could not be sent to it: {reason}")]
+    Argument {
+        /// The process's name.
+        name: String,
+        /// The serializer's message.
+        reason: String,
+    },
+    /// An ipc-channel channel (for a [`Pipe`](crate::Pipe), a
+    /// [`Queue`](crate::Queue) or a process's start) could not be made:
+    /// usually too many open files.
+    #[error("could not create an ipc-channel channel: {0}")]
+    Channel(#[source] std::io::Error),
 }
 
 /// Everything a supervisor needs to know about the pool's settings.

@@ -32,6 +32,9 @@ pub struct Entry {
     pub signature: fn() -> &'static str,
     /// Runs the function over a batch of encoded arguments.
     pub run: fn(&mut Batch<'_>),
+    /// Runs the function as a [`Process`](crate::Process)'s child: receives
+    /// the argument, sends the outcome, gives the exit code.
+    pub process: fn(crate::process::ChildIo) -> i32,
 }
 
 #[doc(hidden)]
@@ -432,6 +435,7 @@ macro_rules! register {
                     type_id: || $crate::__private::type_id_of(&$f),
                     signature: || $crate::__private::signature_of(&$f),
                     run: |batch| $crate::__private::run_batch(batch, $f),
+                    process: |io| $crate::__private::run_process(io, $f),
                 };
             };
         )+

@@ -255,6 +255,52 @@ pub(crate) fn wait_exited(pid: u32) {
     }
 }
 
+/// How the child `pid` ended, if it has, without reaping it
+/// (`waitid(WEXITED | WNOHANG | WNOWAIT)`): `Some((true, code))` for an
+/// exit with `code`, `Some((false, signal))` for a death by `signal`,
+/// `None` while it runs. A pid that is not (or no longer) a child of this
+/// process reads as ended, with code `-1`.
+pub(crate) fn peek_exit(pid: u32) -> Option<(bool, i32)> {
+    let id: libc::id_t = pid;
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid for waitid to fill.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid siginfo_t for the call to fill.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if r != 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Some((true, -1));
+        }
+        // SAFETY: waitid filled `info`; si_pid and si_status are valid for
+        // a SIGCHLD-style siginfo (and si_pid is 0 when nothing changed).
+        let (who, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if who == 0 {
+            return None;
+        }
+        return Some((info.si_code == libc::CLD_EXITED, status));
+    }
+}
+
+/// Sends `signal` to `pid`. The caller guarantees `pid` is a child of this
+/// process that has not been reaped yet (so the pid cannot have been reused).
+pub(crate) fn signal(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
 /// A connected pair of `SOCK_SEQPACKET` Unix sockets (close-on-exec): the
 /// channel between the pool and one worker. Each `send` is one message
 /// (packet) with its boundaries kept, so a message is read whole by one

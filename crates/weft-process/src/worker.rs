@@ -44,6 +44,12 @@ const EXIT_BOOTSTRAP: i32 = 78;
 /// # main();
 /// ```
 pub fn main_hook() {
+    if let Some(boot) = std::env::var_os(crate::process::ENV_PROCESS) {
+        // A `Process`'s child: runs its one function, then exits.
+        sys::remove_env(crate::process::ENV_PROCESS);
+        let code = crate::process::serve_child(boot);
+        std::process::exit(code);
+    }
     if std::env::var_os(ENV_WORKER).is_none() {
         return;
     }
