@@ -237,3 +237,63 @@ fn async_parties_and_withdrawal() {
 fn zero_parties_is_refused() {
     let _ = Barrier::new(0);
 }
+
+// The async wait honours the barrier's default timeout.
+
+#[test]
+fn async_wait_default_timeout_breaks_the_barrier_for_everyone() {
+    deadline(20, || {
+        let b = Arc::new(Barrier::new(3).with_timeout(Duration::from_millis(50)));
+        let task = {
+            let b = b.clone();
+            thread::spawn(move || futures_lite::future::block_on(b.wait_async()))
+        };
+        let blocked = {
+            let b = b.clone();
+            // An explicit long timeout: only the async party's can break it.
+            thread::spawn(move || b.wait_timeout(Duration::from_secs(60)))
+        };
+        assert_eq!(task.join().unwrap(), Err(BrokenBarrierError));
+        assert_eq!(blocked.join().unwrap(), Err(BrokenBarrierError));
+        assert!(b.is_broken());
+        assert_eq!(
+            futures_lite::future::block_on(b.wait_async()),
+            Err(BrokenBarrierError)
+        );
+        b.reset();
+        assert!(!b.is_broken());
+    });
+}
+
+#[test]
+fn async_wait_that_trips_in_time_leaves_no_alarm_behind() {
+    deadline(20, || {
+        let b = Arc::new(Barrier::new(2).with_timeout(Duration::from_millis(100)));
+        let other = {
+            let b = b.clone();
+            thread::spawn(move || b.wait())
+        };
+        let mine = futures_lite::future::block_on(b.wait_async()).unwrap();
+        let theirs = other.join().unwrap().unwrap();
+        assert_eq!(mine + theirs, 1);
+        // Past the old deadline: nothing breaks the barrier late.
+        thread::sleep(Duration::from_millis(150));
+        assert!(!b.is_broken());
+    });
+}
+
+#[test]
+fn dropped_async_wait_withdraws_and_its_alarm_does_nothing() {
+    deadline(20, || {
+        let b = Barrier::new(2).with_timeout(Duration::from_millis(30));
+        let mut wait = Box::pin(b.wait_async());
+        assert!(
+            futures_lite::future::block_on(futures_lite::future::poll_once(&mut wait)).is_none()
+        );
+        assert_eq!(b.n_waiting(), 1);
+        drop(wait);
+        assert_eq!(b.n_waiting(), 0);
+        thread::sleep(Duration::from_millis(60));
+        assert!(!b.is_broken());
+    });
+}

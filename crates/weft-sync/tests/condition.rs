@@ -251,3 +251,118 @@ fn notify_racing_a_timeout_is_never_lost() {
         }
     });
 }
+
+// Condition with an RLock (Python's default Condition lock).
+
+#[test]
+fn rlock_condition_at_depth_three_releases_fully_and_restores() {
+    deadline(20, || {
+        use std::sync::atomic::AtomicBool;
+        use weft_sync::RLock;
+        let shared = Arc::new((
+            RLock::new(AtomicBool::new(false)),
+            Condition::new(),
+            AtomicBool::new(false),
+        ));
+        let waiter = {
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let (lock, cond, entered) = &*shared;
+                let g1 = lock.lock();
+                let g2 = lock.lock();
+                let mut g3 = lock.lock();
+                assert_eq!(lock.depth(), 3);
+                entered.store(true, Ordering::SeqCst);
+                cond.wait_for_rlock(&mut g3, |ready| ready.load(Ordering::SeqCst));
+                // Woken and restored to the depth it had.
+                assert!(lock.is_owned_by_current_thread());
+                assert_eq!(lock.depth(), 3);
+                drop(g3);
+                drop(g2);
+                assert!(lock.is_locked(), "one level still held");
+                drop(g1);
+                assert!(!lock.is_owned_by_current_thread());
+            })
+        };
+        let (lock, cond, entered) = &*shared;
+        assert!(eventually(|| entered.load(Ordering::SeqCst)));
+        // The waiter took the lock three times: the notifier can take it
+        // only once the waiter's wait has released all three levels.
+        assert!(eventually(|| {
+            match lock.try_lock() {
+                Some(g) => !g.load(Ordering::SeqCst) && lock.depth() == 1,
+                None => false,
+            }
+        }));
+        {
+            let g = lock.lock();
+            assert_eq!(lock.depth(), 1, "the notifier holds it alone");
+            g.store(true, Ordering::SeqCst);
+            cond.notify_all();
+        }
+        waiter.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn rlock_condition_timeouts_restore_the_depth() {
+    deadline(20, || {
+        use weft_sync::RLock;
+        let (lock, cond) = (RLock::new(0u32), Condition::new());
+        let _g1 = lock.lock();
+        let _g2 = lock.lock();
+        let mut g3 = lock.lock();
+        let start = Instant::now();
+        assert!(!cond.wait_rlock_timeout(&mut g3, Duration::from_millis(20)));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert_eq!(lock.depth(), 3);
+        assert!(!cond.wait_for_rlock_timeout(&mut g3, Duration::from_millis(10), |n| *n > 0));
+        assert_eq!(lock.depth(), 3);
+        // While it waits, another thread can take the lock.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(eventually(|| lock.try_lock().is_some()));
+                cond.notify_all();
+            });
+            while !cond.wait_rlock_timeout(&mut g3, Duration::from_millis(50)) {}
+        });
+        assert_eq!(lock.depth(), 3);
+    });
+}
+
+#[test]
+fn rlock_condition_notify_wakes_exactly_the_waiters_present() {
+    deadline(20, || {
+        use weft_sync::RLock;
+        let shared = Arc::new((
+            RLock::new(AtomicUsize::new(0)),
+            Condition::new(),
+            AtomicUsize::new(0),
+        ));
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let s = shared.clone();
+                thread::spawn(move || {
+                    let (lock, cond, woken) = &*s;
+                    let _outer = lock.lock();
+                    let mut g = lock.lock();
+                    g.fetch_add(1, Ordering::SeqCst);
+                    cond.wait_rlock(&mut g);
+                    assert_eq!(lock.depth(), 2);
+                    woken.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        let (lock, cond, woken) = &*shared;
+        assert!(eventually(|| lock.lock().load(Ordering::SeqCst) == 3));
+        cond.notify(2);
+        assert!(eventually(|| woken.load(Ordering::SeqCst) == 2));
+        settle();
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+        cond.notify_all();
+        for w in waiters {
+            w.join().unwrap();
+        }
+    });
+}

@@ -368,3 +368,105 @@ fn unlock_then_immediate_relock_strands_no_waiter() {
         }
     });
 }
+
+// RLock's async form: the polling thread owns it.
+
+#[test]
+fn async_rlock_is_reentrant_on_its_thread() {
+    deadline(10, || {
+        let lock = RLock::new(std::cell::Cell::new(0));
+        block_on(async {
+            let a = lock.lock_async().await;
+            let b = lock.lock_async().await;
+            let c = lock.lock(); // blocking form on the same thread: reentrant too
+            assert_eq!(lock.depth(), 3);
+            c.set(c.get() + 1);
+            drop((a, c));
+            assert!(lock.is_locked());
+            drop(b);
+        });
+        assert!(!lock.is_locked());
+        assert_eq!(lock.into_inner().get(), 1);
+    });
+}
+
+#[test]
+fn async_rlock_waits_for_another_thread_and_excludes_it() {
+    deadline(20, || {
+        let lock = Arc::new(RLock::new(()));
+        let held = lock.lock();
+        let waiter = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                let mut fut = lock.lock_async();
+                assert!(
+                    block_on(poll_once(&mut fut)).is_none(),
+                    "held elsewhere: waits"
+                );
+                let g = block_on(fut);
+                assert!(lock.is_owned_by_current_thread());
+                drop(g);
+            })
+        };
+        settle();
+        assert!(!waiter.is_finished());
+        drop(held);
+        waiter.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn async_rlock_counts_under_contention() {
+    deadline(30, || {
+        let rounds = if cfg!(miri) { 20 } else { 2000 };
+        let lock = Arc::new(RLock::new(std::cell::Cell::new(0u64)));
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    for i in 0..rounds {
+                        if (w + i) % 2 == 0 {
+                            block_on(async {
+                                let g = lock.lock_async().await;
+                                let inner = lock.lock_async().await;
+                                inner.set(g.get() + 1);
+                            });
+                        } else {
+                            let g = lock.lock();
+                            g.set(g.get() + 1);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(lock.lock().get(), 4 * rounds as u64);
+    });
+}
+
+#[test]
+fn dropped_async_rlock_future_leaves_it_free() {
+    deadline(10, || {
+        let lock = Arc::new(RLock::new(()));
+        let held = lock.lock();
+        let t = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                let mut fut = lock.lock_async();
+                assert!(block_on(poll_once(&mut fut)).is_none());
+                drop(fut);
+            })
+        };
+        t.join().unwrap();
+        drop(held);
+        assert!(!lock.is_locked());
+        let t = {
+            let lock = lock.clone();
+            thread::spawn(move || lock.try_lock().is_some())
+        };
+        assert!(t.join().unwrap());
+    });
+}
