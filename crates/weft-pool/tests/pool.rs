@@ -82,6 +82,88 @@ fn spawn_returns_results_and_reports_panics() {
     });
 }
 
+/// Drops are counted: each capture must be dropped exactly once, whether
+/// its task ran or was cancelled unrun.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Spawned closures are queued by value when small and boxed when not:
+/// closures of every size (nothing captured, one word, two, a 64-byte
+/// array, each with a counted capture) run once, return their own value and
+/// drop their captures exactly once, also when cancelled before they run
+/// and when the pool shuts down with them queued.
+#[test]
+fn spawned_closures_of_every_size_run_and_drop_once() {
+    with_timeout(60, || {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let n = scale(8, 200, 2000);
+        let pool = ThreadPool::new(2).unwrap();
+        let mut expected_drops = 0;
+        for i in 0..n {
+            let small = Counted(drops.clone());
+            let h1 = pool
+                .spawn(move || {
+                    let _keep = &small;
+                    i
+                })
+                .unwrap();
+            let two = (Counted(drops.clone()), i as u64);
+            let h2 = pool
+                .spawn(move || {
+                    let (_c, v) = &two;
+                    *v * 2
+                })
+                .unwrap();
+            let big = (Counted(drops.clone()), [i as u64; 8]);
+            let h3 = pool
+                .spawn(move || {
+                    let (_c, arr) = &big;
+                    arr.iter().sum::<u64>()
+                })
+                .unwrap();
+            let h0 = pool.spawn(|| 7u8).unwrap();
+            expected_drops += 3;
+            assert_eq!(h1.join(), Ok(i));
+            assert_eq!(h2.join(), Ok(i as u64 * 2));
+            assert_eq!(h3.join(), Ok(i as u64 * 8));
+            assert_eq!(h0.join(), Ok(7));
+        }
+        // Cancelled unrun, small and big, behind a blocker.
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let one = ThreadPool::new(1).unwrap();
+        let blocker = one.spawn(move || release_rx.recv().unwrap()).unwrap();
+        let small = Counted(drops.clone());
+        let big = (Counted(drops.clone()), [0u64; 8]);
+        let v1 = one.spawn(move || drop(small)).unwrap();
+        let v2 = one.spawn(move || drop(big)).unwrap();
+        expected_drops += 2;
+        assert!(v1.cancel() && v2.cancel());
+        release_tx.send(()).unwrap();
+        blocker.join().unwrap();
+        assert_eq!(v1.join(), Err(TaskError::Cancelled));
+        assert_eq!(v2.join(), Err(TaskError::Cancelled));
+        // Queued at shutdown: run before the workers exit.
+        let queued: Vec<_> = (0..4)
+            .map(|_| {
+                let c = Counted(drops.clone());
+                one.spawn(move || drop(c)).unwrap()
+            })
+            .collect();
+        expected_drops += 4;
+        one.shutdown(ShutdownMode::Wait);
+        for h in queued {
+            assert_eq!(h.join(), Ok(()));
+        }
+        pool.shutdown(ShutdownMode::Wait);
+        assert_eq!(drops.load(Ordering::SeqCst), expected_drops);
+    });
+}
+
 #[test]
 fn handles_are_futures() {
     with_timeout(30, || {

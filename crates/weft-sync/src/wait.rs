@@ -78,21 +78,32 @@ impl Tally {
                 consumer: Some(consumer),
             }),
         });
+        // Handles finished already are queued directly, without a waker.
+        let mut finished = VecDeque::new();
         let keys = handles
             .iter()
             .enumerate()
             .map(|(index, h)| {
+                if h.is_finished() {
+                    finished.push_back(index);
+                    return None;
+                }
                 let waker = Waker::from(Arc::new(IndexWaker {
                     ready: ready.clone(),
                     index,
                 }));
                 let key = h.watch(&waker);
                 if key.is_none() {
-                    ready.push(index);
+                    finished.push_back(index);
                 }
                 key
             })
             .collect();
+        {
+            let mut st = ready.state.lock();
+            finished.extend(st.indices.drain(..));
+            st.indices = finished;
+        }
         Tally {
             ready,
             keys,
@@ -311,23 +322,36 @@ where
         }),
     });
     let mut keys = Vec::with_capacity(handles.len());
+    // Handles finished already are queued directly, without a waker each.
+    let mut finished = VecDeque::new();
     for (index, h) in handles.iter().enumerate() {
         let h = h.as_ref().expect("just filled");
+        if h.is_finished() {
+            finished.push_back(index);
+            keys.push(None);
+            continue;
+        }
         let waker = Waker::from(Arc::new(IndexWaker {
             ready: ready.clone(),
             index,
         }));
         let key = h.watch(&waker);
         if key.is_none() {
-            ready.push(index);
+            finished.push_back(index);
         }
         keys.push(key);
+    }
+    {
+        let mut st = ready.state.lock();
+        finished.extend(st.indices.drain(..));
+        st.indices = finished;
     }
     AsCompleted {
         remaining: handles.len(),
         handles,
         keys,
         ready,
+        taken: VecDeque::new(),
     }
 }
 
@@ -337,6 +361,8 @@ pub struct AsCompleted<T> {
     keys: Vec<Option<u64>>,
     ready: Arc<Ready>,
     remaining: usize,
+    /// Indices taken from `ready` in one go (one lock for many outcomes).
+    taken: VecDeque<usize>,
 }
 
 impl<T> AsCompleted<T> {
@@ -346,10 +372,18 @@ impl<T> AsCompleted<T> {
     }
 
     fn take_ready(&mut self, consumer: Option<&Waker>) -> Option<(usize, Result<T, TaskError>)> {
-        let mut st = self.ready.state.lock();
-        match st.indices.pop_front() {
+        if self.taken.is_empty() {
+            let mut st = self.ready.state.lock();
+            if st.indices.is_empty() {
+                if let Some(w) = consumer {
+                    st.consumer = Some(w.clone());
+                }
+                return None;
+            }
+            std::mem::swap(&mut self.taken, &mut st.indices);
+        }
+        match self.taken.pop_front() {
             Some(index) => {
-                drop(st);
                 let handle = self.handles[index]
                     .take()
                     .expect("each index is reported once");
@@ -357,12 +391,7 @@ impl<T> AsCompleted<T> {
                 self.remaining -= 1;
                 Some((index, handle.join()))
             }
-            None => {
-                if let Some(w) = consumer {
-                    st.consumer = Some(w.clone());
-                }
-                None
-            }
+            None => unreachable!("refilled above"),
         }
     }
 
