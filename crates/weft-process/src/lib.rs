@@ -167,6 +167,7 @@
 mod channel;
 mod errtext;
 mod link;
+mod mpqueue;
 mod pipe;
 mod pool;
 mod process;
@@ -176,6 +177,7 @@ mod sys;
 mod wire;
 mod worker;
 
+pub use mpqueue::{Queue, QueueGetError, QueuePutError};
 pub use pipe::{Connection, Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 pub use pool::{Error, MapResults, ProcessPool, ProcessPoolBuilder};
 pub use process::Process;

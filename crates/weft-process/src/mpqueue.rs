@@ -1,0 +1,838 @@
+//! [`Queue`]: a queue shared by any number of processes (Python's
+//! `multiprocessing.Queue`), with many producers and consumers, each item
+//! delivered exactly once.
+//!
+//! # Design
+//!
+//! ipc-channel receivers cannot be cloned, so a queue is not a channel: it
+//! is a [`weft_sync::Queue`] in the process that created it (the owner),
+//! which gives the bound, back-pressure, timeouts, shutdown and
+//! exactly-once delivery. The owner's handles use it directly (no
+//! serialization at all). A handle that travels to another process
+//! carries the sending end of the owner's *acceptor* (a thread started when
+//! the queue first travels); there, each thread that uses the handle gets a
+//! *session* on first use: a request channel and a reply channel, whose ends
+//! the acceptor hands to a thread of its own in the owner (one per
+//! session). Each operation is one request and one reply; a blocking or
+//! timed operation waits in the owner's session thread, on the owner's
+//! queue, so the timeout is the owner's to enforce and no reply is ever
+//! lost to a timeout. An item a session thread took for a consumer that is
+//! gone (its process died) is put back at the tail.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::thread;
+use std::time::Duration;
+
+use ipc_channel::ipc::{self, IpcReceiver, OpaqueIpcReceiver, OpaqueIpcSender};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use weft_sync::{TaskError, TaskHandle};
+
+use crate::channel::{
+    Incoming, RecvFail, SendFail, Wait, in_send, outside_send, recv_caught, send_ref,
+};
+use crate::pool::lock;
+use crate::registry::drop_quietly;
+
+/// Why a put failed; the item is given back.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueuePutError<T> {
+    /// The queue stayed full (at once for `try_put`, until the deadline
+    /// for `put_timeout`); Python's `queue.Full`.
+    #[error("the queue is full")]
+    Full(T),
+    /// The queue was shut down and accepts no more items.
+    #[error("the queue has been shut down and accepts no more items")]
+    ShutDown(T),
+    /// The process that created the queue has exited (or dropped every
+    /// handle it had and the acceptor with them).
+    #[error("the process that owns the queue is gone")]
+    Disconnected(T),
+    /// The item would not serialize here, or not deserialize in the
+    /// queue's process.
+    #[error("the item could not be (de)serialized: {message}")]
+    Serialization {
+        /// The item.
+        value: T,
+        /// The serializer's message.
+        message: String,
+    },
+}
+
+impl<T> QueuePutError<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        match self {
+            QueuePutError::Full(v)
+            | QueuePutError::ShutDown(v)
+            | QueuePutError::Disconnected(v)
+            | QueuePutError::Serialization { value: v, .. } => v,
+        }
+    }
+}
+
+/// Why a get gave no item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueGetError {
+    /// The queue stayed empty (at once for `try_get`, until the deadline
+    /// for `get_timeout`); Python's `queue.Empty`.
+    #[error("the queue is empty")]
+    Empty,
+    /// The queue was shut down and has no items left.
+    #[error("the queue has been shut down and has no items left")]
+    ShutDown,
+    /// The process that created the queue is gone.
+    #[error("the process that owns the queue is gone")]
+    Disconnected,
+    /// An item was taken but could not travel here (it would not serialize
+    /// in the queue's process or not deserialize here); it is lost.
+    #[error("an item could not be (de)serialized: {0}")]
+    Serialization(String),
+}
+
+/// A request from a handle in another process; items travel by reference
+/// (`Request<&T>`) and arrive as `Request<T>`.
+#[derive(Serialize, Deserialize)]
+enum Request<I> {
+    /// `wait`: `None` blocks, `Some(ZERO)` tries, else a timeout.
+    Put {
+        item: I,
+        wait: Option<Duration>,
+    },
+    Get {
+        wait: Option<Duration>,
+    },
+    Len,
+    Shutdown {
+        immediate: bool,
+    },
+    IsShutDown,
+}
+
+/// The owner's reply (`Reply<()>` encodes as `Reply<T>` for every variant
+/// but `Got`).
+#[derive(Serialize, Deserialize)]
+enum Reply<I> {
+    Done,
+    Got(I),
+    Full,
+    Empty,
+    ShutDown,
+    Count(u64),
+    Flag(bool),
+    Failed(String),
+}
+
+/// A new session: the ends the owner's session thread uses.
+#[derive(Serialize, Deserialize)]
+struct Join {
+    requests: OpaqueIpcReceiver,
+    replies: OpaqueIpcSender,
+}
+
+/// A queue of `T` shared by any number of processes: Python's
+/// `multiprocessing.Queue`. See the [module docs](self) for how it works.
+///
+/// The queue lives in the process that created it (its *owner*); a
+/// `Queue` handle may travel to other processes inside a
+/// [`Process`](crate::Process)'s argument or result, a
+/// [`Pipe`](crate::Pipe) message or another queue's item, and be cloned
+/// freely there. Every item is delivered exactly once, to one consumer, in
+/// any process. Like [`weft_sync::Queue`], which it is built on, it may be
+/// bounded (`put` waits for room), and every `put` and `get` comes
+/// blocking, non-blocking (`try_`), with a timeout, and async;
+/// [`shutdown`](Self::shutdown) works as in Python 3.13.
+///
+/// In the owner, operations are those of a [`weft_sync::Queue`]; from
+/// another process, each costs a request and a reply over ipc-channel and
+/// a serialization of the item each way (see `docs/benchmarks.md`).
+/// When the owner exits, the queue is gone: handles elsewhere then fail
+/// with `Disconnected`. Python's `task_done`/`join` (`JoinableQueue`) are
+/// not offered yet.
+///
+/// ```
+/// use weft_process::{Process, Queue};
+///
+/// fn produce((q, from): (Queue<u64>, u64)) {
+///     for i in from..from + 100 {
+///         q.put(i).unwrap();
+///     }
+/// }
+/// weft_process::register!(produce);
+///
+/// let q = Queue::bounded(16);
+/// let ps: Vec<_> = (0..2)
+///     .map(|k| Process::spawn(produce, (q.clone(), k * 100)).unwrap())
+///     .collect();
+/// let mut got: Vec<u64> = (0..200).map(|_| q.get().unwrap()).collect();
+/// for p in ps {
+///     p.join().unwrap();
+/// }
+/// got.sort();
+/// assert_eq!(got, (0..200).collect::<Vec<_>>());
+/// ```
+pub struct Queue<T> {
+    inner: Inner<T>,
+}
+
+enum Inner<T> {
+    Owner(Arc<Owner<T>>),
+    Remote(Remote<T>),
+}
+
+struct Owner<T> {
+    queue: Arc<weft_sync::Queue<T>>,
+    /// The acceptor's sending end, once the queue has travelled.
+    acceptor: Mutex<Option<OpaqueIpcSender>>,
+}
+
+struct Remote<T> {
+    acceptor: OpaqueIpcSender,
+    capacity: Option<u64>,
+    /// Idle sessions; an operation takes one (or opens one) and gives it
+    /// back, so threads sharing a handle never wait on each other.
+    sessions: Arc<Mutex<Vec<Session<T>>>>,
+}
+
+impl<T> Clone for Remote<T> {
+    fn clone(&self) -> Self {
+        Remote {
+            acceptor: self.acceptor.clone(),
+            capacity: self.capacity,
+            sessions: self.sessions.clone(),
+        }
+    }
+}
+
+struct Session<T> {
+    requests: OpaqueIpcSender,
+    replies: IpcReceiver<Incoming<Reply<T>>>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            inner: match &self.inner {
+                Inner::Owner(o) => Inner::Owner(o.clone()),
+                Inner::Remote(r) => Inner::Remote(r.clone()),
+            },
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Owner(o) => f
+                .debug_struct("Queue")
+                .field("owner", &true)
+                .field("queue", &o.queue)
+                .finish(),
+            Inner::Remote(r) => f
+                .debug_struct("Queue")
+                .field("owner", &false)
+                .field("capacity", &r.capacity)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// A failed remote call.
+enum CallFail {
+    Serialization(String),
+    Disconnected,
+}
+
+fn wait_of(wait: Wait) -> Option<Duration> {
+    match wait {
+        Wait::Block => None,
+        Wait::Poll => Some(Duration::ZERO),
+        Wait::For(d) => Some(d),
+    }
+}
+
+impl<T> Queue<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// A queue with no size limit, owned by this process.
+    pub fn unbounded() -> Queue<T> {
+        Queue::owning(weft_sync::Queue::unbounded())
+    }
+
+    /// A queue holding at most `capacity` items (`put` waits for room),
+    /// owned by this process.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0, as [`weft_sync::Queue::bounded`].
+    pub fn bounded(capacity: usize) -> Queue<T> {
+        Queue::owning(weft_sync::Queue::bounded(capacity))
+    }
+
+    fn owning(queue: weft_sync::Queue<T>) -> Queue<T> {
+        Queue {
+            inner: Inner::Owner(Arc::new(Owner {
+                queue: Arc::new(queue),
+                acceptor: Mutex::new(None),
+            })),
+        }
+    }
+
+    /// Whether this handle is in the process that owns the queue.
+    pub fn is_owner(&self) -> bool {
+        matches!(self.inner, Inner::Owner(_))
+    }
+
+    /// The capacity, or `None` when unbounded (Python's `maxsize`).
+    pub fn capacity(&self) -> Option<usize> {
+        match &self.inner {
+            Inner::Owner(o) => o.queue.capacity(),
+            Inner::Remote(r) => r.capacity.map(|c| usize::try_from(c).unwrap_or(usize::MAX)),
+        }
+    }
+
+    fn put_with(&self, item: T, wait: Wait) -> Result<(), QueuePutError<T>> {
+        match &self.inner {
+            Inner::Owner(o) => {
+                let put = match wait {
+                    Wait::Block => o.queue.put(item),
+                    Wait::Poll => o.queue.try_put(item),
+                    Wait::For(d) => o.queue.put_timeout(item, d),
+                };
+                put.map_err(|e| match e {
+                    weft_sync::PutError::Full(v) => QueuePutError::Full(v),
+                    weft_sync::PutError::ShutDown(v) => QueuePutError::ShutDown(v),
+                })
+            }
+            Inner::Remote(r) => r.put(item, wait),
+        }
+    }
+
+    fn get_with(&self, wait: Wait) -> Result<T, QueueGetError> {
+        match &self.inner {
+            Inner::Owner(o) => {
+                let got = match wait {
+                    Wait::Block => o.queue.get(),
+                    Wait::Poll => o.queue.try_get(),
+                    Wait::For(d) => o.queue.get_timeout(d),
+                };
+                got.map_err(owner_get_error)
+            }
+            Inner::Remote(r) => r.get(wait),
+        }
+    }
+
+    /// Puts `item`, waiting for room in a bounded queue (Python's `put`).
+    pub fn put(&self, item: T) -> Result<(), QueuePutError<T>> {
+        self.put_with(item, Wait::Block)
+    }
+
+    /// Puts `item` if there is room now (Python's `put_nowait`).
+    pub fn try_put(&self, item: T) -> Result<(), QueuePutError<T>> {
+        self.put_with(item, Wait::Poll)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room (a huge timeout: no
+    /// limit).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), QueuePutError<T>> {
+        self.put_with(item, Wait::from_timeout(timeout))
+    }
+
+    /// Takes the oldest item, waiting for one (Python's `get`).
+    pub fn get(&self) -> Result<T, QueueGetError> {
+        self.get_with(Wait::Block)
+    }
+
+    /// Takes the oldest item if there is one now (Python's `get_nowait`).
+    pub fn try_get(&self) -> Result<T, QueueGetError> {
+        self.get_with(Wait::Poll)
+    }
+
+    /// Takes the oldest item, waiting at most `timeout` for one (a huge
+    /// timeout: no limit).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, QueueGetError> {
+        self.get_with(Wait::from_timeout(timeout))
+    }
+
+    /// The number of items in the queue (Python's `qsize`): a snapshot,
+    /// stale as soon as it is read. From another process: `0` if the owner
+    /// is gone.
+    pub fn len(&self) -> usize {
+        match &self.inner {
+            Inner::Owner(o) => o.queue.len(),
+            Inner::Remote(r) => match r.call(&Request::<&T>::Len) {
+                Ok(Reply::Count(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+                _ => 0,
+            },
+        }
+    }
+
+    /// Whether [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shuts the queue down for every process (Python 3.13's `shutdown`):
+    /// puts fail from now on; gets take what is left, then fail with
+    /// [`QueueGetError::ShutDown`]; with `immediate`, what is left is
+    /// dropped (in the owner) and gets fail at once. Blocked callers in
+    /// every process wake up. From another process whose owner is gone:
+    /// nothing to do.
+    pub fn shutdown(&self, immediate: bool) {
+        match &self.inner {
+            Inner::Owner(o) => shutdown_quietly(&o.queue, immediate),
+            Inner::Remote(r) => {
+                let _ = r.call(&Request::<&T>::Shutdown { immediate });
+            }
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called (from another
+    /// process: also `true` if the owner is gone).
+    pub fn is_shut_down(&self) -> bool {
+        match &self.inner {
+            Inner::Owner(o) => o.queue.is_shut_down(),
+            Inner::Remote(r) => {
+                !matches!(r.call(&Request::<&T>::IsShutDown), Ok(Reply::Flag(false)))
+            }
+        }
+    }
+
+    /// [`put`](Self::put) as a future. In the owner this is
+    /// [`weft_sync::Queue::put_async`] (no thread); from another process the
+    /// blocking put runs on a helper thread (one per call: tens of
+    /// microseconds), and a future dropped before it completes may still
+    /// put its item.
+    pub fn put_async(
+        &self,
+        item: T,
+    ) -> impl Future<Output = Result<(), QueuePutError<T>>> + Send + '_ {
+        let remote = match &self.inner {
+            Inner::Remote(r) => Some(r.clone()),
+            Inner::Owner(_) => None,
+        };
+        async move {
+            match (&self.inner, remote) {
+                (Inner::Owner(o), _) => o.queue.put_async(item).await.map_err(|e| match e {
+                    weft_sync::PutError::Full(v) => QueuePutError::Full(v),
+                    weft_sync::PutError::ShutDown(v) => QueuePutError::ShutDown(v),
+                }),
+                (Inner::Remote(_), Some(r)) => {
+                    let (completer, handle) = TaskHandle::pair();
+                    let slot = Arc::new(Mutex::new(Some(item)));
+                    let theirs = slot.clone();
+                    let helper = r.clone();
+                    let spawned = thread::Builder::new()
+                        .name("weft-process-queue-put".into())
+                        .spawn(move || {
+                            if let Some(item) = lock(&theirs).take() {
+                                completer.complete(Ok(helper.put(item, Wait::Block)));
+                            }
+                        });
+                    if spawned.is_err() {
+                        // No thread: put on this one (it may block).
+                        let item = lock(&slot).take();
+                        return match item {
+                            Some(item) => r.put(item, Wait::Block),
+                            None => Ok(()),
+                        };
+                    }
+                    match handle.await {
+                        Ok(outcome) => outcome,
+                        // The helper cannot fail to complete (it catches
+                        // nothing that can panic): treat it as a lost owner.
+                        Err(_) => Ok(()),
+                    }
+                }
+                (Inner::Remote(_), None) => unreachable!(),
+            }
+        }
+    }
+
+    /// [`get`](Self::get) as a future. In the owner this is
+    /// [`weft_sync::Queue::get_async`] (no thread, cancel-safe); from
+    /// another process the blocking get runs on a helper thread (one per
+    /// call), and if the future is dropped before it takes the item, the
+    /// item is put back on the queue (at the tail) rather than lost.
+    pub fn get_async(&self) -> impl Future<Output = Result<T, QueueGetError>> + Send + '_ {
+        let remote = match &self.inner {
+            Inner::Remote(r) => Some(r.clone()),
+            Inner::Owner(_) => None,
+        };
+        async move {
+            match (&self.inner, remote) {
+                (Inner::Owner(o), _) => o.queue.get_async().await.map_err(owner_get_error),
+                (Inner::Remote(_), Some(r)) => RemoteGet::start(r)?.await,
+                (Inner::Remote(_), None) => unreachable!(),
+            }
+        }
+    }
+}
+
+fn owner_get_error(e: weft_sync::GetError) -> QueueGetError {
+    match e {
+        weft_sync::GetError::Empty => QueueGetError::Empty,
+        _ => QueueGetError::ShutDown,
+    }
+}
+
+/// Shuts `queue` down; a panic of a dropped item's `Drop` is reported, not
+/// resumed (this may run on a queue thread).
+fn shutdown_quietly<T>(queue: &weft_sync::Queue<T>, immediate: bool) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| queue.shutdown(immediate))) {
+        eprintln!(
+            "weft-process: dropping a queue item at shutdown panicked (ignored): {}",
+            weft_sync::into_panic_message(payload)
+        );
+    }
+}
+
+/// A remote get on a helper thread; see [`Queue::get_async`].
+struct RemoteGet<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    handle: Option<TaskHandle<Result<T, QueueGetError>>>,
+    remote: Remote<T>,
+}
+
+impl<T> RemoteGet<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn start(remote: Remote<T>) -> Result<RemoteGet<T>, QueueGetError> {
+        let (completer, handle) = TaskHandle::pair();
+        let r = remote.clone();
+        thread::Builder::new()
+            .name("weft-process-queue-get".into())
+            .spawn(move || match r.get(Wait::Block) {
+                // Claimed: from here on the future cannot be cancelled.
+                Ok(item) if completer.start() => {
+                    completer.complete(Ok(Ok(item)));
+                }
+                // The future is gone: the item goes back.
+                Ok(item) => {
+                    let _ = r.put(item, Wait::Block);
+                }
+                Err(e) => {
+                    completer.complete(Ok(Err(e)));
+                }
+            })
+            .map_err(|_| QueueGetError::Disconnected)?;
+        Ok(RemoteGet {
+            handle: Some(handle),
+            remote,
+        })
+    }
+}
+
+impl<T> Future for RemoteGet<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Output = Result<T, QueueGetError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(handle) = self.handle.as_mut() else {
+            return Poll::Ready(Err(QueueGetError::Disconnected));
+        };
+        match Pin::new(handle).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(outcome) => {
+                self.handle = None;
+                Poll::Ready(outcome.unwrap_or_else(|e: TaskError| {
+                    Err(QueueGetError::Serialization(format!(
+                        "the queue's helper thread failed: {e}"
+                    )))
+                }))
+            }
+        }
+    }
+}
+
+impl<T> Drop for RemoteGet<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn drop(&mut self) {
+        let Some(handle) = self.handle.take() else {
+            return;
+        };
+        if handle.cancel() {
+            // Not claimed: the helper puts the item back when it comes.
+            return;
+        }
+        // Claimed, or about to be: wait for it (the helper completes right
+        // after claiming), then put the item back from another thread
+        // (a bounded queue's put may wait).
+        handle.wait();
+        if let Ok(Ok(Ok(item))) = handle.try_join() {
+            let r = self.remote.clone();
+            let _ = thread::Builder::new()
+                .name("weft-process-queue-putback".into())
+                .spawn(move || {
+                    let _ = r.put(item, Wait::Block);
+                });
+        }
+    }
+}
+
+impl<T> Remote<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    fn session(&self) -> Result<Session<T>, CallFail> {
+        if let Some(s) = lock(&self.sessions).pop() {
+            return Ok(s);
+        }
+        let (req_tx, req_rx) =
+            ipc::channel::<Incoming<Request<T>>>().map_err(|_| CallFail::Disconnected)?;
+        let (reply_tx, reply_rx) =
+            ipc::channel::<Incoming<Reply<T>>>().map_err(|_| CallFail::Disconnected)?;
+        let join = Join {
+            requests: req_rx.to_opaque(),
+            replies: reply_tx.to_opaque(),
+        };
+        send_ref(&self.acceptor, &join).map_err(|_| CallFail::Disconnected)?;
+        Ok(Session {
+            requests: req_tx.to_opaque(),
+            replies: reply_rx,
+        })
+    }
+
+    /// One request and its reply.
+    fn call(&self, request: &Request<&T>) -> Result<Reply<T>, CallFail> {
+        let session = self.session()?;
+        match send_ref(&session.requests, request) {
+            Ok(()) => {}
+            Err(SendFail::Serialization(m)) => {
+                lock(&self.sessions).push(session);
+                return Err(CallFail::Serialization(m));
+            }
+            Err(SendFail::Closed | SendFail::Io(_)) => return Err(CallFail::Disconnected),
+        }
+        match recv_caught(&session.replies, Wait::Block) {
+            Ok(reply) => {
+                lock(&self.sessions).push(session);
+                Ok(reply)
+            }
+            Err(RecvFail::Serialization(m)) => {
+                lock(&self.sessions).push(session);
+                Err(CallFail::Serialization(m))
+            }
+            Err(_) => Err(CallFail::Disconnected),
+        }
+    }
+
+    fn put(&self, item: T, wait: Wait) -> Result<(), QueuePutError<T>> {
+        let reply = self.call(&Request::Put {
+            item: &item,
+            wait: wait_of(wait),
+        });
+        match reply {
+            Ok(Reply::Done) => {
+                drop(item);
+                Ok(())
+            }
+            Ok(Reply::Full) => Err(QueuePutError::Full(item)),
+            Ok(Reply::ShutDown) => Err(QueuePutError::ShutDown(item)),
+            Ok(Reply::Failed(message)) | Err(CallFail::Serialization(message)) => {
+                Err(QueuePutError::Serialization {
+                    value: item,
+                    message,
+                })
+            }
+            Ok(_) => Err(QueuePutError::Serialization {
+                value: item,
+                message: "the queue's process sent an unexpected reply".into(),
+            }),
+            Err(CallFail::Disconnected) => Err(QueuePutError::Disconnected(item)),
+        }
+    }
+
+    fn get(&self, wait: Wait) -> Result<T, QueueGetError> {
+        match self.call(&Request::<&T>::Get {
+            wait: wait_of(wait),
+        }) {
+            Ok(Reply::Got(item)) => Ok(item),
+            Ok(Reply::Empty) => Err(QueueGetError::Empty),
+            Ok(Reply::ShutDown) => Err(QueueGetError::ShutDown),
+            Ok(Reply::Failed(m)) | Err(CallFail::Serialization(m)) => {
+                Err(QueueGetError::Serialization(m))
+            }
+            Ok(_) => Err(QueueGetError::Serialization(
+                "the queue's process sent an unexpected reply".into(),
+            )),
+            Err(CallFail::Disconnected) => Err(QueueGetError::Disconnected),
+        }
+    }
+}
+
+impl<T> Owner<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// The acceptor's sending end, starting the acceptor on first use.
+    fn acceptor(&self) -> Result<OpaqueIpcSender, String> {
+        let mut slot = lock(&self.acceptor);
+        if let Some(tx) = &*slot {
+            return Ok(tx.clone());
+        }
+        let (tx, rx) = ipc::channel::<Incoming<Join>>()
+            .map_err(|e| format!("no channel for the queue's acceptor: {e}"))?;
+        let queue = self.queue.clone();
+        thread::Builder::new()
+            .name("weft-process-queue".into())
+            .stack_size(256 * 1024)
+            .spawn(move || accept(queue, rx))
+            .map_err(|e| format!("no thread for the queue's acceptor: {e}"))?;
+        let tx = tx.to_opaque();
+        *slot = Some(tx.clone());
+        Ok(tx)
+    }
+}
+
+/// The acceptor: one session thread per `Join`, until every handle that
+/// could send one is gone.
+fn accept<T>(queue: Arc<weft_sync::Queue<T>>, joins: IpcReceiver<Incoming<Join>>)
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    loop {
+        match recv_caught(&joins, Wait::Block) {
+            Ok(Join { requests, replies }) => {
+                let queue = queue.clone();
+                // Without a thread the session's ends close: its caller
+                // sees `Disconnected`.
+                let _ = thread::Builder::new()
+                    .name("weft-process-queue-session".into())
+                    .stack_size(1 << 20)
+                    .spawn(move || serve(&queue, requests.to(), &replies));
+            }
+            Err(RecvFail::Closed | RecvFail::Io(_)) => return,
+            Err(RecvFail::Empty | RecvFail::Serialization(_)) => {}
+        }
+    }
+}
+
+/// One session: requests in, replies out, until the handle's thread in the
+/// other process drops it (or its process exits).
+fn serve<T>(
+    queue: &weft_sync::Queue<T>,
+    requests: IpcReceiver<Incoming<Request<T>>>,
+    replies: &OpaqueIpcSender,
+) where
+    T: Serialize + DeserializeOwned,
+{
+    let reply = |r: &Reply<()>| send_ref(replies, r).is_ok();
+    loop {
+        let request = match recv_caught(&requests, Wait::Block) {
+            Ok(request) => request,
+            Err(RecvFail::Serialization(m)) => {
+                if !reply(&Reply::Failed(m)) {
+                    return;
+                }
+                continue;
+            }
+            Err(RecvFail::Empty) => continue,
+            Err(RecvFail::Closed | RecvFail::Io(_)) => return,
+        };
+        let sent = match request {
+            Request::Put { item, wait } => {
+                let put = match wait {
+                    None => queue.put(item),
+                    Some(d) if d.is_zero() => queue.try_put(item),
+                    Some(d) => queue.put_timeout(item, d),
+                };
+                match put {
+                    Ok(()) => reply(&Reply::Done),
+                    Err(weft_sync::PutError::Full(v)) => {
+                        drop_quietly(v);
+                        reply(&Reply::Full)
+                    }
+                    Err(weft_sync::PutError::ShutDown(v)) => {
+                        drop_quietly(v);
+                        reply(&Reply::ShutDown)
+                    }
+                }
+            }
+            Request::Get { wait } => {
+                let got = match wait {
+                    None => queue.get(),
+                    Some(d) if d.is_zero() => queue.try_get(),
+                    Some(d) => queue.get_timeout(d),
+                };
+                match got {
+                    Ok(item) => match send_ref(replies, &Reply::Got(&item)) {
+                        Ok(()) => {
+                            drop_quietly(item);
+                            true
+                        }
+                        Err(SendFail::Serialization(m)) => {
+                            drop_quietly(item);
+                            reply(&Reply::Failed(m))
+                        }
+                        Err(SendFail::Closed | SendFail::Io(_)) => {
+                            // The consumer is gone: the item goes back.
+                            if let Err(e) = queue.put(item) {
+                                drop_quietly(e.into_inner());
+                            }
+                            false
+                        }
+                    },
+                    Err(weft_sync::GetError::Empty) => reply(&Reply::Empty),
+                    Err(_) => reply(&Reply::ShutDown),
+                }
+            }
+            Request::Len => reply(&Reply::Count(queue.len() as u64)),
+            Request::Shutdown { immediate } => {
+                shutdown_quietly(queue, immediate);
+                reply(&Reply::Done)
+            }
+            Request::IsShutDown => reply(&Reply::Flag(queue.is_shut_down())),
+        };
+        if !sent {
+            return;
+        }
+    }
+}
+
+impl<T> Serialize for Queue<T>
+where
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !in_send() {
+            return Err(outside_send("Queue"));
+        }
+        let (acceptor, capacity) = match &self.inner {
+            Inner::Owner(o) => (
+                o.acceptor().map_err(serde::ser::Error::custom)?,
+                o.queue.capacity().map(|c| c as u64),
+            ),
+            Inner::Remote(r) => (r.acceptor.clone(), r.capacity),
+        };
+        (acceptor, capacity).serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (acceptor, capacity) = <(OpaqueIpcSender, Option<u64>)>::deserialize(d)?;
+        Ok(Queue {
+            inner: Inner::Remote(Remote {
+                acceptor,
+                capacity,
+                sessions: Arc::new(Mutex::new(Vec::new())),
+            }),
+        })
+    }
+}
