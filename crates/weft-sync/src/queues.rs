@@ -11,6 +11,7 @@ use concurrent_queue::{PopError, PushError};
 
 use crate::error::{GetError, PutError, TaskDoneError, Timeout};
 use crate::queue::{Core, FifoStore, GetFuture, PutFuture, Store};
+use crate::shim::Mutex;
 use crate::waiting::{EventWait, WaitList};
 
 /// What a [`LockedStore`] keeps its items in: the order of the queue.
@@ -104,10 +105,10 @@ impl<T: Ord> PartialEq for Ranked<T> {
 impl<T: Ord> Eq for Ranked<T> {}
 
 /// A store whose order needs more than a ring: the items behind a short
-/// lock (`parking_lot`), held only to push or pop one item. The waiting,
+/// lock (`parking_lot`'s; loom's under loom), held only to push or pop one item. The waiting,
 /// counting and shutdown protocol around it is `Queue`'s own.
 pub(crate) struct LockedStore<D> {
-    state: parking_lot::Mutex<Locked<D>>,
+    state: Mutex<Locked<D>>,
     capacity: Option<usize>,
 }
 
@@ -119,7 +120,7 @@ struct Locked<D> {
 impl<D: Default> LockedStore<D> {
     fn new(capacity: Option<usize>) -> Self {
         LockedStore {
-            state: parking_lot::Mutex::new(Locked {
+            state: Mutex::new(Locked {
                 items: D::default(),
                 closed: false,
             }),

@@ -136,8 +136,8 @@ impl Service {
         }
     }
 
-    fn schedule(&'static self, deadline: Option<Instant>, slot: Arc<JobSlot>) {
-        let mut st = self.state.lock();
+    fn schedule(this: ServiceRef, deadline: Option<Instant>, slot: Arc<JobSlot>) {
+        let mut st = this.state.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
         let entry = Entry {
@@ -149,7 +149,11 @@ impl Service {
         st.heap.push(entry);
         if !st.running {
             st.running = true;
-            if let Err(e) = crate::shim::spawn_named("weft-timer", move || self.run()) {
+            #[cfg(not(loom))]
+            let service = this;
+            #[cfg(loom)]
+            let service = this.clone();
+            if let Err(e) = crate::shim::spawn_named("weft-timer", move || service.run()) {
                 st.running = false;
                 drop(st);
                 panic!(
@@ -158,7 +162,7 @@ impl Service {
                 );
             }
         } else if earliest {
-            self.wake.notify_all();
+            this.wake.notify_all();
         }
     }
 
@@ -216,18 +220,27 @@ fn fire(entry: Entry) {
     }
 }
 
+/// How the timer thread holds the service: the static itself, or under
+/// loom a counted reference, since loom drops its statics as soon as a
+/// model's main thread returns, while the timer thread may still be on its
+/// way out.
 #[cfg(not(loom))]
-fn service() -> &'static Service {
+type ServiceRef = &'static Service;
+#[cfg(loom)]
+type ServiceRef = Arc<Service>;
+
+#[cfg(not(loom))]
+fn service() -> ServiceRef {
     static SERVICE: Service = Service::new();
     &SERVICE
 }
 
 #[cfg(loom)]
-fn service() -> &'static Service {
+fn service() -> ServiceRef {
     loom::lazy_static! {
-        static ref SERVICE: Service = Service::new();
+        static ref SERVICE: Arc<Service> = Arc::new(Service::new());
     }
-    &SERVICE
+    SERVICE.clone()
 }
 
 /// Drops a callback taken back by a cancel; a panic in its `Drop` is
@@ -308,7 +321,7 @@ impl<T: Send + 'static> Timer<T> {
             completer.run(f);
         });
         let slot = Arc::new(JobSlot(Mutex::new(Some(job))));
-        service().schedule(deadline_after(delay), slot.clone());
+        Service::schedule(service(), deadline_after(delay), slot.clone());
         Timer { handle, slot }
     }
 }
@@ -486,7 +499,7 @@ impl Alarm {
             }
         });
         let slot = Arc::new(JobSlot(Mutex::new(Some(job))));
-        service().schedule(deadline, slot.clone());
+        Service::schedule(service(), deadline, slot.clone());
         Alarm { state, slot }
     }
 

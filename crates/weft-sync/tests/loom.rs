@@ -1,6 +1,8 @@
 //! Loom models of weft-sync's hand-written protocols: the task handle's
-//! completion/cancel/wake protocol, the semaphore's permit accounting, and
-//! the event's generation protocol (a `set` is never lost to a `clear`).
+//! completion/cancel/wake protocol, the semaphore's permit accounting,
+//! the event's generation protocol (a `set` is never lost to a `clear`),
+//! the locked store of `LifoQueue`/`PriorityQueue`, and the shared timer
+//! thread (cancel versus fire, a start racing the thread's idle exit).
 //!
 //! Run with `cargo xtask loom weft-sync` (RUSTFLAGS="--cfg loom").
 #![cfg(loom)]
@@ -240,5 +242,56 @@ fn semaphore_release_then_reacquire_strands_no_waiter() {
         }
         waiter.join().unwrap();
         assert_eq!(sem.available_permits(), 0);
+    });
+}
+
+/// A LifoQueue's store is a locked stack (not concurrent-queue's ring): its
+/// puts and gets still wake each other through the shared wait lists.
+#[test]
+fn lifo_queue_put_and_get_wake_each_other() {
+    loom::model(|| {
+        let q = Arc::new(weft_sync::LifoQueue::bounded(1));
+        let producer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                q.put(1).unwrap();
+                q.put(2).unwrap(); // waits for the consumer to make room
+            })
+        };
+        assert_eq!(q.get(), Ok(1));
+        assert_eq!(q.get(), Ok(2)); // waits for the producer
+        producer.join().unwrap();
+    });
+}
+
+/// The timer thread and a cancel race for a due timer: exactly one wins,
+/// and `cancel() == true` means the function never ran.
+#[test]
+fn timer_cancel_racing_its_firing_has_one_winner() {
+    loom::model(|| {
+        let ran = Arc::new(AtomicBool::new(false));
+        let timer = {
+            let ran = ran.clone();
+            weft_sync::Timer::start(std::time::Duration::ZERO, move || {
+                ran.store(true, Ordering::SeqCst)
+            })
+        };
+        let cancelled = timer.cancel();
+        timer.wait();
+        assert_eq!(ran.load(Ordering::SeqCst), !cancelled);
+    });
+}
+
+/// The timer thread exits as soon as it has nothing to do (at once under
+/// loom): a timer started while it exits must still fire, by the old
+/// thread or by a new one.
+#[test]
+fn timer_started_while_the_thread_exits_still_fires() {
+    loom::model(|| {
+        let first = weft_sync::Timer::start(std::time::Duration::ZERO, || 1);
+        let other =
+            thread::spawn(|| weft_sync::Timer::start(std::time::Duration::ZERO, || 2).join());
+        assert_eq!(first.join(), Ok(1));
+        assert_eq!(other.join().unwrap(), Ok(2));
     });
 }

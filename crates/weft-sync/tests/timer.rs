@@ -115,7 +115,7 @@ fn many_cancels_racing_many_firings() {
                 ran[i].load(Ordering::SeqCst),
                 "uncancelled timer {i} never fired"
             );
-            assert_eq!(timers[i].handle().is_cancelled(), false);
+            assert!(!timers[i].handle().is_cancelled());
         }
     });
 }
@@ -266,5 +266,22 @@ fn cancelled_entries_do_not_pile_up() {
             assert!(t.cancel());
         }
         assert_eq!(Timer::start(Duration::ZERO, || 1).join(), Ok(1));
+    });
+}
+
+#[test]
+fn an_earlier_timer_wakes_the_sleeping_thread() {
+    // The thread sleeps until the far deadline; a timer due sooner must
+    // wake it rather than wait behind it.
+    deadline(30, || {
+        let far = Timer::start(Duration::from_secs(3600), || ());
+        std::thread::sleep(Duration::from_millis(20));
+        let soon = Timer::start(Duration::from_millis(1), || "soon");
+        assert!(
+            soon.wait_timeout(Duration::from_secs(20)),
+            "stuck behind the far timer"
+        );
+        assert_eq!(soon.join(), Ok("soon"));
+        assert!(far.cancel());
     });
 }
