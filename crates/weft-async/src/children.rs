@@ -68,6 +68,9 @@ pub(crate) struct Children<F: ?Sized> {
     list: Arc<ReadyList>,
     scratch: Vec<usize>,
     left: usize,
+    /// Slots of finished children, for [`push`](Children::push) to reuse
+    /// (kept only by a set made with [`dynamic`](Children::dynamic)).
+    free: Option<Vec<usize>>,
 }
 
 /// What the parent wants after a child finished.
@@ -110,7 +113,63 @@ impl<F: Future + ?Sized> Children<F> {
             list,
             scratch: Vec::new(),
             left,
+            free: None,
         }
+    }
+
+    /// An empty set that grows with [`push`](Children::push) and reuses the
+    /// slots of finished children.
+    pub(crate) fn dynamic() -> Self {
+        let mut children = Children::from_boxed(std::iter::empty());
+        children.free = Some(Vec::new());
+        children
+    }
+
+    /// Adds a child, to be polled at the next
+    /// [`poll_children`](Children::poll_children); returns its slot (a
+    /// finished child's slot may be reused).
+    pub(crate) fn push(&mut self, future: Pin<Box<F>>) -> usize {
+        let slot = self
+            .free
+            .as_mut()
+            .and_then(Vec::pop)
+            .unwrap_or(self.children.len());
+        let wake = Arc::new(ChildWake {
+            index: slot,
+            queued: AtomicBool::new(true),
+            list: self.list.clone(),
+        });
+        let child = Child {
+            future: Some(future),
+            waker: Waker::from(wake.clone()),
+            wake,
+        };
+        if slot == self.children.len() {
+            self.children.push(child);
+        } else {
+            // A stale wake-up of the slot's previous child may still queue
+            // the slot: at worst one spurious poll of the new one.
+            self.children[slot] = child;
+        }
+        self.list.lock().ready.push(slot);
+        self.left += 1;
+        slot
+    }
+
+    /// Takes every unfinished child out of the set, which is left empty.
+    pub(crate) fn drain(&mut self) -> Vec<Pin<Box<F>>> {
+        let taken = self
+            .children
+            .iter_mut()
+            .filter_map(|child| child.future.take())
+            .collect();
+        self.children.clear();
+        self.list.lock().ready.clear();
+        if let Some(free) = &mut self.free {
+            free.clear();
+        }
+        self.left = 0;
+        taken
     }
 
     /// How many children have not finished.
@@ -156,6 +215,9 @@ impl<F: Future + ?Sized> Children<F> {
             if let Poll::Ready(out) = poll(future.as_mut(), &mut child_cx) {
                 child.future = None;
                 self.left -= 1;
+                if let Some(free) = &mut self.free {
+                    free.push(index);
+                }
                 if let Next::Stop = done(index, out) {
                     // Requeue the ones not polled yet.
                     let rest: Vec<usize> = self.scratch[i..].to_vec();

@@ -95,23 +95,27 @@ mod children;
 mod combine;
 mod error;
 mod group;
+mod local;
 #[cfg(unix)]
 pub mod net;
 mod reactor;
 mod runner;
 mod runtime;
 mod task;
+mod taskset;
 mod time;
 
 pub use combine::{AsCompleted, Either, as_completed, join_all, race, select, try_join_all, wait};
 pub use error::{RuntimeError, TimedOut};
-pub use group::{GroupError, TaskGroup};
+pub use group::{ErrorGroup, GroupError, GroupScope, TaskGroup};
+pub use local::{AccessError, LocalKey, TaskLocalFuture};
 pub use runner::{Handle, Runtime};
 pub use runtime::in_runtime;
 pub use task::{
     Builder, CurrentTask, PanicPhase, PanicReport, Task, TaskInfo, TaskState, all_tasks,
     current_task, current_task_id, run, set_panic_hook, spawn, take_panic_hook, try_run, try_spawn,
 };
+pub use taskset::{Shielded, TaskSet, shield};
 pub use time::{
     Interval, MissedTickBehavior, interval, sleep, sleep_until, timeout, timeout_at, yield_now,
 };

@@ -341,3 +341,366 @@ fn current_task_names_ids_and_cancels() {
         });
     });
 }
+
+// --------------------------------------------------- TaskGroup::scope
+
+use weft_async::{GroupError, TaskGroup, TaskSet, shield, timeout};
+
+#[test]
+fn group_children_start_when_spawned_not_at_the_end() {
+    within(|| {
+        weft_async::run(async {
+            let log = &std::cell::RefCell::new(Vec::new());
+            let out = TaskGroup::<u32, String>::scope(|tg| async move {
+                tg.spawn(async move {
+                    log.borrow_mut().push("child ran");
+                    Ok(1)
+                });
+                log.borrow_mut().push("body spawned");
+                weft_async::yield_now().await;
+                // The child has run before the body went on.
+                log.borrow_mut().push("body resumed");
+                7
+            })
+            .await;
+            assert_eq!(out, Ok((7, vec![1])));
+            assert_eq!(*log.borrow(), ["body spawned", "child ran", "body resumed"]);
+        });
+    });
+}
+
+#[test]
+fn group_child_spawns_a_sibling() {
+    within(|| {
+        weft_async::run(async {
+            let out = TaskGroup::<usize, ()>::scope(|tg| async move {
+                let g = tg.clone();
+                tg.spawn(async move {
+                    let g2 = g.clone();
+                    g.spawn(async move {
+                        // A grandchild spawning a sibling too.
+                        g2.spawn(async { Ok(30) });
+                        weft_async::yield_now().await;
+                        Ok(20)
+                    });
+                    Ok(10)
+                });
+            })
+            .await;
+            assert_eq!(out, Ok(((), vec![10, 20, 30])));
+        });
+    });
+}
+
+#[test]
+fn group_cancel_drops_body_and_children() {
+    within(|| {
+        weft_async::run(async {
+            struct Flag<'a>(&'a Cell<usize>);
+            impl Drop for Flag<'_> {
+                fn drop(&mut self) {
+                    self.0.set(self.0.get() + 1);
+                }
+            }
+            let dropped = &Cell::new(0);
+            let body_done = &Cell::new(false);
+            let err = TaskGroup::<(), String>::scope(|tg| async move {
+                for _ in 0..3 {
+                    tg.spawn(async move {
+                        let _f = Flag(dropped);
+                        weft_async::sleep(Duration::from_secs(3600)).await;
+                        Ok(())
+                    });
+                }
+                let canceller = tg.clone();
+                tg.spawn(async move {
+                    weft_async::yield_now().await;
+                    canceller.cancel();
+                    Ok(())
+                });
+                weft_async::sleep(Duration::from_secs(3600)).await;
+                body_done.set(true);
+            })
+            .await
+            .unwrap_err();
+            assert!(err.is_cancelled());
+            assert!(err.errors().is_empty());
+            assert_eq!(err.to_string(), "the task group was cancelled");
+            assert_eq!(dropped.get(), 3, "every child was dropped");
+            assert!(!body_done.get());
+
+            // Cancelled from outside: dropping the scope's future.
+            let dropped2 = &Cell::new(0);
+            let timed_out = timeout(
+                Duration::from_millis(5),
+                TaskGroup::<(), ()>::scope(|tg| async move {
+                    tg.spawn(async move {
+                        let _f = Flag(dropped2);
+                        weft_async::sleep(Duration::from_secs(3600)).await;
+                        Ok(())
+                    });
+                    weft_async::sleep(Duration::from_secs(3600)).await;
+                }),
+            )
+            .await;
+            assert!(timed_out.is_err());
+            assert_eq!(dropped2.get(), 1);
+        });
+    });
+}
+
+#[test]
+fn group_reports_every_failure() {
+    within(|| {
+        weft_async::run(async {
+            // Two children fail in the same turn (both wait for one event).
+            let go = Arc::new(Event::new());
+            let err = TaskGroup::<u8, String>::scope(|tg| {
+                let go = go.clone();
+                async move {
+                    for (i, what) in ["disk full", "no route"].into_iter().enumerate() {
+                        let go = go.clone();
+                        tg.spawn(async move {
+                            go.wait_async().await;
+                            Err(format!("{i}: {what}"))
+                        });
+                    }
+                    tg.spawn(async { Ok(1) });
+                    tg.spawn(async { panic!("kaboom") });
+                    weft_async::yield_now().await;
+                    unreachable!("the panicking child stops the group first")
+                }
+            })
+            .await
+            .unwrap_err();
+            assert_eq!(
+                err.errors(),
+                [GroupError::Panicked {
+                    index: 3,
+                    message: "kaboom".into()
+                }]
+            );
+            let err = TaskGroup::<u8, String>::scope(|tg| {
+                let go = go.clone();
+                async move {
+                    for (i, what) in ["disk full", "no route"].into_iter().enumerate() {
+                        let go = go.clone();
+                        tg.spawn(async move {
+                            go.wait_async().await;
+                            Err(format!("{i}: {what}"))
+                        });
+                    }
+                    tg.spawn(async {
+                        weft_async::sleep(Duration::from_secs(3600)).await;
+                        Ok(1)
+                    });
+                    weft_async::yield_now().await;
+                    go.set();
+                    weft_async::sleep(Duration::from_secs(3600)).await;
+                }
+            })
+            .await
+            .unwrap_err();
+            assert!(!err.is_cancelled());
+            assert_eq!(
+                err.errors(),
+                [
+                    GroupError::Failed {
+                        index: 0,
+                        error: "0: disk full".into()
+                    },
+                    GroupError::Failed {
+                        index: 1,
+                        error: "1: no route".into()
+                    },
+                ]
+            );
+            let text = err.to_string();
+            assert!(text.contains("2 tasks of the group failed"), "{text}");
+            assert!(
+                text.contains("0: disk full") && text.contains("1: no route"),
+                "{text}"
+            );
+        });
+    });
+}
+
+#[test]
+#[should_panic(expected = "has already ended")]
+fn group_spawn_after_the_scope_ended_panics_clearly() {
+    weft_async::run(async {
+        let kept = TaskGroup::<(), ()>::scope(|tg| async move { tg.clone() })
+            .await
+            .unwrap()
+            .0;
+        kept.spawn(async { Ok(()) });
+    });
+}
+
+// ------------------------------------------------------------ TaskSet
+
+#[test]
+fn task_set_gives_results_in_completion_order() {
+    within(|| {
+        weft_async::run(async {
+            let gates: Vec<Arc<Event>> = (0..4).map(|_| Arc::new(Event::new())).collect();
+            let mut set = TaskSet::new();
+            let mut ids = Vec::new();
+            for (i, gate) in gates.iter().enumerate() {
+                let gate = gate.clone();
+                ids.push(set.spawn(async move {
+                    gate.wait_async().await;
+                    i
+                }));
+            }
+            assert_eq!(set.len(), 4);
+            // Finish them in the order 2, 0, 3, 1.
+            let mut order = Vec::new();
+            for i in [2, 0, 3, 1] {
+                gates[i].set();
+                let (id, out) = set.join_next_with_id().await.unwrap();
+                assert_eq!(id, ids[i]);
+                order.push(out.unwrap());
+                // Tasks join the set while results are taken.
+                if i == 0 {
+                    set.spawn(async { 100 });
+                    assert_eq!(set.join_next().await, Some(Ok(100)));
+                }
+            }
+            assert_eq!(order, [2, 0, 3, 1]);
+            assert!(set.is_empty());
+            assert_eq!(set.join_next().await, None);
+
+            // A panic is one outcome among others.
+            set.spawn(async { panic!("one bad task") });
+            assert!(set.join_next().await.unwrap().unwrap_err().is_panic());
+
+            // Dropping or shutting down the set cancels its tasks.
+            struct Flag(Rc<Cell<u32>>);
+            impl Drop for Flag {
+                fn drop(&mut self) {
+                    self.0.set(self.0.get() + 1);
+                }
+            }
+            let dropped_u32 = Rc::new(Cell::new(0u32));
+            for _ in 0..3 {
+                let f = Flag(dropped_u32.clone());
+                set.spawn(async move {
+                    let _f = f;
+                    weft_async::sleep(Duration::from_secs(3600)).await;
+                    0
+                });
+            }
+            weft_async::yield_now().await;
+            set.shutdown().await;
+            assert_eq!(dropped_u32.get(), 3);
+            assert!(set.is_empty());
+        });
+    });
+}
+
+// ------------------------------------------------------------- shield
+
+#[test]
+fn shield_keeps_the_inner_future_running_when_the_outer_is_cancelled() {
+    within(|| {
+        weft_async::run(async {
+            let (go, saved) = (Arc::new(Event::new()), Arc::new(Event::new()));
+            let (g, s) = (go.clone(), saved.clone());
+            let inner = shield(async move {
+                g.wait_async().await;
+                s.set();
+                5
+            });
+            // The outer task awaits the shielded future and is cancelled.
+            let outer = weft_async::spawn(inner);
+            weft_async::yield_now().await;
+            assert_eq!(outer.cancel().await, None, "the outer task was cancelled");
+            go.set();
+            timeout(Duration::from_secs(30), saved.wait_async())
+                .await
+                .expect("the shielded future finished after its caller was cancelled");
+
+            // Without the shield, the same inner future is cancelled.
+            let (go, saved) = (Arc::new(Event::new()), Arc::new(Event::new()));
+            let (g, s) = (go.clone(), saved.clone());
+            let outer = weft_async::spawn(async move {
+                g.wait_async().await;
+                s.set();
+            });
+            weft_async::yield_now().await;
+            assert_eq!(outer.cancel().await, None);
+            go.set();
+            assert!(
+                timeout(Duration::from_millis(20), saved.wait_async())
+                    .await
+                    .is_err()
+            );
+
+            // Awaited to the end, a shielded future gives its output.
+            assert_eq!(shield(async { 8 }).await, Ok(8));
+        });
+    });
+}
+
+// -------------------------------------------------------- task locals
+
+weft_async::task_local! {
+    /// A number per task.
+    static REQUEST: u32;
+    /// A name per scope.
+    pub static NAME: String;
+}
+
+#[test]
+fn task_locals_are_isolated_per_task() {
+    within(|| {
+        weft_async::run(async {
+            let mut tasks = Vec::new();
+            for id in 0..10u32 {
+                tasks.push(weft_async::spawn(REQUEST.scope(id, async move {
+                    for _ in 0..5 {
+                        // Other tasks run (and set their own values) here.
+                        weft_async::yield_now().await;
+                        assert_eq!(REQUEST.get(), id);
+                    }
+                    if id % 2 == 0 {
+                        assert_eq!(REQUEST.set(id * 100), Ok(id));
+                        weft_async::yield_now().await;
+                    }
+                    REQUEST.get()
+                })));
+            }
+            let got: Vec<u32> = weft_async::join_all(tasks)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            let want: Vec<u32> = (0..10)
+                .map(|id| if id % 2 == 0 { id * 100 } else { id })
+                .collect();
+            assert_eq!(got, want);
+            // Not set outside a scope, nor inherited by a spawned task.
+            assert!(REQUEST.try_get().is_err());
+            let child = REQUEST.scope(1, async {
+                weft_async::spawn(async { REQUEST.try_get() }).await
+            });
+            assert!(child.await.unwrap().is_err());
+            // Passing it on explicitly.
+            let passed = REQUEST.scope(2, async {
+                weft_async::spawn(REQUEST.scope(REQUEST.get(), async { REQUEST.get() })).await
+            });
+            assert_eq!(passed.await, Ok(2));
+            // Nested scopes hide and restore.
+            NAME.scope("outer".into(), async {
+                NAME.scope("inner".into(), async {
+                    assert_eq!(NAME.get(), "inner");
+                })
+                .await;
+                assert_eq!(NAME.get(), "outer");
+            })
+            .await;
+            assert_eq!(REQUEST.sync_scope(9, || REQUEST.get()), 9);
+        });
+    });
+}
