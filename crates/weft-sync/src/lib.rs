@@ -21,12 +21,15 @@
 //! |------|------------|
 //! | [`Mutex<T>`], [`MutexGuard`] | mutual exclusion with a guard; no poisoning |
 //! | [`Lock`] | `Mutex<()>` with Python's explicit `acquire`/`release` |
-//! | [`RLock<T>`], [`RLockGuard`] | reentrant lock, owned by a thread |
-//! | [`Condition`] | condition variable over a [`Mutex`] |
+//! | [`RLock<T>`], [`RLockGuard`], [`RLockFuture`] | reentrant lock, owned by a thread (an async acquisition's owner is the thread polling it) |
+//! | [`Condition`] | condition variable over a [`Mutex`] or an [`RLock`] (released fully, whatever its depth) |
 //! | [`Semaphore`], [`BoundedSemaphore`], [`SemaphoreGuard`] | counting semaphores |
 //! | [`Event`] | a flag to wait on |
 //! | [`Barrier`] | a meeting point with Python's broken state |
-//! | [`Queue<T>`] | FIFO queue with `task_done`/`join` and `shutdown` |
+//! | [`Queue<T>`], [`GetFuture`], [`PutFuture`] | FIFO queue with `task_done`/`join` and `shutdown` |
+//! | [`LifoQueue<T>`], [`PriorityQueue<T>`] | the same queue, newest first / smallest first (FIFO among equals) |
+//! | [`SimpleQueue<T>`] | unbounded FIFO queue without task tracking |
+//! | [`Timer`] | runs a function once after a delay unless cancelled; all timers share one thread |
 //! | [`TaskHandle<T>`], [`Completer<T>`], [`TaskError`] | a task's outcome, its producer, and why it failed |
 //! | [`wait`], [`wait_async`], [`as_completed`] | waiting on many tasks from any engines |
 //! | [`ReleaseError`], [`BrokenBarrierError`], [`PutError`], [`GetError`], [`TaskDoneError`], [`Timeout`] | errors, each a sentence you can act on |
@@ -40,18 +43,23 @@
 //! | `with lock:` | `let guard = mutex.lock();` (unlocks when dropped) |
 //! | `lock.acquire(timeout=1)` | `lock.acquire_timeout(Duration::from_secs(1))` / `mutex.try_lock_for(..)` |
 //! | `lock.release()` | `lock.release()?` |
-//! | `threading.RLock()` | `RLock::new(())` |
+//! | `threading.RLock()` | `RLock::new(())`; async: `rlock.lock_async().await` (the polling thread owns it) |
 //! | `cond.wait()` / `cond.wait_for(pred)` | `cond.wait(&mut guard)` / `cond.wait_for(&mut guard, pred)` |
 //! | `cond.notify(n)` / `notify_all()` | `cond.notify(n)` / `cond.notify_all()` |
+//! | `threading.Condition(rlock)` (Python's default) | `cond.wait_rlock(&mut rlock_guard)` / `cond.wait_for_rlock(&mut g, pred)` |
 //! | `threading.Semaphore(3)` | `Semaphore::new(3)`; `let _permit = sem.acquire();` |
 //! | `threading.BoundedSemaphore(3)` | `BoundedSemaphore::new(3)` |
 //! | `event.set()` / `event.wait(t)` | `event.set()` / `event.wait_timeout(t)` |
-//! | `threading.Barrier(n, action, timeout)` | `Barrier::with_action(n, action).with_timeout(t)` |
+//! | `threading.Barrier(n, action, timeout)` | `Barrier::with_action(n, action).with_timeout(t)` (the timeout applies to `wait_async` too) |
+//! | `t = threading.Timer(2.0, f); t.start()` | `let t = Timer::start(Duration::from_secs(2), f);` |
+//! | `t.cancel()` | `t.cancel()` (`true`: `f` will never run) |
 //! | `BrokenBarrierError` | [`BrokenBarrierError`] |
 //! | `queue.Queue(maxsize=8)` | `Queue::bounded(8)` (`Queue::unbounded()` for no limit) |
 //! | `q.put(x)` / `q.get(timeout=t)` | `q.put(x)?` / `q.get_timeout(t)?` |
 //! | `q.task_done()` / `q.join()` | `q.task_done()?` / `q.join()` |
 //! | `q.shutdown(immediate)` (3.13) | `q.shutdown(immediate)` |
+//! | `queue.LifoQueue(8)` / `queue.PriorityQueue(8)` | `LifoQueue::bounded(8)` / `PriorityQueue::bounded(8)` |
+//! | `queue.SimpleQueue()` | `SimpleQueue::new()` |
 //! | `asyncio.Lock`, `asyncio.Queue`, ... | the same types: `.lock_async().await`, `.get_async().await` |
 //! | `concurrent.futures.Future` | [`TaskHandle`] (also a Rust `Future`) |
 //! | `future.result(timeout)` | `handle.join()` / `handle.join_timeout(t)` / `handle.await` |

@@ -270,6 +270,18 @@ impl<T: ?Sized> RLock<T> {
     /// });
     /// assert!(!lock.is_locked());
     /// ```
+    ///
+    /// A task that holds the guard across an `.await` is not `Send`, so a
+    /// multi-threaded executor cannot move it off the owning thread:
+    ///
+    /// ```compile_fail
+    /// fn spawn_on_any_thread<F: std::future::Future + Send>(_: F) {}
+    /// let lock = weft_sync::RLock::new(());
+    /// spawn_on_any_thread(async {
+    ///     let _guard = lock.lock_async().await;
+    ///     std::future::ready(()).await; // holds the guard across an await
+    /// });
+    /// ```
     pub fn lock_async(&self) -> RLockFuture<'_, T> {
         RLockFuture {
             wait: EventWait::new(self.raw.event(), self, |lock, contended| {
