@@ -13,7 +13,10 @@
 //! (two tasks exchanging 1,000,000 messages: 500,000 round trips),
 //! `yield_many` (10,000 tasks each yielding 100 times), `timers` (100,000
 //! sleeps of random durations up to 50 ms; p99 overshoot printed on stderr),
-//! `tcp_echo` (100 connections x 1,000 32-byte messages over loopback).
+//! `tcp_echo` (100 connections x 1,000 32-byte messages over loopback),
+//! `spawn_remote` (10,000 tasks spawned from the bench thread onto a
+//! runtime running on another thread, each joined from the bench thread:
+//! weft's `Handle::spawn` against tokio's `Handle::spawn`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -36,6 +39,7 @@ const TIMER_MAX_MS: u64 = 50;
 const TCP_CONNS: usize = 100;
 const TCP_MSGS: usize = 1_000;
 const TCP_MSG_LEN: usize = 32;
+const REMOTE_N: usize = 10_000;
 
 // ---------------------------------------------------------------- harness
 
@@ -535,12 +539,77 @@ fn tcp_echo(c: &mut Criterion) {
     g.finish();
 }
 
+/// `spawn_remote`: the bench thread spawns [`REMOTE_N`] tasks onto a runtime
+/// running on another thread (weft's `Handle::spawn`, returning a
+/// `TaskHandle`; tokio's `Handle::spawn` onto a current-thread runtime
+/// driven by `block_on` on its thread, returning a `JoinHandle`), then waits
+/// for each from the bench thread (`TaskHandle::join`; `block_on` of the
+/// `JoinHandle`). The same workload for both: only the cross-thread path
+/// differs.
+fn spawn_remote(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spawn_remote");
+    g.sampling_mode(SamplingMode::Flat);
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = std::sync::Arc::new(weft_sync::Event::new());
+        let stop2 = stop.clone();
+        let runtime = std::thread::spawn(move || {
+            weft_async::run(async move {
+                tx.send(weft_async::Handle::current()).unwrap();
+                stop2.wait_async().await;
+            })
+        });
+        let handle = rx.recv().unwrap();
+        g.bench_function("weft", |b| {
+            b.iter(|| {
+                let handles: Vec<_> = (0..REMOTE_N)
+                    .map(|i| handle.spawn(async move { i }))
+                    .collect();
+                let sum: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+                assert_eq!(sum, REMOTE_N * (REMOTE_N - 1) / 2);
+            })
+        });
+        stop.set();
+        runtime.join().unwrap();
+    }
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                tx.send(tokio::runtime::Handle::current()).unwrap();
+                let _ = stopped.await;
+            })
+        });
+        let handle = rx.recv().unwrap();
+        g.bench_function("tokio", |b| {
+            b.iter(|| {
+                let handles: Vec<_> = (0..REMOTE_N)
+                    .map(|i| handle.spawn(async move { i }))
+                    .collect();
+                let sum: usize = handles
+                    .into_iter()
+                    .map(|h| futures_lite::future::block_on(h).unwrap())
+                    .sum();
+                assert_eq!(sum, REMOTE_N * (REMOTE_N - 1) / 2);
+            })
+        });
+        let _ = stop.send(());
+        runtime.join().unwrap();
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = spawn_await, spawn_chain, ping_pong, yield_many, timers, tcp_echo
+    targets = spawn_await, spawn_chain, ping_pong, yield_many, timers, tcp_echo, spawn_remote
 }
 criterion_main!(benches);
