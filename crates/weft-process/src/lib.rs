@@ -1,5 +1,11 @@
-//! weft-process: Python's `multiprocessing.Pool` and
-//! `concurrent.futures.ProcessPoolExecutor`, without their failure modes.
+//! weft-process: Python's `multiprocessing` (`Process`, `Pipe`, `Queue`,
+//! `Pool`) and `concurrent.futures.ProcessPoolExecutor`, without their
+//! failure modes.
+//!
+//! [`Process`], [`Pipe`] and [`Queue`] run over ipc-channel, whose channels
+//! travel inside messages: a process's argument may carry pipe ends and
+//! queue handles (Python needs a `Manager` for that). The pool below runs
+//! on a channel of its own for now.
 //!
 //! Workers are the current executable re-run in worker mode, each connected
 //! to the pool by its own Unix socket pair; arguments and results are
@@ -11,6 +17,15 @@
 //!
 //! # Map of the crate
 //!
+//! - [`Process`]: one registered function in a fresh child process:
+//!   `start`, `join` (the result, or how the child died), `join_timeout`,
+//!   `is_alive`, `pid`, `exit_status`, `terminate`, `kill`.
+//! - [`Pipe`] → [`PipeSender`] / [`PipeReceiver`] ([`Pipe::one_way`]) or
+//!   two [`Connection`]s ([`Pipe::duplex`]); errors [`SendError`],
+//!   [`RecvError`].
+//! - [`Queue`]: many producers and consumers in any processes, bounded or
+//!   not, blocking, timed and async; errors [`QueuePutError`],
+//!   [`QueueGetError`].
 //! - [`ProcessPool`] (built with [`ProcessPool::builder`] →
 //!   [`ProcessPoolBuilder`]): `submit`, `submit_with_timeout`, `apply`,
 //!   `map`/`map_chunked`, `map_unordered`/`map_unordered_chunked`,
@@ -41,6 +56,14 @@
 //! | `pool.close(); pool.join()` / `executor.shutdown()` / `with` block | `pool.shutdown()` / drop |
 //! | `pool.terminate()` / `shutdown(cancel_futures=True)` | `pool.terminate()` |
 //! | `BrokenProcessPool` | [`TaskError::WorkerLost`] for that task only |
+//! | `Process(target=f, args=(x,))`, `start()` | `Process::new(f, x)`, `.start()?` (or `Process::spawn(f, x)?`) |
+//! | `p.join()`, `p.exitcode` | `p.join()` → `Result<R, TaskError>`, `p.exit_status()` |
+//! | `p.join(timeout)`, `is_alive()`, `pid`, `name` | `p.join_timeout(t)`, `p.wait_timeout(t)`, `is_alive()`, `pid()`, `name()` |
+//! | `p.terminate()`, `p.kill()` | `p.terminate()` (SIGTERM), `p.kill()` (SIGKILL) |
+//! | `Pipe()`, `Pipe(duplex=False)` | [`Pipe::duplex`], [`Pipe::one_way`] (typed ends) |
+//! | `conn.send(x)`, `recv()`, `poll(t)` | `send(x)`, `recv()`, `recv_timeout(t)`, `try_recv()`, `poll(t)` |
+//! | `multiprocessing.Queue(maxsize)` | [`Queue::bounded`], [`Queue::unbounded`] |
+//! | `q.put`, `q.get(timeout=)`, `put_nowait`, `get_nowait` | `put`, `get_timeout`, `try_put`, `try_get`, `put_async`, `get_async`, `shutdown` |
 //!
 //! # What you write
 //!
@@ -160,6 +183,68 @@
 //!   why), and one without `memfd_create` fails tasks whose payloads
 //!   exceed 32 KiB. Sends never raise `SIGPIPE` (`MSG_NOSIGNAL`; on Apple
 //!   systems, which lack it, `SO_NOSIGPIPE` on the sockets).
+//!
+//! # Processes, pipes and queues: what a peer can still do
+//!
+//! [`Process`], [`Pipe`] and [`Queue`] trust ipc-channel (0.23) to carry
+//! their messages. weft guards what it can around it:
+//!
+//! - Decoding a message (user `Deserialize` code, and ipc-channel's own
+//!   indexing into the message's descriptors, which panics on a malformed
+//!   message) runs inside `catch_unwind`: a panic fails that receive (a
+//!   [`Process`]'s result becomes [`TaskError::Serialization`]), never the
+//!   receiving thread. A `Deserialize` that panics mid-message leaves the
+//!   message's channels in ipc-channel's per-thread stash; weft empties it.
+//! - A value that will not serialize is given back with the serializer's
+//!   own message, and the channels it had already put in ipc-channel's
+//!   per-thread stash are flushed (ipc-channel leaves them there, to ride
+//!   along with the thread's next message, to whichever process).
+//! - A child must connect to its one-shot server with the 256-bit secret
+//!   from its environment, its own pid and this build's table of
+//!   registered functions; anything else fails `start`. A child that dies
+//!   before connecting unblocks `accept` (ipc-channel's has no timeout)
+//!   through a keeper thread that connects in its place; one that neither
+//!   connects nor dies within the start timeout is killed, which also ends
+//!   an `accept` stuck on a half-sent first message.
+//!
+//! What a hostile peer (a child, or any process holding a channel end) can
+//! still do through ipc-channel, which weft cannot prevent without
+//! replacing it:
+//!
+//! - **Abort the receiving process** by announcing a huge fragmented
+//!   message: ipc-channel reserves the announced size before reading it,
+//!   and an allocation failure aborts (one larger than `isize::MAX` only
+//!   panics, which weft catches).
+//! - **Block a receive forever**, past any timeout: once the first
+//!   fragment of a large message has arrived, ipc-channel reads the rest
+//!   without a timeout. For a [`Process`]'s result this blocks only the
+//!   keeper thread, and killing the child ends it; for a [`Pipe`] or a
+//!   remote [`Queue`] operation it blocks the caller until the sender's
+//!   process exits.
+//! - **Fault the receiver** (`SIGBUS`) with shared memory: every
+//!   descriptor that is not a socket is mapped as shared memory at its
+//!   current size, and a sender that shrinks the file afterwards makes a
+//!   read of the mapping fault. It is read only if the received type holds
+//!   an `IpcSharedMemory`. A descriptor that cannot be mapped read-write
+//!   makes ipc-channel panic, which weft catches.
+//! - **Exhaust descriptors or threads**: each message may carry up to 64
+//!   descriptors, and each [`Queue`] session opened from another process
+//!   costs a thread in the owner.
+//! - **Connect to a one-shot server first**: its socket is a file in a
+//!   fresh directory under the temporary directory, created with the
+//!   process's umask (with a umask that lets others write it, another
+//!   user can connect). Such a connection cannot pass the secret check; it
+//!   only makes `start` fail.
+//! - ipc-channel sends without `MSG_NOSIGNAL`: a process that writes to a
+//!   channel whose reader is gone gets `SIGPIPE`, which Rust's `main`, pool
+//!   workers and [`Process`] children ignore, but a program that restores
+//!   its default action dies of it.
+//!
+//! A child's result is received by its keeper thread, so the worst a child
+//! can do to its parent beyond that list is never send a result: `join`
+//! then waits until the child exits. Children are reaped only by their
+//! keeper; signals are sent under the same lock as the reap, so a pid that
+//! could have been reused is never signalled.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg(unix)]

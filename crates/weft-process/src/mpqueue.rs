@@ -138,7 +138,7 @@ struct Join {
 }
 
 /// A queue of `T` shared by any number of processes: Python's
-/// `multiprocessing.Queue`. See the [module docs](self) for how it works.
+/// `multiprocessing.Queue`.
 ///
 /// The queue lives in the process that created it (its *owner*); a
 /// `Queue` handle may travel to other processes inside a
@@ -156,6 +156,21 @@ struct Join {
 /// When the owner exits, the queue is gone: handles elsewhere then fail
 /// with `Disconnected`. Python's `task_done`/`join` (`JoinableQueue`) are
 /// not offered yet.
+///
+/// How it works: the items live in a [`weft_sync::Queue`] in the owner.
+/// The first time a handle travels, the owner starts an acceptor thread;
+/// in another process, each thread that uses a handle opens a session
+/// with it on first use (a request channel and a reply channel, served by
+/// a thread of the owner's), and reuses it. Each operation is one request
+/// and one reply; blocking and timed operations wait in the owner, on its
+/// queue, so a timeout never loses an item. An item taken for a consumer
+/// whose process died before the reply reached it is put back, at the
+/// tail. Costs: an owner's own operations are those of a
+/// `weft_sync::Queue`; from another process, a round trip over
+/// ipc-channel and a serialization each way per item (measured on a
+/// loaded 2-core machine: about 80,000 puts/s from a child, 30,000 gets/s
+/// into a child), one thread in the owner per session, and for the async
+/// forms a helper thread per call.
 ///
 /// ```
 /// use weft_process::{Process, Queue};

@@ -64,6 +64,9 @@ const ENV_TEST_CHILD: &str = "WEFT_PROCESS_TEST_CHILD";
 /// Exit status of a child whose bootstrap failed (as a pool worker's).
 const EXIT_BOOTSTRAP: i32 = 78;
 
+/// Exit status of a child whose own bootstrap code panicked.
+pub(crate) const EXIT_PANIC: i32 = 70;
+
 /// How long a child waits for its boot messages once connected.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -47,7 +47,10 @@ pub fn main_hook() {
     if let Some(boot) = std::env::var_os(crate::process::ENV_PROCESS) {
         // A `Process`'s child: runs its one function, then exits.
         sys::remove_env(crate::process::ENV_PROCESS);
-        let code = crate::process::serve_child(boot);
+        // A panic must not unwind into the init hook, which would go on
+        // into `main`: the child would run the program itself.
+        let code = catch_unwind(AssertUnwindSafe(|| crate::process::serve_child(boot)))
+            .unwrap_or(crate::process::EXIT_PANIC);
         std::process::exit(code);
     }
     if std::env::var_os(ENV_WORKER).is_none() {

@@ -1,4 +1,17 @@
-//! A port of Python's multiprocessing example, with CPU-bound work:
+//! The seed's `multiprocessing` snippet, one to one:
+//!
+//! ```python
+//! from multiprocessing import Process
+//!
+//! def task1(): print("Task 1")
+//! def task2(): print("Task 2")
+//!
+//! p1 = Process(target=task1); p2 = Process(target=task2)
+//! p1.start(); p2.start(); p1.join(); p2.join()
+//! ```
+//!
+//! then a port of Python's multiprocessing pool example, with CPU-bound
+//! work:
 //!
 //! ```python
 //! from multiprocessing import Pool
@@ -13,6 +26,11 @@
 //!         print(sum(pool.map(count_primes, ranges)))
 //! ```
 //!
+//! and last the same count by four `Process`es that share a `Queue` of
+//! ranges to count and a `Queue` of results (Python's
+//! `multiprocessing.Queue`, which weft's processes, unlike Python's pool
+//! tasks, can take as an argument).
+//!
 //! Run it with `cargo run --release -p weft --example multiprocessing`.
 //! There is no `if __name__ == "__main__"` guard to write: the workers are
 //! this executable re-run in worker mode, which weft-process starts before
@@ -20,7 +38,15 @@
 
 use std::time::Instant;
 
-use weft::process::ProcessPool;
+use weft::process::{Process, ProcessPool, Queue, QueueGetError};
+
+fn task1(_: ()) {
+    println!("Task 1");
+}
+
+fn task2(_: ()) {
+    println!("Task 2");
+}
 
 fn is_prime(n: u64) -> bool {
     n > 1
@@ -35,9 +61,36 @@ fn count_primes((lo, hi): (u64, u64)) -> usize {
     (lo..hi).filter(|&n| is_prime(n)).count()
 }
 
-weft::process::register!(count_primes);
+/// Takes ranges from `todo` until it is shut down and drained, and puts
+/// each count into `done`.
+fn count_worker((todo, done): (Queue<(u64, u64)>, Queue<usize>)) {
+    loop {
+        match todo.get() {
+            Ok(range) => done
+                .put(count_primes(range))
+                .expect("the results queue is open"),
+            Err(QueueGetError::ShutDown) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+weft::process::register!(task1, task2, count_primes, count_worker);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The seed's snippet.
+    let start = Instant::now();
+    let mut p1 = Process::new(task1, ());
+    let mut p2 = Process::new(task2, ());
+    p1.start()?;
+    p2.start()?;
+    p1.join()?;
+    p2.join()?;
+    println!(
+        "two processes started and joined in {:.2?}",
+        start.elapsed()
+    );
+
     // Debug builds are ~30x slower: count below 400,000 there, 4,000,000 in release.
     let per: u64 = if cfg!(debug_assertions) {
         25_000
@@ -54,7 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     // One chunk per range: each is a sizeable piece of work.
     let parallel: usize = pool
-        .map_chunked(count_primes, ranges, 1)
+        .map_chunked(count_primes, ranges.clone(), 1)
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .sum();
@@ -63,6 +116,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(sequential, parallel);
     println!("primes below {}: {parallel}", 16 * per);
     println!("sequential: {sequential_time:.2?}");
-    println!("{} processes: {parallel_time:.2?}", pool.processes());
+    println!("{} pool processes: {parallel_time:.2?}", pool.processes());
+
+    // Four processes, a queue of work and a queue of results.
+    let start = Instant::now();
+    let todo = Queue::unbounded();
+    let done = Queue::unbounded();
+    for range in &ranges {
+        todo.put(*range)?;
+    }
+    todo.shutdown(false);
+    let workers = (0..4)
+        .map(|_| Process::spawn(count_worker, (todo.clone(), done.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let queued: usize = (0..ranges.len())
+        .map(|_| done.get())
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .sum();
+    for w in workers {
+        w.join()?;
+    }
+    assert_eq!(queued, sequential);
+    println!("4 processes and a Queue: {:.2?}", start.elapsed());
     Ok(())
 }
