@@ -13,11 +13,12 @@
 //!
 //! | Area | Items |
 //! |---|---|
-//! | Runtime | [`run`], [`try_run`], [`in_runtime`] |
-//! | Tasks | [`spawn`], [`try_spawn`], [`Builder`] (names), [`Task`] (await, [`cancel`](Task::cancel), [`detach`](Task::detach)) |
+//! | Runtime | [`run`], [`try_run`], [`Runtime`] (many [`block_on`](Runtime::block_on)s), [`Handle`] (spawn from any thread), [`in_runtime`] |
+//! | Tasks | [`spawn`], [`try_spawn`], [`Builder`] (names), [`Task`] (await, [`cancel`](Task::cancel), [`detach`](Task::detach)), [`TaskSet`], [`shield`] |
+//! | The current task | [`current_task`] ([`CurrentTask`]: id, name, cancel), [`task_local!`] ([`LocalKey`]) |
 //! | Debugging | [`all_tasks`], [`TaskInfo`], [`TaskState`], [`current_task_id`], [`set_panic_hook`], [`PanicReport`], [`PanicPhase`] |
 //! | Combinators | [`gather!`], [`try_gather!`], [`join_all`], [`try_join_all`], [`select`] / [`Either`], [`race`], [`as_completed`], [`wait`] |
-//! | Structured concurrency | [`TaskGroup`], [`GroupError`] |
+//! | Structured concurrency | [`TaskGroup::scope`] ([`GroupScope`], [`ErrorGroup`]), [`TaskGroup`] ([`GroupError`]) |
 //! | Time | [`sleep`], [`sleep_until`], [`interval`] ([`MissedTickBehavior`]), [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
 //! | Network | [`net::TcpListener`], [`net::TcpStream`] (the runtime's own reactor); `async-net` works too |
 //! | Errors | [`RuntimeError`], [`TimedOut`], and `weft_sync::TaskError` for task outcomes |
@@ -31,7 +32,17 @@
 //! | `task.cancel()`; `await task` | [`task.cancel().await`](Task::cancel); dropping a [`Task`] cancels it too |
 //! | `asyncio.gather(a, b)` | [`gather!(a, b).await`](gather!) (tuple, mixed types) |
 //! | `asyncio.gather(*aws)` | [`join_all(aws).await`](join_all) (order kept), [`try_join_all`] |
-//! | `asyncio.TaskGroup()` | [`TaskGroup`] (first failure cancels the siblings) |
+//! | `async with asyncio.TaskGroup() as tg:` (3.11) | [`TaskGroup::scope(\|tg\| async move { .. })`](TaskGroup::scope): children start at [`tg.spawn`](GroupScope::spawn), may borrow, every failure in an [`ErrorGroup`] |
+//! | `ExceptionGroup` of a task group | [`ErrorGroup`] |
+//! | a batch of children gathered at the end | [`TaskGroup::new`], [`spawn`](TaskGroup::spawn), [`join`](TaskGroup::join) (first failure cancels the siblings) |
+//! | `asyncio.Runner()`; `runner.run(main())` | [`Runtime::new()`](Runtime::new); [`rt.block_on(main())`](Runtime::block_on) (tasks live between calls) |
+//! | `asyncio.run_coroutine_threadsafe(coro, loop)` | [`handle.spawn(fut)`](Handle::spawn) from any thread -> `weft_sync::TaskHandle` |
+//! | `loop.call_soon_threadsafe(f)` | [`handle.spawn(async move { f() })`](Handle::spawn) |
+//! | `asyncio.get_running_loop()` (to hand to other threads) | [`Handle::current()`](Handle::current), [`Runtime::handle`] |
+//! | `asyncio.wait(tasks, return_when=FIRST_COMPLETED)` in a loop | [`TaskSet`]: [`spawn`](TaskSet::spawn), [`join_next().await`](TaskSet::join_next) |
+//! | `asyncio.shield(aw)` | [`shield(fut)`](shield) |
+//! | `asyncio.current_task()`, `.get_name()`, `.cancel()` | [`current_task()`](current_task), [`CurrentTask::name`], [`CurrentTask::cancel`] |
+//! | `contextvars.ContextVar`; `var.get()`, `var.set(v)` | [`task_local!`]; [`KEY.scope(v, fut)`](LocalKey::scope), [`KEY.get()`](LocalKey::get), [`KEY.set(v)`](LocalKey::set) |
 //! | `asyncio.wait_for(aw, t)` / `asyncio.timeout(t)` | [`timeout(t, fut).await`](timeout) -> `Result<_, TimedOut>` |
 //! | `asyncio.sleep(s)` / `asyncio.sleep(0)` | [`sleep(d)`](sleep) / [`yield_now()`](yield_now) |
 //! | `asyncio.wait(aws, return_when=FIRST_COMPLETED)` | [`wait(&mut tasks, ReturnWhen::FirstCompleted, None)`](wait) |
@@ -62,6 +73,25 @@
 //! });
 //! assert_eq!((hello.as_str(), world.as_str()), ("hello", "world"));
 //! ```
+//!
+//! # Runtimes, threads and task-local values
+//!
+//! [`run`] is a [`Runtime`] made for one future: both drive their tasks only
+//! while they run on their thread. A [`Runtime`] kept between
+//! [`block_on`](Runtime::block_on) calls keeps its tasks, paused; wake-ups
+//! and [`Handle::spawn`]s from other threads that arrive meanwhile are queued
+//! on its remote queue (the one every wake-up from another thread goes
+//! through) and served at the next call. A task spawned through a
+//! [`Handle`] is made on the spawning thread (one `async-task` allocation and
+//! the [`TaskHandle`](weft_sync::TaskHandle)'s), pushed on that queue, and
+//! numbered by the runtime's thread when it takes it. When a runtime ends,
+//! it cancels its tasks, then closes that queue: later spawns fail at once.
+//!
+//! Task-local values ([`task_local!`]) are installed around each poll of a
+//! [`scope`](LocalKey::scope)d future and taken off after it, as tokio's
+//! are: no cost for tasks that use none, and no inheritance (Python copies
+//! the context into each new task; here, scope the spawned future
+//! explicitly).
 //!
 //! # The executor
 //!
