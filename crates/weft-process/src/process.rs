@@ -51,6 +51,7 @@ use crate::channel::{Incoming, RecvFail, SendFail, Wait, recv_caught, send_ref};
 use crate::pool::{Error, lock};
 use crate::registry;
 use crate::sys;
+use crate::worker::EXIT_BOOTSTRAP;
 
 /// The environment variable that starts a [`Process`] child: the server's
 /// name, the secret (hex) and the parent's pid, one a line.
@@ -61,10 +62,8 @@ pub(crate) const ENV_PROCESS: &str = "WEFT_PROCESS_CHILD";
 /// `wrong-secret`, `garbage-hello`). It can only make this child fail.
 const ENV_TEST_CHILD: &str = "WEFT_PROCESS_TEST_CHILD";
 
-/// Exit status of a child whose bootstrap failed (as a pool worker's).
-const EXIT_BOOTSTRAP: i32 = 78;
-
-/// Exit status of a child whose own bootstrap code panicked.
+/// Exit status of a child (or a pool worker) whose own bootstrap or serving
+/// code panicked.
 pub(crate) const EXIT_PANIC: i32 = 70;
 
 /// How long a child waits for its boot messages once connected.

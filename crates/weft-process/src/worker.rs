@@ -22,8 +22,8 @@ use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, MAX_FRAME, PROTOCOL, Raw, 
 /// The environment variable that marks a worker process.
 pub(crate) const ENV_WORKER: &str = "WEFT_PROCESS_WORKER";
 
-/// Exit status of a worker whose bootstrap failed.
-const EXIT_BOOTSTRAP: i32 = 78;
+/// Exit status of a worker (or a `Process`'s child) whose bootstrap failed.
+pub(crate) const EXIT_BOOTSTRAP: i32 = 78;
 
 /// Turns this process into a pool worker if it was started as one, and
 /// never returns in that case; otherwise returns at once.
@@ -57,7 +57,9 @@ pub fn main_hook() {
         return;
     }
     sys::remove_env(ENV_WORKER);
-    let code = serve();
+    // As for a `Process`'s child: a panic in the worker's own code must not
+    // unwind into the init hook and on into `main`.
+    let code = catch_unwind(serve).unwrap_or(crate::process::EXIT_PANIC);
     std::process::exit(code);
 }
 
@@ -357,6 +359,7 @@ fn misbehave(link: &mut Link, secret: &mut [u8], pid: &mut u32, how: &str) -> Op
             std::thread::sleep(Duration::from_secs(60));
             return Some(0);
         }
+        "panic" => panic!("weft-process test hook: the worker's own code panicked"),
         "silent" => {
             std::thread::sleep(Duration::from_secs(60));
             return Some(0);

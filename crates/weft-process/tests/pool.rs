@@ -789,6 +789,15 @@ fn a_bad_reply_fails_its_task_and_the_next_one_gets_its_own_error() {
 }
 
 #[test]
+fn a_worker_whose_own_code_panics_exits_instead_of_running_main() {
+    // The worker panics in weft's own serving code, before its handshake.
+    // The panic must end the worker with its own status (70), not unwind
+    // into the init hook and on into `main` (here, the test harness).
+    let reason = handshake_error("panic", LIMIT);
+    assert!(reason.contains("70"), "{reason}");
+}
+
+#[test]
 fn only_processes_that_know_the_secret_can_join() {
     // A worker that presents a wrong secret, or answers for another pid,
     // is refused before any task.
