@@ -704,3 +704,41 @@ fn task_locals_are_isolated_per_task() {
         });
     });
 }
+
+#[test]
+fn a_runtime_made_and_dropped_inside_another_leaves_it_intact() {
+    within(|| {
+        weft_async::run(async {
+            let outer = weft_async::spawn(async {
+                weft_async::yield_now().await;
+                1
+            });
+            let dropped = Rc::new(Cell::new(false));
+            let d = dropped.clone();
+            let inner = Runtime::new();
+            // Spawned onto the idle inner runtime from inside the outer one.
+            struct Flag(Rc<Cell<bool>>);
+            impl Drop for Flag {
+                fn drop(&mut self) {
+                    self.0.set(true);
+                }
+            }
+            let flag = Flag(d);
+            inner
+                .spawn(async move {
+                    let _f = flag;
+                    std::future::pending::<()>().await;
+                })
+                .detach();
+            assert!(
+                weft_async::current_task().is_none(),
+                "still the outer main future"
+            );
+            drop(inner);
+            assert!(dropped.get());
+            assert!(weft_async::in_runtime());
+            assert_eq!(outer.await, Ok(1));
+            assert_eq!(weft_async::spawn(async { 2 }).await, Ok(2));
+        });
+    });
+}
