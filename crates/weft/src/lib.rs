@@ -8,7 +8,7 @@
 //! |--------|-------|--------|------------|
 //! | [`sync`] | `weft-sync` | `threading` locks, `queue`, `concurrent.futures.Future` | sharing state safely; the task handle every engine returns |
 //! | [`pool`] (also [`thread`]) | `weft-pool` | `ThreadPoolExecutor`, `threading.Thread` | CPU-bound work on all cores; blocking I/O in parallel |
-//! | `process` (Unix) | `weft-process` | `multiprocessing.Pool`, `ProcessPoolExecutor` | isolation: code that may crash, hang or leak |
+//! | `process` (Unix) | `weft-process` | `multiprocessing.Process`, `Pipe`, `Queue`, `Pool`, `ProcessPoolExecutor` | isolation: code that may crash, hang or leak; channels between processes |
 //! | [`aio`] | `weft-async` | `asyncio` | many concurrent waits (sockets, timers) on one thread |
 //! | [`prelude`] | | | the names most programs need |
 //!
@@ -30,11 +30,15 @@
 //! | `ThreadPoolExecutor(4).submit(f)` | `ThreadPool::new(4)?.spawn(f)?` |
 //! | `executor.map(f, xs)` | `pool.map(f, xs, chunk_size)` |
 //! | `multiprocessing.Pool(4).map(f, xs)` | `ProcessPool::builder().processes(4).build()?.map(f, xs)` |
+//! | `Process(target=f, args=(x,)).start()` / `.join()` | `let p = weft::process::Process::spawn(f, x)?;` / `p.join()` |
 //! | `asyncio.run(main())` | `weft::aio::run(main())` |
 //! | `asyncio.gather(a, b)` | `weft::aio::gather!(a, b)` |
 //! | `asyncio.to_thread(f)` | `weft::aio::to_thread(f).await` |
+//! | `asyncio.Runner()` / `run_coroutine_threadsafe` | `weft::aio::Runtime::new()` / `weft::aio::Handle::spawn` |
 //! | `threading.Lock()` | `weft::sync::Mutex::new(data)` |
 //! | `queue.Queue()` | `weft::sync::Queue::unbounded()` |
+//! | `queue.PriorityQueue()` / `LifoQueue()` | `weft::sync::PriorityQueue::unbounded()` / `LifoQueue::unbounded()` |
+//! | `threading.Timer(1.0, f).start()` | `weft::sync::Timer::start(Duration::from_secs(1), f)` |
 //!
 //! ```
 //! use weft::prelude::*;
@@ -67,7 +71,8 @@ pub use weft_pool as pool;
 /// crate, `weft-pool`.
 pub use weft_pool as thread;
 
-/// The process pool: the `weft-process` crate (Unix).
+/// Processes, pipes and queues between them, and the process pool: the
+/// `weft-process` crate (Unix).
 #[cfg(unix)]
 pub use weft_process as process;
 
@@ -103,10 +108,11 @@ pub mod aio {
 pub mod prelude {
     pub use weft_pool::{ShutdownMode, ThreadPool};
     #[cfg(unix)]
-    pub use weft_process::ProcessPool;
+    pub use weft_process::{Process, ProcessPool};
     pub use weft_sync::{
-        Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, Queue, RLock, ReturnWhen,
-        Semaphore, TaskError, TaskHandle, as_completed, wait,
+        Barrier, BoundedSemaphore, Condition, Event, LifoQueue, Lock, Mutex, PriorityQueue, Queue,
+        RLock, ReturnWhen, Semaphore, SimpleQueue, TaskError, TaskHandle, Timer, as_completed,
+        wait,
     };
 }
 
