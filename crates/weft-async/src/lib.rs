@@ -22,6 +22,7 @@
 //! | Time | [`sleep`], [`sleep_until`], [`interval`] ([`MissedTickBehavior`]), [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
 //! | Network | [`net::TcpListener`], [`net::TcpStream`] (the runtime's own reactor); `async-net` works too |
 //! | Errors | [`RuntimeError`], [`TimedOut`], and `weft_sync::TaskError` for task outcomes |
+//! | Multi-threaded flavour | [`multi`]: [`multi::Runtime`] (N worker threads on `async-executor`), [`multi::spawn`], [`multi::Handle`], [`multi::TaskGroup`], the same combinators and timers, for `Send` futures |
 //!
 //! # Python -> weft
 //!
@@ -52,6 +53,7 @@
 //! | `asyncio.start_server(cb, host, port)` | [`net::TcpListener::bind`], then spawn a task per [`accept`](net::TcpListener::accept) |
 //! | `loop.set_exception_handler(...)` ("exception never retrieved") | [`set_panic_hook`] |
 //! | `asyncio.Queue`, `asyncio.Semaphore`, `asyncio.Lock`, `asyncio.Event` | `weft_sync::{Queue, Semaphore, Mutex, Event}`: one set of primitives for threads and tasks, with async methods |
+//! | `asyncio.run(main())` for a server on every core | [`multi::run(main())`](multi::run), [`multi::Runtime::builder().threads(n).build()?`](multi::Builder), [`multi::spawn`] (`Send` futures; sockets from `async-net`) |
 //! | `asyncio.to_thread(f)` | `weft::aio::to_thread(f)` in the umbrella crate (runs `f` on weft-pool; this crate never depends on the pool) |
 //!
 //! # Example
@@ -126,6 +128,7 @@ mod combine;
 mod error;
 mod group;
 mod local;
+pub mod multi;
 #[cfg(unix)]
 pub mod net;
 mod reactor;
