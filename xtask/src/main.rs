@@ -20,6 +20,10 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{Value, json};
 
+mod report;
+
+use report::Row;
+
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
@@ -580,7 +584,7 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     }
     let target = target_dir(root);
     let criterion_dir = target.join("criterion");
-    let mut rows: Vec<(String, String, String, f64)> = Vec::new(); // crate, bench, impl, ns
+    let mut rows: Vec<(String, Row)> = Vec::new(); // crate, row
     for c in &crates {
         let started = SystemTime::now();
         let criterion_args: &[&str] = if quick {
@@ -616,8 +620,8 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
                 Step::new("bench", cargo(), &fargs).run()?;
             }
         }
-        for (bench, imp, ns) in read_criterion(&criterion_dir, started) {
-            rows.push((c.clone(), bench, imp, ns));
+        for r in report::read_criterion(&criterion_dir, started) {
+            rows.push((c.clone(), r));
         }
         // Rows a bench measured itself (percentiles, which criterion does
         // not give), written during this run to weft-bench/extra/<crate>.json.
@@ -625,19 +629,16 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         let fresh = std::fs::metadata(&extra)
             .and_then(|m| m.modified())
             .is_ok_and(|t| t >= started);
-        if let Some(Value::Array(extra)) = fresh.then(|| read_json(&extra)).flatten() {
-            for r in extra {
-                if let (Some(b), Some(i), Some(ns)) = (
-                    r["bench"].as_str(),
-                    r["impl"].as_str(),
-                    r["ns_per_iter"].as_f64(),
-                ) {
-                    rows.push((c.clone(), b.to_owned(), i.to_owned(), ns));
-                }
-            }
+        if let Some(Value::Array(extra)) = fresh.then(|| report::read_json(&extra)).flatten() {
+            rows.extend(
+                extra
+                    .iter()
+                    .filter_map(Row::from_json)
+                    .map(|r| (c.clone(), r)),
+            );
         }
-        for (bench, imp, ns) in python_peers(root, c, quick)? {
-            rows.push((c.clone(), bench, imp, ns));
+        for r in python_peers(root, c, quick)? {
+            rows.push((c.clone(), r));
         }
     }
     if rows.is_empty() {
@@ -646,10 +647,7 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     // This run's figures, as the issue specifies them.
     let out_dir = target.join("weft-bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
-    let results: Vec<Value> = rows
-        .iter()
-        .map(|(_, b, i, ns)| json!({"bench": b, "impl": i, "ns_per_iter": ns}))
-        .collect();
+    let results: Vec<Value> = rows.iter().map(|(_, r)| r.to_json()).collect();
     let results_path = out_dir.join("results.json");
     write(
         &results_path,
@@ -677,8 +675,8 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     for c in &crates {
         let crate_rows: Vec<Value> = rows
             .iter()
-            .filter(|(rc, ..)| rc == c)
-            .map(|(_, b, i, ns)| json!({"bench": b, "impl": i, "ns_per_iter": ns}))
+            .filter(|(rc, _)| rc == c)
+            .map(|(_, r)| r.to_json())
             .collect();
         record.insert(
             c.clone(),
@@ -689,11 +687,35 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         &record_path,
         &(serde_json::to_string_pretty(&record).unwrap() + "\n"),
     )?;
-    let md = render_markdown(&record);
+    // The pictures and the tables: only the sections of the crates run now
+    // are rewritten; the others stay as they are in the file.
+    let charts = root.join("docs/benchmarks");
+    std::fs::create_dir_all(&charts).map_err(|e| e.to_string())?;
+    let mut fresh = BTreeMap::new();
+    for c in &crates {
+        let svg = charts.join(format!("{c}.svg"));
+        let chart =
+            report::ratio_chart(&svg, c, &record[c])?.then(|| format!("benchmarks/{c}.svg"));
+        // Hook for the pool's scaling curves (`--scaling`): drawn the same
+        // way into docs/benchmarks/, embedded in this crate's section.
+        fresh.insert(
+            c.clone(),
+            report::render_section(c, &record[c], chart.as_deref()),
+        );
+    }
     let md_path = root.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&md_path).unwrap_or_default();
+    let md = report::splice_sections(&old, &fresh, CRATES, |c| {
+        let entry = record.get(c)?;
+        let chart = format!("benchmarks/{c}.svg");
+        let chart = root.join("docs").join(&chart).exists().then_some(chart);
+        Some(report::render_section(c, entry, chart.as_deref()))
+    });
     write(&md_path, &md)?;
     println!("bench: regenerated {}", md_path.display());
-    print!("{}", md.split("<!-- tables -->").nth(1).unwrap_or(""));
+    for c in &crates {
+        print!("{}", fresh[c]);
+    }
     Ok(())
 }
 
@@ -708,11 +730,7 @@ fn target_dir(root: &Path) -> PathBuf {
 /// Rows from a crate's Python peers (`benches/python_peers.py`, which
 /// prints results.json-style rows), when the crate has one and python3 is
 /// installed. Python is the peer weft replaces, so it belongs in the table.
-fn python_peers(
-    root: &Path,
-    krate: &str,
-    quick: bool,
-) -> Result<Vec<(String, String, f64)>, String> {
+fn python_peers(root: &Path, krate: &str, quick: bool) -> Result<Vec<Row>, String> {
     let script = root
         .join("crates")
         .join(krate)
@@ -746,65 +764,11 @@ fn python_peers(
     }
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("step 'bench-python' printed rows that are not JSON: {e}"))?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r["bench"].as_str()?.to_owned(),
-                r["impl"].as_str()?.to_owned(),
-                r["ns_per_iter"].as_f64()?,
-            ))
-        })
-        .collect())
+    Ok(rows.iter().filter_map(Row::from_json).collect())
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// `(bench, impl, ns)` for every criterion estimate written since `since`.
-fn read_criterion(dir: &Path, since: SystemTime) -> Vec<(String, String, f64)> {
-    let mut out = Vec::new();
-    let Ok(groups) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for group in groups.flatten() {
-        let Ok(funcs) = std::fs::read_dir(group.path()) else {
-            continue;
-        };
-        for func in funcs.flatten() {
-            let new = func.path().join("new");
-            let est = new.join("estimates.json");
-            let fresh = std::fs::metadata(&est)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t >= since);
-            if !fresh {
-                continue;
-            }
-            let (Some(est), Some(meta)) = (read_json(&est), read_json(&new.join("benchmark.json")))
-            else {
-                continue;
-            };
-            let ns = est["slope"]["point_estimate"]
-                .as_f64()
-                .or_else(|| est["mean"]["point_estimate"].as_f64());
-            let (Some(bench), Some(imp), Some(ns)) =
-                (meta["group_id"].as_str(), meta["function_id"].as_str(), ns)
-            else {
-                continue;
-            };
-            // A group that declares `Throughput::Elements(n)` is reported
-            // per element (per task, per handle): its name says so.
-            let per = meta["throughput"]["Elements"].as_f64().unwrap_or(1.0);
-            out.push((bench.to_owned(), imp.to_owned(), ns / per.max(1.0)));
-        }
-    }
-    out.sort_by(|a, b| (&a.0, a.1 != "weft", &a.1).cmp(&(&b.0, b.1 != "weft", &b.1)));
-    out
-}
-
-fn read_json(path: &Path) -> Option<Value> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
 fn machine_description() -> String {
@@ -833,73 +797,4 @@ fn today() -> String {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
-}
-
-fn fmt_ns(ns: f64) -> String {
-    if ns >= 1e9 {
-        format!("{:.2} s", ns / 1e9)
-    } else if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.1} ns")
-    }
-}
-
-fn render_markdown(record: &BTreeMap<String, Value>) -> String {
-    let mut md = String::from(
-        "# Benchmarks\n\n\
-         Generated by `cargo xtask bench` from criterion's estimates (do not edit by hand;\n\
-         the data is in `docs/benchmarks.json`). Each workload runs on weft and on its peers\n\
-         in the same process; the ratio is weft's time divided by the peer's, so **below 1.00\n\
-         means weft is faster**. Times are per iteration of the workload, except rows named\n\
-         `*_per_task` / `*_per_handle` (time per task or handle) and `*_p50` / `*_p99`\n\
-         (percentiles of single measurements, not means).\n\n\
-         A `--quick` run takes 10 samples per row. On a shared 2-core machine the rows\n\
-         that hinge on threads waking each other (`queue_bounded_spsc`, `*_contended_*`)\n\
-         vary several-fold from run to run: compare a few runs before drawing conclusions.\n\n<!-- tables -->\n",
-    );
-    for c in CRATES {
-        let Some(entry) = record.get(*c) else {
-            continue;
-        };
-        md.push_str(&format!(
-            "\n## {c}\n\nMachine: {}. Command: `{}` ({}).\n\n| workload | weft | peers: time (weft/peer) |\n|---|---|---|\n",
-            entry["machine"].as_str().unwrap_or("?"),
-            entry["command"].as_str().unwrap_or("?"),
-            entry["date"].as_str().unwrap_or("?"),
-        ));
-        let mut by_bench: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
-        for row in entry["rows"].as_array().into_iter().flatten() {
-            if let (Some(b), Some(i), Some(ns)) = (
-                row["bench"].as_str(),
-                row["impl"].as_str(),
-                row["ns_per_iter"].as_f64(),
-            ) {
-                by_bench.entry(b).or_default().push((i, ns));
-            }
-        }
-        for (bench, impls) in by_bench {
-            let weft = impls.iter().find(|(i, _)| *i == "weft").map(|(_, ns)| *ns);
-            let peers: Vec<String> = impls
-                .iter()
-                .filter(|(i, _)| *i != "weft")
-                .map(|(i, ns)| match weft {
-                    Some(w) => format!("{i}: {} ({:.2}x)", fmt_ns(*ns), w / ns),
-                    None => format!("{i}: {}", fmt_ns(*ns)),
-                })
-                .collect();
-            md.push_str(&format!(
-                "| {bench} | {} | {} |\n",
-                weft.map_or("-".into(), fmt_ns),
-                if peers.is_empty() {
-                    "-".into()
-                } else {
-                    peers.join("<br>")
-                }
-            ));
-        }
-    }
-    md
 }
