@@ -3,6 +3,21 @@
 //! Group name = workload, function name = implementation (`weft` or the
 //! peer's crate name): `cargo xtask bench` turns these into the table in
 //! docs/benchmarks.md.
+//!
+//! Semaphore policies: weft's `Semaphore` lets any caller take a free
+//! permit (one compare-and-swap; a woken waiter can lose the permit to a
+//! newcomer: "barging"), and wakes waiters in arrival order. async-lock's
+//! `Semaphore` has the same policy (`try_acquire` is a CAS loop on the
+//! count, a release adds to the count and notifies one event-listener
+//! waiter, which must race for the permit again), so it is the like-for-like
+//! peer on the contended row. tokio's `Semaphore` is fair: a released permit
+//! goes to the oldest waiter (its batch semaphore queues acquirers FIFO and
+//! a newcomer cannot take a permit while others wait). Fairness costs hand-
+//! offs under contention, so its row is kept but named for its policy,
+//! `tokio (fair FIFO policy)`: it compares policies, not implementations.
+//!
+//! `mutex_nested` (one lock held while another is taken) is the
+//! detection-off twin of `benches/deadlock.rs`'s `mutex_nested_detection_on`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -107,6 +122,27 @@ fn mutex_contended_4(c: &mut Criterion) {
     mutex_contended(c, 4);
 }
 
+/// One lock held while another is taken: the work deadlock detection adds
+/// to (an ordering edge per nested acquisition), measured here without it.
+fn mutex_nested(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mutex_nested");
+    let (a, b) = (weft_sync::Mutex::new(0u64), weft_sync::Mutex::new(0u64));
+    g.bench_function("weft", |bench| {
+        bench.iter(|| {
+            let _a = black_box(&a).lock();
+            *black_box(&b).lock() += 1;
+        })
+    });
+    let (a, b) = (parking_lot::Mutex::new(0u64), parking_lot::Mutex::new(0u64));
+    g.bench_function("parking_lot", |bench| {
+        bench.iter(|| {
+            let _a = black_box(&a).lock();
+            *black_box(&b).lock() += 1;
+        })
+    });
+    g.finish();
+}
+
 fn semaphore_uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("semaphore_acquire_release");
     let weft = weft_sync::Semaphore::new(1);
@@ -161,7 +197,7 @@ fn semaphore_contended(c: &mut Criterion) {
             })
         })
     });
-    g.bench_function("tokio", |b| {
+    g.bench_function("tokio (fair FIFO policy)", |b| {
         b.iter_custom(|iters| {
             parallel(
                 iters,
@@ -252,7 +288,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = mutex_uncontended, mutex_contended_2, mutex_contended_4,
+    targets = mutex_uncontended, mutex_nested, mutex_contended_2, mutex_contended_4,
         semaphore_uncontended, semaphore_contended, queue_bounded
 }
 criterion_main!(benches);
