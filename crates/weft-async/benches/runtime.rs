@@ -1,6 +1,10 @@
 //! weft-async against async-executor's `LocalExecutor` (driven by
-//! `async_io::block_on`) and tokio's current-thread runtime with a `LocalSet`,
-//! on the workloads of issue 4. Every workload uses the same code and the same
+//! `async_io::block_on`) and tokio's current-thread runtime with a `LocalSet`
+//! (rows `tokio (LocalSet)`: `spawn_local`, a fresh `LocalSet` per
+//! iteration, as the workloads' tasks hold `Rc`s), on the workloads of
+//! issue 4. `spawn_await` also runs on tokio's main path (row `tokio`:
+//! `Runtime::block_on` and `tokio::spawn` on the current-thread runtime, no
+//! `LocalSet`), the way most tokio code spawns. Every workload uses the same code and the same
 //! channel type (a bench-local single-threaded channel) on all three, so only
 //! the scheduler differs; timers are each runtime's own (`async-io`'s for weft
 //! and async-executor, tokio's for tokio), TCP is weft-async's own `net` types
@@ -12,7 +16,9 @@
 //! order), `spawn_chain` (100,000 tasks each spawning the next), `ping_pong`
 //! (two tasks exchanging 1,000,000 messages: 500,000 round trips),
 //! `yield_many` (10,000 tasks each yielding 100 times), `timers` (100,000
-//! sleeps of random durations up to 50 ms; p99 overshoot printed on stderr),
+//! sleeps of random durations up to 50 ms; with `timers_lateness_p99`, the
+//! 99th percentile of how late a sleep ended, per run: not a criterion
+//! row, written to `target/weft-bench/extra/weft-async.json` for the xtask),
 //! `tcp_echo` (100 connections x 1,000 32-byte messages over loopback),
 //! `spawn_remote` (10,000 tasks spawned from the bench thread onto a
 //! runtime running on another thread, each joined from the bench thread:
@@ -161,14 +167,14 @@ macro_rules! for_each_runtime {
                     tokio::task::spawn_local($f)
                 };
             }
-            g.bench_function("tokio", |b| b.iter(|| $body));
+            g.bench_function("tokio (LocalSet)", |b| b.iter(|| $body));
         }
-        g.finish();
+        g
     }};
 }
 
 fn spawn_await(c: &mut Criterion) {
-    for_each_runtime!(c, "spawn_await", SamplingMode::Flat, |rt, spawn| rt.block(
+    let mut g = for_each_runtime!(c, "spawn_await", SamplingMode::Flat, |rt, spawn| rt.block(
         async {
             let mut tasks = Vec::with_capacity(SPAWN_N);
             for _ in 0..SPAWN_N {
@@ -179,6 +185,23 @@ fn spawn_await(c: &mut Criterion) {
             }
         }
     ));
+    // tokio's main path: the same workload with `tokio::spawn` inside
+    // `Runtime::block_on` on the current-thread runtime (no LocalSet).
+    let tk = tokio_rt();
+    g.bench_function("tokio", |b| {
+        b.iter(|| {
+            tk.0.block_on(async {
+                let mut tasks = Vec::with_capacity(SPAWN_N);
+                for _ in 0..SPAWN_N {
+                    tasks.push(tokio::spawn(async {}));
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            })
+        })
+    });
+    g.finish();
 }
 
 fn spawn_chain(c: &mut Criterion) {
@@ -234,7 +257,7 @@ fn spawn_chain(c: &mut Criterion) {
         })
     });
     let rt = tokio_rt();
-    g.bench_function("tokio", |b| {
+    g.bench_function("tokio (LocalSet)", |b| {
         b.iter(|| {
             rt.block(async {
                 let done = Chan::new();
@@ -247,7 +270,7 @@ fn spawn_chain(c: &mut Criterion) {
 }
 
 fn ping_pong(c: &mut Criterion) {
-    for_each_runtime!(c, "ping_pong", SamplingMode::Flat, |rt, spawn| rt.block(
+    let g = for_each_runtime!(c, "ping_pong", SamplingMode::Flat, |rt, spawn| rt.block(
         async {
             let (to_b, to_a) = (Chan::<usize>::new(), Chan::<usize>::new());
             let (tb, ta) = (to_b.clone(), to_a.clone());
@@ -269,10 +292,11 @@ fn ping_pong(c: &mut Criterion) {
             let _ = b.await;
         }
     ));
+    g.finish();
 }
 
 fn yield_many(c: &mut Criterion) {
-    for_each_runtime!(c, "yield_many", SamplingMode::Flat, |rt, spawn| rt.block(
+    let g = for_each_runtime!(c, "yield_many", SamplingMode::Flat, |rt, spawn| rt.block(
         async {
             let mut tasks = Vec::with_capacity(YIELD_TASKS);
             for _ in 0..YIELD_TASKS {
@@ -287,6 +311,7 @@ fn yield_many(c: &mut Criterion) {
             }
         }
     ));
+    g.finish();
 }
 
 /// The same pseudo-random durations for every runtime.
@@ -340,6 +365,47 @@ fn p99(mut v: Vec<Duration>) -> Duration {
     v[v.len() * 99 / 100]
 }
 
+/// The median of `v` with a 95% confidence interval of the median (order
+/// statistics: ranks n/2 -+ 0.98 sqrt(n)); with few values the interval is
+/// wide (min..max up to n = 5), as it should be.
+fn median_ci(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let mid = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    let half = 0.98 * (n as f64).sqrt();
+    let lo = ((n as f64 / 2.0 - half).floor().max(1.0) as usize).min(n) - 1;
+    let hi = ((n as f64 / 2.0 + half).ceil() as usize).clamp(1, n) - 1;
+    (mid, v[lo], v[hi])
+}
+
+/// Writes rows the xtask merges into the table (per-run percentiles, which
+/// criterion does not give) to `target/weft-bench/extra/weft-async.json`.
+fn write_extra_rows(rows: &[(String, String, (f64, f64, f64))]) {
+    let json: Vec<String> = rows
+        .iter()
+        .map(|(bench, imp, (ns, lo, hi))| {
+            format!(
+                r#"{{"bench": "{bench}", "impl": "{imp}", "ns_per_iter": {ns}, "lo": {lo}, "hi": {hi}}}"#
+            )
+        })
+        .collect();
+    // target/release/deps/runtime-<hash> -> target/weft-bench/extra/
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.ancestors().nth(3)?.to_path_buf()));
+    if let Some(dir) = target.map(|t| t.join("weft-bench/extra")) {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(
+            dir.join("weft-async.json"),
+            format!("[\n{}\n]\n", json.join(",\n")),
+        );
+    }
+}
+
 fn timers(c: &mut Criterion) {
     let durations = timer_durations();
     let d = &durations;
@@ -350,42 +416,78 @@ fn timers(c: &mut Criterion) {
     let aio_sleep = |d: Duration| async_io::Timer::after(d);
     let tokio_sleep = |d: Duration| tokio::time::sleep(d);
 
-    // The first call of each closure also prints the p99 overshoot.
-    let report = |name: &str, over: Vec<Duration>| {
-        eprintln!(
-            "timers/{name}: p99 overshoot over {TIMERS} sleeps: {:?}",
-            p99(over)
-        );
-    };
+    // Each run's wall time is the criterion row; each run's p99 lateness
+    // (fired - due, over its TIMERS sleeps) is kept for the extra row.
+    fn timed_runs(
+        iters: u64,
+        lateness: &mut Vec<f64>,
+        mut run: impl FnMut() -> (Duration, Vec<Duration>),
+    ) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let (took, over) = run();
+            total += took;
+            lateness.push(p99(over).as_nanos() as f64);
+        }
+        total
+    }
     let ae_rt = ae();
     let tk = tokio_rt();
+    let mut late: Vec<(&str, Vec<f64>)> = Vec::new();
     let mut g = c.benchmark_group("timers");
     g.sampling_mode(SamplingMode::Flat);
-    let mut first = true;
+    let mut runs = Vec::new();
     g.bench_function("weft", |b| {
-        if std::mem::take(&mut first) {
-            report("weft", Weft.block(timers_once(d, weft_spawn, weft_sleep)));
-        }
-        b.iter(|| Weft.block(timers_once(d, weft_spawn, weft_sleep)))
+        b.iter_custom(|iters| {
+            timed_runs(iters, &mut runs, || {
+                let t = Instant::now();
+                let over = Weft.block(timers_once(d, weft_spawn, weft_sleep));
+                (t.elapsed(), over)
+            })
+        })
     });
-    let mut first = true;
+    late.push(("weft", std::mem::take(&mut runs)));
     g.bench_function("async-executor", |b| {
-        if std::mem::take(&mut first) {
-            report(
-                "async-executor",
-                ae_rt.block(timers_once(d, ae_spawn_b, aio_sleep)),
-            );
-        }
-        b.iter(|| ae_rt.block(timers_once(d, ae_spawn_b, aio_sleep)))
+        b.iter_custom(|iters| {
+            timed_runs(iters, &mut runs, || {
+                let t = Instant::now();
+                let over = ae_rt.block(timers_once(d, ae_spawn_b, aio_sleep));
+                (t.elapsed(), over)
+            })
+        })
     });
-    let mut first = true;
-    g.bench_function("tokio", |b| {
-        if std::mem::take(&mut first) {
-            report("tokio", tk.block(timers_once(d, tokio_spawn, tokio_sleep)));
-        }
-        b.iter(|| tk.block(timers_once(d, tokio_spawn, tokio_sleep)))
+    late.push(("async-executor", std::mem::take(&mut runs)));
+    g.bench_function("tokio (LocalSet)", |b| {
+        b.iter_custom(|iters| {
+            timed_runs(iters, &mut runs, || {
+                let t = Instant::now();
+                let over = tk.block(timers_once(d, tokio_spawn, tokio_sleep));
+                (t.elapsed(), over)
+            })
+        })
     });
+    late.push(("tokio (LocalSet)", std::mem::take(&mut runs)));
     g.finish();
+    let rows: Vec<_> = late
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(imp, v)| {
+            let (mid, lo, hi) = median_ci(v.clone());
+            eprintln!(
+                "timers/{imp}: p99 lateness over {TIMERS} sleeps, median of {} runs: {:?}",
+                v.len(),
+                Duration::from_nanos(mid as u64)
+            );
+            (
+                "timers_lateness_p99".to_owned(),
+                imp.to_owned(),
+                (mid, lo, hi),
+            )
+        })
+        .collect();
+    if !rows.is_empty() {
+        write_extra_rows(&rows);
+    }
 }
 
 async fn echo_smol(listener: async_net::TcpListener, spawn: impl Fn(Box<dyn Future<Output = ()>>)) {
@@ -497,7 +599,7 @@ fn tcp_echo(c: &mut Criterion) {
         })
     });
     let tk = tokio_rt();
-    g.bench_function("tokio", |b| {
+    g.bench_function("tokio (LocalSet)", |b| {
         b.iter(|| {
             tk.block(async {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
