@@ -2,8 +2,11 @@
 //!
 //! Groups (one per workload; `weft` is weft-process, the others are peers):
 //! - `round_trip_tiny_task`: one tiny task there and back. Peers:
-//!   `raw-unix-socket` (8-byte ping-pong over a Unix socket between two
-//!   processes: the floor) and `ipc-channel` (bare typed ping-pong).
+//!   `raw-unix-seqpacket (floor)` (8-byte ping-pong between two processes
+//!   over a `SOCK_SEQPACKET` socket pair, the socket type weft's pool and
+//!   ipc-channel use, with the pattern weft's `apply` has: a blocking send
+//!   then a blocking receive on the caller's thread, and a child blocked in
+//!   its receive) and `ipc-channel` (bare typed ping-pong).
 //! - `submit_10k_tiny_tasks`: 10,000 tiny tasks submitted one by one (no
 //!   chunking), then all results collected: the cost per submitted task
 //!   when submissions overlap, as `ProcessPoolExecutor.submit` is used.
@@ -11,7 +14,9 @@
 //! - `bytes_64mib_round_trip`: a 64 MiB `Vec<u8>` to a worker and back.
 //! - `crash_to_replacement`: a worker aborts; time until the replacement
 //!   has served a task (includes the crashing task's round trip).
-//! - `pool_startup`: building a 2-process pool (ready to serve).
+//! - `pool_startup`: a 2-process pool's whole life: built, its first tiny
+//!   task served, shut down (its workers reaped). Python's rows time the
+//!   same: the constructor, the first task and the `with` block's exit.
 //!
 //! Python's `multiprocessing.Pool` and `ProcessPoolExecutor` rows are
 //! produced by `cargo xtask bench weft-process`, not here.
@@ -21,7 +26,7 @@
 
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -52,7 +57,7 @@ type IpcHello = (IpcSender<u64>, IpcReceiver<u64>);
 /// The peers' echo processes.
 fn child(mode: &str) {
     match mode {
-        "unix" => {
+        "seqpacket" => {
             let fd = std::io::stdin().as_fd().try_clone_to_owned().unwrap();
             let mut sock = UnixStream::from(fd);
             let mut buf = [0u8; 8];
@@ -84,6 +89,28 @@ fn spawn_child(mode: &str) -> Command {
     cmd
 }
 
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets (one 8-byte `write`
+/// is one packet, one `read` takes one packet), as `std::os::unix::net`
+/// has no such type: the floor's transport, wrapped in `UnixStream` for
+/// `read`/`write` only.
+fn seqpacket_pair() -> (UnixStream, UnixStream) {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(rc, 0, "socketpair: {}", std::io::Error::last_os_error());
+    // SAFETY: socketpair succeeded, so both descriptors are open and owned
+    // by nothing else.
+    let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    (UnixStream::from(a), UnixStream::from(b))
+}
+
 struct Reaped(Child);
 
 impl Drop for Reaped {
@@ -103,15 +130,15 @@ fn round_trip(c: &mut Criterion) {
     drop(pool);
 
     {
-        let (mut ours, theirs) = UnixStream::pair().unwrap();
+        let (mut ours, theirs) = seqpacket_pair();
         let _child = Reaped(
-            spawn_child("unix")
+            spawn_child("seqpacket")
                 .stdin(Stdio::from(OwnedFd::from(theirs)))
                 .spawn()
                 .unwrap(),
         );
         let mut buf = [0u8; 8];
-        g.bench_function("raw-unix-socket", |b| {
+        g.bench_function("raw-unix-seqpacket (floor)", |b| {
             b.iter(|| {
                 ours.write_all(&black_box(7u64).to_ne_bytes()).unwrap();
                 ours.read_exact(&mut buf).unwrap();
@@ -201,7 +228,12 @@ fn startup(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool_startup");
     g.sample_size(10);
     g.bench_function("weft", |b| {
-        b.iter_with_large_drop(|| ProcessPool::builder().processes(2).build().unwrap());
+        b.iter(|| {
+            let pool = ProcessPool::builder().processes(2).build().unwrap();
+            let first = pool.apply(square, black_box(1)).unwrap();
+            drop(pool);
+            first
+        });
     });
     g.finish();
 }

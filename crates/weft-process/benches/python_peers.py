@@ -3,8 +3,10 @@
 
 Runs the same workloads on multiprocessing.Pool (impl "python-mp-pool") and
 concurrent.futures.ProcessPoolExecutor (impl "python-process-pool-executor")
-and prints a JSON list of {"bench", "impl", "ns_per_iter"} rows (the format
-of target/weft-bench/results.json) on stdout. Meant to be run by
+and prints a JSON list of {"bench", "impl", "ns_per_iter", "lo", "hi"} rows
+(the format of target/weft-bench/results.json: the median of the timed runs,
+and a 95% confidence interval of that median from order statistics) on
+stdout. Meant to be run by
 `cargo xtask bench weft-process` when python3 is present:
 
     python3 crates/weft-process/benches/python_peers.py [--quick]
@@ -13,12 +15,18 @@ Workloads without a row, and why:
 - crash_to_replacement: a worker that dies hangs multiprocessing.Pool's task
   forever and breaks a ProcessPoolExecutor for good (BrokenProcessPool), so
   there is no "replacement serving tasks" to time.
-- pool_startup is timed as "constructor + first tiny task", since neither
-  Python pool waits for its workers to be ready in its constructor.
+- pool_startup is timed as "constructor + first tiny task + teardown" (the
+  `with` block's exit: Pool.terminate() and ProcessPoolExecutor.shutdown(),
+  each of which joins the workers), as weft's row is: build, first task,
+  drop. Neither Python pool waits for its workers in its constructor.
+
+Python's default start method on Linux (fork, before 3.14) is used: the
+pools as their users get them.
 """
 
 import concurrent.futures
 import json
+import math
 import multiprocessing
 import os
 import statistics
@@ -34,6 +42,17 @@ def echo(b):
     return b
 
 
+def median_ci(samples):
+    """The median and a 95% confidence interval of it (order statistics:
+    ranks n/2 -+ 0.98 sqrt(n), so min..max for n <= 5)."""
+    s = sorted(samples)
+    n = len(s)
+    half = 0.98 * math.sqrt(n)
+    lo = min(n, max(1, math.floor(n / 2 - half))) - 1
+    hi = max(1, min(n, math.ceil(n / 2 + half))) - 1
+    return statistics.median(s), s[lo], s[hi]
+
+
 def timed(fn, iters, warmup=1):
     for _ in range(warmup):
         fn()
@@ -42,7 +61,7 @@ def timed(fn, iters, warmup=1):
         t = time.perf_counter_ns()
         fn()
         samples.append(time.perf_counter_ns() - t)
-    return statistics.median(samples)
+    return median_ci(samples)
 
 
 def main():
@@ -54,12 +73,14 @@ def main():
     payload = b"\xa5" * (64 << 20)
     rows = []
 
-    def row(bench, impl, ns):
-        rows.append({"bench": bench, "impl": impl, "ns_per_iter": float(ns)})
+    def row(bench, impl, stats):
+        ns, lo, hi = stats
+        rows.append({"bench": bench, "impl": impl, "ns_per_iter": float(ns),
+                     "lo": float(lo), "hi": float(hi)})
 
     with multiprocessing.Pool(1) as pool:
         row("round_trip_tiny_task", "python-mp-pool",
-            timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100) )
+            timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
         row("bytes_64mib_round_trip", "python-mp-pool",
             timed(lambda: pool.apply(echo, (payload,)), 3 * scale))
     with multiprocessing.Pool(procs) as pool:
