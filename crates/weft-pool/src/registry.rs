@@ -93,8 +93,11 @@ pub(crate) struct WorkerInfo {
 pub(crate) struct Registry {
     infos: Vec<WorkerInfo>,
     injector: Injector<JobRef>,
-    /// Spawned tasks (`spawn`), held by value (see [`SpawnJob`]).
-    spawns: Injector<SpawnJob>,
+    /// Spawned tasks (`spawn`), held by value (see [`SpawnJob`]), on
+    /// `SPAWN_STRIPES` queues: a submitting thread uses the one of its gate
+    /// stripe, so threads submitting at once do not all push on one tail
+    /// (each thread's own tasks stay in order).
+    spawns: Box<[Injector<SpawnJob>]>,
     /// `install` jobs from workers of other pools (see the module docs).
     cross: Injector<JobRef>,
     pub(crate) sleep: Sleep,
@@ -173,13 +176,20 @@ impl Joiner {
 }
 
 /// Held while pushing new work from outside; see [`Registry::enter`].
-pub(crate) struct GateGuard<'a>(&'a AtomicUsize);
+pub(crate) struct GateGuard<'a> {
+    counter: &'a AtomicUsize,
+    /// The submitting thread's stripe.
+    stripe: usize,
+}
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
+        self.counter.fetch_sub(1, Ordering::Release);
     }
 }
+
+/// How many queues spawned tasks are spread over (see `Registry::spawns`).
+const SPAWN_STRIPES: usize = 4;
 
 /// How many stripes the gate counter has (a power of two).
 const GATE_STRIPES: usize = 16;
@@ -215,7 +225,7 @@ impl Registry {
         let registry = Arc::new(Registry {
             infos,
             injector: Injector::new(),
-            spawns: Injector::new(),
+            spawns: (0..SPAWN_STRIPES).map(|_| Injector::new()).collect(),
             cross: Injector::new(),
             sleep: Sleep::new(n),
             cross_waiters: Waiters::new(n),
@@ -311,9 +321,10 @@ impl Registry {
     /// were told to finish.
     #[inline]
     pub(crate) fn enter(&self) -> Option<GateGuard<'_>> {
-        let stripe = &*self.gate[GATE_STRIPE.with(|s| *s)];
-        stripe.fetch_add(1, Ordering::SeqCst);
-        let guard = GateGuard(stripe);
+        let stripe = GATE_STRIPE.with(|s| *s);
+        let counter = &*self.gate[stripe];
+        counter.fetch_add(1, Ordering::SeqCst);
+        let guard = GateGuard { counter, stripe };
         if self.closed.load(Ordering::SeqCst) {
             None
         } else {
@@ -334,9 +345,15 @@ impl Registry {
     /// Queues a spawned task (the caller holds the gate) and wakes an idle
     /// worker if none is searching.
     #[inline]
-    pub(crate) fn inject_spawn(&self, _gate: &GateGuard<'_>, job: SpawnJob) {
-        self.spawns.push(job);
+    pub(crate) fn inject_spawn(&self, gate: &GateGuard<'_>, job: SpawnJob) {
+        self.spawns[gate.stripe % SPAWN_STRIPES].push(job);
         self.sleep.notify_one();
+    }
+
+    /// A spawned task, looking at the queues from `start` on.
+    fn steal_spawn(&self, start: usize) -> Option<SpawnJob> {
+        (0..SPAWN_STRIPES)
+            .find_map(|k| steal_loop(|| self.spawns[(start + k) % SPAWN_STRIPES].steal()))
     }
 
     /// Pushes a scope's job, spawned from outside the pool's workers, where
@@ -385,7 +402,7 @@ impl Registry {
     /// Whether a job is visible to an idle worker `index`.
     fn has_visible_work(&self, index: usize) -> bool {
         !self.injector.is_empty()
-            || !self.spawns.is_empty()
+            || self.spawns.iter().any(|q| !q.is_empty())
             || !self.cross.is_empty()
             || !self.infos[index].broadcasts.is_empty()
             || self
@@ -891,7 +908,7 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
     loop {
         let work = match worker.find_work() {
             Some(job) => Some(Ok(job)),
-            None => steal_loop(|| registry.spawns.steal()).map(Err),
+            None => registry.steal_spawn(index).map(Err),
         };
         if let Some(work) = work {
             if searching {
