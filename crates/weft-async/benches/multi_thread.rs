@@ -11,9 +11,17 @@
 //! all tasks of the runtime under test, and both listeners are made from the
 //! same `std::net::TcpListener` setup; weft uses `async-net`, tokio
 //! `tokio::net`).
+//!
+//! `mt_spawn_await` and `mt_yield_many` also have an `async-executor` row:
+//! the bare `Executor` that the flavour is built on, run the same way (2
+//! threads in `async_io::block_on(ex.run(..))`, tasks spawned with
+//! `Executor::spawn` and awaited), to show what weft adds on top of it.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+
+use async_executor::Executor;
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -39,9 +47,59 @@ fn tokio_rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Runs `body` for both runtimes in one group: `weft` then `tokio`.
-fn both<W, T, WF, TF>(c: &mut Criterion, group: &str, weft: W, tokio_body: T)
-where
+/// The bare async-executor peer: an `Executor` run by `THREADS` threads the
+/// way its docs show, and stopped when dropped.
+struct BareExecutor {
+    ex: Arc<Executor<'static>>,
+    stop: Option<StopOnDrop>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Sets the bare executor's stop event when dropped.
+struct StopOnDrop(Arc<weft_sync::Event>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
+}
+
+impl BareExecutor {
+    fn new() -> BareExecutor {
+        let ex = Arc::new(Executor::new());
+        let stop = Arc::new(weft_sync::Event::new());
+        let threads = (0..THREADS)
+            .map(|_| {
+                let (ex, stop) = (ex.clone(), stop.clone());
+                std::thread::spawn(move || async_io::block_on(ex.run(stop.wait_async())))
+            })
+            .collect();
+        BareExecutor {
+            ex,
+            stop: Some(StopOnDrop(stop)),
+            threads,
+        }
+    }
+}
+
+impl Drop for BareExecutor {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Runs `body` for both runtimes in one group: `weft` then `tokio` (and the
+/// bare `async-executor` when `bare` is given).
+fn both<W, T, WF, TF>(
+    c: &mut Criterion,
+    group: &str,
+    weft: W,
+    tokio_body: T,
+    bare: Option<&dyn Fn(&Executor<'static>)>,
+) where
     W: Fn() -> WF,
     WF: Future<Output = ()>,
     T: Fn() -> TF,
@@ -56,6 +114,10 @@ where
     {
         let rt = tokio_rt();
         g.bench_function("tokio", |b| b.iter(|| rt.block_on(tokio_body())));
+    }
+    if let Some(bare) = bare {
+        let peer = BareExecutor::new();
+        g.bench_function("async-executor", |b| b.iter(|| bare(&peer.ex)));
     }
     g.finish();
 }
@@ -82,6 +144,17 @@ fn spawn_await(c: &mut Criterion) {
                 t.await.unwrap();
             }
         },
+        Some(&|ex| {
+            async_io::block_on(async {
+                let mut tasks = Vec::with_capacity(SPAWN_N);
+                for _ in 0..SPAWN_N {
+                    tasks.push(ex.spawn(async {}));
+                }
+                for t in tasks {
+                    t.await;
+                }
+            })
+        }),
     );
 }
 
@@ -117,6 +190,22 @@ fn yield_many(c: &mut Criterion) {
                 t.await.unwrap();
             }
         },
+        Some(&|ex| {
+            async_io::block_on(async {
+                let tasks: Vec<_> = (0..YIELD_TASKS)
+                    .map(|_| {
+                        ex.spawn(async {
+                            for _ in 0..YIELDS {
+                                futures_lite::future::yield_now().await;
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await;
+                }
+            })
+        }),
     );
 }
 
@@ -201,6 +290,7 @@ fn tcp_echo(c: &mut Criterion) {
             }
             server.abort();
         },
+        None,
     );
 }
 
