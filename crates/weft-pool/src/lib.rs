@@ -37,8 +37,10 @@
 //! # How it works
 //!
 //! Each worker keeps a private stack of `join` jobs (no atomics to push or
-//! pop) and a shared crossbeam deque others steal from; there is one global
-//! crossbeam injector for work from outside. A `join` pushes its second
+//! pop) and a shared crossbeam deque others steal from; work from outside
+//! goes on global crossbeam injectors: spawned tasks on one of four (chosen
+//! by the submitting thread, each task queued by value when its closure is
+//! small: no box), `install` jobs on another. A `join` pushes its second
 //! closure privately, runs the first, and pops the second back: a few
 //! nanoseconds. Only when another worker is hungry (it raised a share
 //! request) does a busy worker move its *oldest* private jobs to its shared
