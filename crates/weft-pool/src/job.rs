@@ -110,13 +110,11 @@ impl<T> SendPtr<T> {
 }
 
 /// Drops `value` (a user value or a panic payload) on a thread weft owns,
-/// or on a path that is about to resume another panic: a panic in its `Drop`
-/// is caught, and that panic's own payload is forgotten (dropping it could
-/// panic again), so it fails nothing else and never unwinds out of a worker.
+/// or on a path that is about to resume another panic, through
+/// [`weft_sync::drop_quietly`]: a panic in its `Drop` fails nothing else and
+/// never unwinds out of a worker. Its message is not wanted here.
 pub(crate) fn drop_quietly<T>(value: T) {
-    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        std::mem::forget(p);
-    }
+    let _ = weft_sync::drop_quietly(value);
 }
 
 /// What a job produced.

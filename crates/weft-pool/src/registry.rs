@@ -259,8 +259,7 @@ impl Registry {
         let mut b = thread::Builder::new();
         if let Some(name_of) = config.thread_name.as_mut() {
             let name = catch_unwind(AssertUnwindSafe(|| name_of(index))).map_err(|p| {
-                let message = weft_sync::panic_message(&*p);
-                drop_quietly(p);
+                let message = weft_sync::into_panic_message(p);
                 PoolError::ThreadNamePanicked { index, message }
             })?;
             // `thread::Builder::spawn` panics on such a name.
@@ -284,8 +283,7 @@ impl Registry {
             }
             Ok(Err(source)) => Err(PoolError::ThreadSpawn { source }),
             Err(p) => {
-                let message = weft_sync::panic_message(&*p);
-                drop_quietly(p);
+                let message = weft_sync::into_panic_message(p);
                 Err(PoolError::ThreadSpawn {
                     source: std::io::Error::other(message),
                 })
@@ -968,9 +966,8 @@ fn run_hook(h: &Hook, index: usize) {
         let _ = writeln!(
             std::io::stderr(),
             "weft-pool: a worker start/exit hook panicked (ignored): {}",
-            weft_sync::panic_message(&*p)
+            weft_sync::into_panic_message(p)
         );
-        drop_quietly(p);
     }
 }
 
