@@ -66,6 +66,7 @@
 //! | `future.cancel()` / `add_done_callback` | `handle.cancel()` / `handle.add_done_callback(f)` |
 //! | `concurrent.futures.wait(fs, return_when=FIRST_COMPLETED)` | `wait(&handles, ReturnWhen::FirstCompleted, None)` |
 //! | `concurrent.futures.as_completed(fs)` | `for (i, r) in as_completed(handles) { .. }` |
+//! | `concurrent.futures.as_completed(fs, timeout)` | `for item in as_completed(handles).within(t) { let (i, r) = item?; .. }` |
 //!
 //! What differs from Python: a [`Mutex`] owns the data it protects (there is
 //! no way to touch it without the lock), guards replace `with`, errors are
@@ -160,6 +161,6 @@ pub use task::{
 };
 pub use timer::Timer;
 pub use wait::{
-    AsCompleted, AsCompletedStream, ReturnWhen, WaitAsync, WaitResult, as_completed, wait,
-    wait_async,
+    AsCompleted, AsCompletedStream, AsCompletedWithin, ReturnWhen, WaitAsync, WaitResult,
+    as_completed, wait, wait_async,
 };

@@ -601,10 +601,12 @@ impl<T> TaskHandle<T> {
         }
     }
 
-    /// `None` while unfinished; `Some(true)` if it finished with an error.
+    /// `None` while unfinished; `Some(true)` if it finished with an error
+    /// other than cancellation (a cancelled task did not raise, as Python's
+    /// `FIRST_EXCEPTION` sees it).
     pub(crate) fn finished_with_error(&self) -> Option<bool> {
         let st = self.shared.state.lock();
-        Shared::<T>::is_done(st.phase).then_some(st.failed)
+        Shared::<T>::is_done(st.phase).then_some(st.failed && !st.cancelled)
     }
 }
 

@@ -18,8 +18,10 @@ use crate::waker::{ThreadWaker, deadline_after};
 pub enum ReturnWhen {
     /// As soon as any task finishes (or is cancelled).
     FirstCompleted,
-    /// As soon as any task finishes with an error ([`TaskError`]); if none
-    /// does, when all have finished.
+    /// As soon as any task finishes with an error ([`TaskError`]) other
+    /// than [`TaskError::Cancelled`]; if none does, when all have finished.
+    /// As in Python, a cancelled task counts as completed, not as one that
+    /// raised.
     FirstException,
     /// When every task has finished.
     #[default]
@@ -402,6 +404,55 @@ impl<T> AsCompleted<T> {
         self.next_until(deadline_after(timeout)).ok_or(Timeout)
     }
 
+    /// Puts a total deadline, `timeout` from now, on the whole iteration
+    /// (Python's `as_completed(fs, timeout)`): the returned iterator yields
+    /// `Ok((index, outcome))` as tasks finish, then `Err(Timeout)` once if the
+    /// deadline passes before all have, and then ends. The tasks not yet
+    /// yielded are still there: [`AsCompletedWithin::into_remaining`] gives
+    /// them back (to cancel them, say). A timeout too large to represent
+    /// (such as `Duration::MAX`) means no deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_sync::{TaskHandle, Timeout, as_completed};
+    ///
+    /// let (c0, h0) = TaskHandle::<u32>::pair();
+    /// let (_c1, h1) = TaskHandle::<u32>::pair(); // never finishes
+    /// c0.set_result(7);
+    /// let mut it = as_completed([h0, h1]).within(Duration::from_millis(20));
+    /// assert_eq!(it.next(), Some(Ok((0, Ok(7)))));
+    /// assert_eq!(it.next(), Some(Err(Timeout)));
+    /// assert_eq!(it.next(), None);
+    /// let left = it.into_remaining();
+    /// assert_eq!(left.len(), 1);
+    /// assert_eq!(left[0].0, 1);
+    /// ```
+    pub fn within(self, timeout: Duration) -> AsCompletedWithin<T> {
+        AsCompletedWithin {
+            deadline: deadline_after(timeout),
+            inner: self,
+            timed_out: false,
+        }
+    }
+
+    /// The handles not yielded yet, with their indices in the input, in
+    /// input order. Their results are untouched.
+    pub fn into_remaining(mut self) -> Vec<(usize, TaskHandle<T>)> {
+        // Outcomes already reported but not yet taken are still in their
+        // handles: give those back too.
+        let mut left = Vec::with_capacity(self.remaining);
+        for (index, (slot, key)) in self.handles.iter_mut().zip(&mut self.keys).enumerate() {
+            if let Some(h) = slot.take() {
+                if let Some(key) = key.take() {
+                    h.unwatch(key);
+                }
+                left.push((index, h));
+            }
+        }
+        self.remaining = 0;
+        left
+    }
+
     /// `None` if the deadline passed; `Some(None)` when exhausted.
     fn next_until(
         &mut self,
@@ -437,6 +488,49 @@ impl<T> Iterator for AsCompleted<T> {
         (self.remaining, Some(self.remaining))
     }
 }
+
+/// [`AsCompleted`] with a total deadline, made by [`AsCompleted::within`]:
+/// yields `Ok((index, outcome))` in completion order, then `Err(Timeout)`
+/// once if the deadline passes first, then ends.
+#[derive(Debug)]
+pub struct AsCompletedWithin<T> {
+    inner: AsCompleted<T>,
+    deadline: Option<std::time::Instant>,
+    timed_out: bool,
+}
+
+impl<T> AsCompletedWithin<T> {
+    /// How many outcomes are still to come (not counting a timeout).
+    pub fn remaining(&self) -> usize {
+        self.inner.remaining
+    }
+
+    /// The handles not yielded yet, with their indices in the input: see
+    /// [`AsCompleted::into_remaining`].
+    pub fn into_remaining(self) -> Vec<(usize, TaskHandle<T>)> {
+        self.inner.into_remaining()
+    }
+}
+
+impl<T> Iterator for AsCompletedWithin<T> {
+    type Item = Result<Completed<T>, Timeout>;
+
+    /// Blocks until the next task finishes or the deadline passes.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.timed_out {
+            return None;
+        }
+        match self.inner.next_until(self.deadline) {
+            Some(item) => item.map(Ok),
+            None => {
+                self.timed_out = true;
+                Some(Err(Timeout))
+            }
+        }
+    }
+}
+
+impl<T> std::iter::FusedIterator for AsCompletedWithin<T> {}
 
 /// The async form of [`AsCompleted`]: a [`Stream`](futures_core::Stream)
 /// of `(index, outcome)` pairs in completion order, made by

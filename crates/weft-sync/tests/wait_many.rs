@@ -53,7 +53,9 @@ fn wait_over_100k_handles_already_finished_and_first_exception() {
         let (completers, handles) = pairs(N);
         for (i, c) in completers.into_iter().enumerate() {
             if i == N - 7 {
-                c.set_error(TaskError::Cancelled);
+                c.set_error(TaskError::Panicked {
+                    message: "boom".into(),
+                });
             } else if i % 2 == 0 {
                 c.set_result(i);
             } else {
@@ -75,7 +77,9 @@ fn wait_first_exception_among_100k_pending_returns_on_the_failure() {
         let (mut completers, handles) = pairs(N);
         let failing = completers.swap_remove(N / 3);
         let t = thread::spawn(move || {
-            failing.set_error(TaskError::Cancelled);
+            failing.set_error(TaskError::Panicked {
+                message: "boom".into(),
+            });
         });
         let r = wait(&handles, ReturnWhen::FirstException, None);
         t.join().unwrap();
