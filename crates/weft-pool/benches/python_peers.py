@@ -4,7 +4,8 @@ path (submit from outside the pool, one future per task).
 
 Runs the same workloads as the Rust rows on
 concurrent.futures.ThreadPoolExecutor (impl "python-thread-pool-executor")
-with as many workers as the Rust pools (os.cpu_count()), and prints a JSON
+with as many workers as the Rust pools (WEFT_BENCH_THREADS when set, else
+os.cpu_count()), and prints a JSON
 list of {"bench", "impl", "ns_per_iter"} rows on stdout, which
 `cargo xtask bench weft-pool` merges:
 
@@ -78,7 +79,7 @@ def idle_latency(ex, samples):
 
 def main():
     quick = "--quick" in sys.argv[1:]
-    workers = os.cpu_count() or 1
+    workers = int(os.environ.get("WEFT_BENCH_THREADS") or 0) or os.cpu_count() or 1
     tasks = 50_000 if quick else 100_000
     samples = 3 if quick else 5
     impl = "python-thread-pool-executor"
