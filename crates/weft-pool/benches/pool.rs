@@ -81,6 +81,7 @@
 //! as `fib_30`, runs only the matching rows).
 
 use std::hint::black_box;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -517,12 +518,35 @@ fn map_f(x: &u64) -> u64 {
 /// picks for 10M items.
 const MAP_GRAIN: usize = 1024;
 
-fn map_into_weft(input: &[u64], out: &mut [u64]) {
+/// The leaves of the map rows, one copy of the machine code for weft,
+/// chili and std (rayon runs its own iterator code). Inlined into a
+/// `join`'s closures, the very same loop ran twice as slow on this machine,
+/// under weft's `join` and under `rayon::join` alike: a code-layout effect
+/// that no scheduler should be credited or blamed for.
+#[inline(never)]
+fn map_leaf_into(input: &[u64], out: &mut [MaybeUninit<u64>]) {
+    for (x, y) in input.iter().zip(out) {
+        y.write(map_f(x));
+    }
+}
+
+/// `out` as slots to write, for the leaves: only initialised values are
+/// written to them.
+fn slots(out: &mut [u64]) -> &mut [MaybeUninit<u64>] {
+    // SAFETY: `MaybeUninit<u64>` has the layout of `u64`, and every value
+    // written through the result is an initialised `u64`.
+    unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) }
+}
+
+/// See [`map_leaf_into`].
+#[inline(never)]
+fn map_leaf_sum(input: &[u64]) -> u64 {
+    input.iter().map(map_f).sum()
+}
+
+fn map_into_weft(input: &[u64], out: &mut [MaybeUninit<u64>]) {
     if input.len() <= MAP_GRAIN {
-        for (x, y) in input.iter().zip(out) {
-            *y = map_f(x);
-        }
-        return;
+        return map_leaf_into(input, out);
     }
     let mid = input.len() / 2;
     let (il, ir) = input.split_at(mid);
@@ -530,12 +554,9 @@ fn map_into_weft(input: &[u64], out: &mut [u64]) {
     weft_pool::join(|| map_into_weft(il, ol), || map_into_weft(ir, or));
 }
 
-fn map_into_chili(s: &mut chili::Scope<'_>, input: &[u64], out: &mut [u64]) {
+fn map_into_chili(s: &mut chili::Scope<'_>, input: &[u64], out: &mut [MaybeUninit<u64>]) {
     if input.len() <= MAP_GRAIN {
-        for (x, y) in input.iter().zip(out) {
-            *y = map_f(x);
-        }
-        return;
+        return map_leaf_into(input, out);
     }
     let mid = input.len() / 2;
     let (il, ir) = input.split_at(mid);
@@ -545,7 +566,7 @@ fn map_into_chili(s: &mut chili::Scope<'_>, input: &[u64], out: &mut [u64]) {
 
 fn map_sum_weft(input: &[u64]) -> u64 {
     if input.len() <= MAP_GRAIN {
-        return input.iter().map(map_f).sum();
+        return map_leaf_sum(input);
     }
     let (l, r) = input.split_at(input.len() / 2);
     let (a, b) = weft_pool::join(|| map_sum_weft(l), || map_sum_weft(r));
@@ -554,7 +575,7 @@ fn map_sum_weft(input: &[u64]) -> u64 {
 
 fn map_sum_chili(s: &mut chili::Scope<'_>, input: &[u64]) -> u64 {
     if input.len() <= MAP_GRAIN {
-        return input.iter().map(map_f).sum();
+        return map_leaf_sum(input);
     }
     let (l, r) = input.split_at(input.len() / 2);
     let (b, a) = s.join(|s| map_sum_chili(s, r), |s| map_sum_chili(s, l));
@@ -562,15 +583,11 @@ fn map_sum_chili(s: &mut chili::Scope<'_>, input: &[u64]) -> u64 {
 }
 
 /// std: one chunk of `input` per thread, each writing its part of `out`.
-fn map_into_std(input: &[u64], out: &mut [std::mem::MaybeUninit<u64>], n: usize) {
+fn map_into_std(input: &[u64], out: &mut [MaybeUninit<u64>], n: usize) {
     let per = input.len().div_ceil(n);
     std::thread::scope(|s| {
         for (i, o) in input.chunks(per).zip(out.chunks_mut(per)) {
-            s.spawn(move || {
-                for (x, y) in i.iter().zip(o) {
-                    y.write(map_f(x));
-                }
-            });
+            s.spawn(move || map_leaf_into(i, o));
         }
     });
 }
@@ -1038,7 +1055,9 @@ fn map_benches(c: &mut Criterion, p: &Pools) {
         let weft = p.weft();
         g.bench_function("weft", |b| {
             timed(b, || {
-                reused(&mut out, &mut |o| weft.install(|| map_into_weft(&input, o)))
+                reused(&mut out, &mut |o| {
+                    weft.install(|| map_into_weft(&input, slots(o)))
+                })
             })
         });
     }
@@ -1057,20 +1076,14 @@ fn map_benches(c: &mut Criterion, p: &Pools) {
         g.bench_function("chili", |b| {
             timed(b, || {
                 reused(&mut out, &mut |o| {
-                    map_into_chili(&mut chili.scope(), &input, o)
+                    map_into_chili(&mut chili.scope(), &input, slots(o))
                 })
             })
         });
     }
     g.bench_function("std", |b| {
         timed(b, || {
-            reused(&mut out, &mut |o| {
-                // SAFETY: `MaybeUninit<u64>` has the layout of `u64`, and
-                // only initialised values are written.
-                let slots =
-                    unsafe { std::slice::from_raw_parts_mut(o.as_mut_ptr().cast(), o.len()) };
-                map_into_std(&input, slots, n)
-            })
+            reused(&mut out, &mut |o| map_into_std(&input, slots(o), n))
         })
     });
     g.finish();
@@ -1104,7 +1117,7 @@ fn map_benches(c: &mut Criterion, p: &Pools) {
             let total: u64 = std::thread::scope(|s| {
                 let parts: Vec<_> = input
                     .chunks(per)
-                    .map(|i| s.spawn(move || i.iter().map(map_f).sum::<u64>()))
+                    .map(|i| s.spawn(move || map_leaf_sum(i)))
                     .collect();
                 parts.into_iter().map(|h| h.join().unwrap()).sum()
             });
