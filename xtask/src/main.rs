@@ -585,8 +585,12 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     let target = target_dir(root);
     let criterion_dir = target.join("criterion");
     let mut rows: Vec<(String, Row)> = Vec::new(); // crate, row
+    // The 1-minute load average as each crate's run started: other work on
+    // the machine (a second benchmark, a build) shows here, and in the doc.
+    let mut load: BTreeMap<String, String> = BTreeMap::new();
     for c in &crates {
         let started = SystemTime::now();
+        load.insert(c.clone(), load_average());
         let criterion_args: &[&str] = if quick {
             &[
                 "--warm-up-time",
@@ -680,7 +684,13 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             .collect();
         record.insert(
             c.clone(),
-            json!({"machine": machine, "command": command, "date": today(), "rows": crate_rows}),
+            json!({
+                "machine": machine,
+                "command": command,
+                "date": today(),
+                "load": load[c],
+                "rows": crate_rows,
+            }),
         );
     }
     write(
@@ -787,6 +797,14 @@ fn machine_description() -> String {
         std::env::consts::OS,
         std::env::consts::ARCH
     )
+}
+
+/// The 1-minute load average (`/proc/loadavg`), or "?".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn today() -> String {

@@ -336,8 +336,12 @@ const NOTES: &[(&str, &str)] = &[
 /// One crate's section: heading, provenance, chart, the race table, the
 /// cost-of-detection table, goals and notes.
 pub fn render_section(krate: &str, entry: &Value, chart: Option<&str>) -> String {
+    let load = entry["load"]
+        .as_str()
+        .map(|l| format!(" Load average as the run started: {l}."))
+        .unwrap_or_default();
     let mut md = format!(
-        "\n## {krate}\n\nMachine: {}. Command: `{}` ({}).\n\n",
+        "\n## {krate}\n\nMachine: {}. Command: `{}` ({}).{load}\n\n",
         entry["machine"].as_str().unwrap_or("?"),
         entry["command"].as_str().unwrap_or("?"),
         entry["date"].as_str().unwrap_or("?"),
