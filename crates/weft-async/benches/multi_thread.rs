@@ -12,7 +12,7 @@
 //! same `std::net::TcpListener` setup; weft uses `async-net`, tokio
 //! `tokio::net`).
 //!
-//! `mt_spawn_await` and `mt_yield_many` also have an `async-executor` row:
+//! Every group also has an `async-executor` row:
 //! the bare `Executor` that the flavour is built on, run the same way (2
 //! threads in `async_io::block_on(ex.run(..))`, tasks spawned with
 //! `Executor::spawn` and awaited), to show what weft adds on top of it.
@@ -54,6 +54,9 @@ struct BareExecutor {
     stop: Option<StopOnDrop>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
+
+/// The bare executor, shared with the tasks that spawn on it.
+type BareEx = Arc<Executor<'static>>;
 
 /// Sets the bare executor's stop event when dropped.
 struct StopOnDrop(Arc<weft_sync::Event>);
@@ -98,7 +101,7 @@ fn both<W, T, WF, TF>(
     group: &str,
     weft: W,
     tokio_body: T,
-    bare: Option<&dyn Fn(&Executor<'static>)>,
+    bare: Option<&dyn Fn(&BareEx)>,
 ) where
     W: Fn() -> WF,
     WF: Future<Output = ()>,
@@ -216,6 +219,27 @@ fn std_listener() -> std::net::TcpListener {
     l
 }
 
+/// The server side of one echo connection (async-net).
+async fn echo_conn(mut s: async_net::TcpStream) {
+    s.set_nodelay(true).unwrap();
+    let mut buf = [0u8; TCP_MSG_LEN];
+    while s.read_exact(&mut buf).await.is_ok() {
+        s.write_all(&buf).await.unwrap();
+    }
+}
+
+/// One echo client (async-net): `TCP_MSGS` round trips.
+async fn echo_client(addr: std::net::SocketAddr) {
+    let mut s = async_net::TcpStream::connect(addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let msg = [7u8; TCP_MSG_LEN];
+    let mut back = [0u8; TCP_MSG_LEN];
+    for _ in 0..TCP_MSGS {
+        s.write_all(&msg).await.unwrap();
+        s.read_exact(&mut back).await.unwrap();
+    }
+}
+
 fn tcp_echo(c: &mut Criterion) {
     both(
         c,
@@ -225,30 +249,12 @@ fn tcp_echo(c: &mut Criterion) {
             let addr = listener.local_addr().unwrap();
             let server = multi::spawn(async move {
                 loop {
-                    let (mut s, _) = listener.accept().await.unwrap();
-                    s.set_nodelay(true).unwrap();
-                    multi::spawn(async move {
-                        let mut buf = [0u8; TCP_MSG_LEN];
-                        while s.read_exact(&mut buf).await.is_ok() {
-                            s.write_all(&buf).await.unwrap();
-                        }
-                    })
-                    .detach();
+                    let (s, _) = listener.accept().await.unwrap();
+                    multi::spawn(echo_conn(s)).detach();
                 }
             });
             let clients: Vec<_> = (0..TCP_CONNS)
-                .map(|_| {
-                    multi::spawn(async move {
-                        let mut s = async_net::TcpStream::connect(addr).await.unwrap();
-                        s.set_nodelay(true).unwrap();
-                        let msg = [7u8; TCP_MSG_LEN];
-                        let mut back = [0u8; TCP_MSG_LEN];
-                        for _ in 0..TCP_MSGS {
-                            s.write_all(&msg).await.unwrap();
-                            s.read_exact(&mut back).await.unwrap();
-                        }
-                    })
-                })
+                .map(|_| multi::spawn(echo_client(addr)))
                 .collect();
             for t in clients {
                 t.await.unwrap();
@@ -290,7 +296,26 @@ fn tcp_echo(c: &mut Criterion) {
             }
             server.abort();
         },
-        None,
+        Some(&|ex| {
+            async_io::block_on(async {
+                let listener = async_net::TcpListener::try_from(std_listener()).unwrap();
+                let addr = listener.local_addr().unwrap();
+                let spawner = ex.clone();
+                let server = ex.spawn(async move {
+                    loop {
+                        let (s, _) = listener.accept().await.unwrap();
+                        spawner.spawn(echo_conn(s)).detach();
+                    }
+                });
+                let clients: Vec<_> = (0..TCP_CONNS)
+                    .map(|_| ex.spawn(echo_client(addr)))
+                    .collect();
+                for t in clients {
+                    t.await;
+                }
+                drop(server);
+            })
+        }),
     );
 }
 
