@@ -38,6 +38,19 @@
 //! tasks left (their futures are dropped, their handles say
 //! [`TaskError::Cancelled`]); [`Handle`]s refuse new tasks from then on.
 //!
+//! # What it costs
+//!
+//! The flavour adds a panic guard around each task's future and nothing
+//! else: per task it costs what `async-executor` costs (see the
+//! `async-executor` rows of `benches/multi_thread.rs`). Against tokio's
+//! multi-thread runtime on 2 threads, spawning and awaiting many tasks is
+//! faster; a wake-up is slower, because `async-executor` puts every woken
+//! task on its shared global queue (tokio keeps it on the worker's own
+//! queue), so yield-heavy tasks and busy sockets (async-io re-arms its
+//! one-shot epoll registration at each wait) cost more. Where per-task
+//! overhead matters more than cores, the single-threaded runtime is the
+//! faster one.
+//!
 //! # Sockets
 //!
 //! The crate's own [`net`](crate::net) sockets live on the single-threaded
