@@ -214,6 +214,20 @@ const GOALS: &[Goal] = &[
     },
     Goal {
         krate: "weft-process",
+        bench: "round_trip_tiny_task_one_cpu",
+        peer: Some("raw-unix-seqpacket (floor)"),
+        at_most: 2.0,
+        issue: 5,
+    },
+    Goal {
+        krate: "weft-process",
+        bench: "round_trip_tiny_task_one_cpu",
+        peer: Some("ipc-channel"),
+        at_most: 1.0,
+        issue: 5,
+    },
+    Goal {
+        krate: "weft-process",
         bench: "submit_10k_tiny_tasks",
         peer: Some("python-process-pool-executor"),
         at_most: 0.1,
@@ -327,7 +341,11 @@ const NOTES: &[(&str, &str)] = &[
         "weft-process",
         "`raw-unix-seqpacket (floor)` is an 8-byte ping-pong between two processes over a \
          `SOCK_SEQPACKET` socket pair (the socket type of weft's pool and ipc-channel), \
-         blocking send then blocking receive, as weft's `apply` does. `pool_startup` is a \
+         blocking send then blocking receive, as weft's `apply` does. Unpinned, a round \
+         trip on a VM costs what the scheduler's placement costs (a cross-CPU wake-up \
+         is several times a same-CPU switch), and each row gets the placement it drew; \
+         `round_trip_tiny_task_one_cpu` puts every process of every row (Python's too) \
+         on one CPU, so the rows differ only by their own code. `pool_startup` is a \
          2-process pool's whole life on every row: start, first tiny task, teardown with \
          the workers reaped. Python runs with its default start method (fork).",
     ),

@@ -7,6 +7,8 @@
 //!   ipc-channel use, with the pattern weft's `apply` has: a blocking send
 //!   then a blocking receive on the caller's thread, and a child blocked in
 //!   its receive) and `ipc-channel` (bare typed ping-pong).
+//! - `round_trip_tiny_task_one_cpu`: the same, with every process of the
+//!   row on one CPU (see [`round_trip_one_cpu`]).
 //! - `submit_10k_tiny_tasks`: 10,000 tiny tasks submitted one by one (no
 //!   chunking), then all results collected: the cost per submitted task
 //!   when submissions overlap, as `ProcessPoolExecutor.submit` is used.
@@ -120,8 +122,61 @@ impl Drop for Reaped {
     }
 }
 
+/// The calling thread's CPU mask (Linux `sched_getaffinity`).
+fn cpu_mask() -> libc::cpu_set_t {
+    // SAFETY: an all-zero cpu_set_t is an empty mask.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_getaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+    set
+}
+
+fn set_cpu_mask(set: &libc::cpu_set_t) {
+    // SAFETY: `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 fn round_trip(c: &mut Criterion) {
-    let mut g = c.benchmark_group("round_trip_tiny_task");
+    round_trip_group(c, "round_trip_tiny_task");
+}
+
+/// The same round trips with the bench thread and every process it starts
+/// (pool worker, echo children: they inherit the mask) on one CPU. Unpinned,
+/// a round trip on a VM costs what the scheduler's placement costs (a
+/// cross-CPU wake-up is several times a same-CPU switch) and each row gets
+/// whichever placement it drew; pinned, every row pays the same two
+/// context switches and the rows differ only by their own code.
+fn round_trip_one_cpu(c: &mut Criterion) {
+    let all = cpu_mask();
+    let Some(cpu) = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads a bit of a valid mask, `cpu` < CPU_SETSIZE.
+        .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &all) })
+    else {
+        return;
+    };
+    // SAFETY: an all-zero cpu_set_t is an empty mask.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes a bit of a valid mask, `cpu` < CPU_SETSIZE.
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    set_cpu_mask(&one);
+    round_trip_group(c, "round_trip_tiny_task_one_cpu");
+    set_cpu_mask(&all);
+}
+
+fn round_trip_group(c: &mut Criterion, name: &str) {
+    let mut g = c.benchmark_group(name);
 
     let pool = ProcessPool::builder().processes(1).build().unwrap();
     g.bench_function("weft", |b| {
@@ -243,7 +298,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = round_trip, submit_throughput, map_throughput, big_bytes, crash_recovery, startup
+    targets = round_trip, round_trip_one_cpu, submit_throughput, map_throughput, big_bytes, crash_recovery, startup
 }
 
 fn main() {

@@ -78,6 +78,18 @@ def main():
         rows.append({"bench": bench, "impl": impl, "ns_per_iter": float(ns),
                      "lo": float(lo), "hi": float(hi)})
 
+    # round_trip_tiny_task_one_cpu: this process and its workers (which
+    # inherit the mask) on one CPU, as process.rs does for every row.
+    everywhere = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(everywhere)})
+    with multiprocessing.Pool(1) as pool:
+        row("round_trip_tiny_task_one_cpu", "python-mp-pool",
+            timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
+    with concurrent.futures.ProcessPoolExecutor(1) as ex:
+        row("round_trip_tiny_task_one_cpu", "python-process-pool-executor",
+            timed(lambda: ex.submit(square, 7).result(), 2000 * scale, warmup=100))
+    os.sched_setaffinity(0, everywhere)
+
     with multiprocessing.Pool(1) as pool:
         row("round_trip_tiny_task", "python-mp-pool",
             timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
