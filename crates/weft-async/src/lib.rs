@@ -9,6 +9,11 @@
 //! result) can be awaited here, and wakes the runtime from whichever thread
 //! completes it.
 //!
+//! For servers that should use every core, [`multi`] is the same surface
+//! (spawn, gather, `TaskGroup`, timeouts, async-io sockets) for `Send`
+//! futures on N threads, on `async-executor`'s work-stealing executor; the
+//! single-threaded runtime stays the default.
+//!
 //! # Map of the crate
 //!
 //! | Area | Items |
