@@ -345,7 +345,10 @@ fn miri(root: &Path, args: &[String]) -> Result<(), String> {
             .iter()
             .find(|(n, _)| n == c)
             .map_or("", |(_, f)| f);
+        // No backtraces: capturing one is slow under Miri, and tests that
+        // panic on purpose would spend minutes printing them.
         Step::new("miri", cargo(), &["+nightly", "miri", "test", "-p", c])
+            .env("RUST_BACKTRACE", "0")
             .env(
                 "MIRIFLAGS",
                 format!("-Zmiri-disable-isolation -Zmiri-many-seeds=0..4 {extra}")
