@@ -356,7 +356,12 @@ const NOTES: &[(&str, &str)] = &[
 pub fn render_section(krate: &str, entry: &Value, chart: Option<&str>) -> String {
     let load = entry["load"]
         .as_str()
-        .map(|l| format!(" Load average as the run started: {l}."))
+        .map(|l| {
+            format!(
+                " 1-minute load average as this crate's benches started: {l} (earlier \
+                 crates of the same command count in it)."
+            )
+        })
         .unwrap_or_default();
     let mut md = format!(
         "\n## {krate}\n\nMachine: {}. Command: `{}` ({}).{load}\n\n",
