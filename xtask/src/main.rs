@@ -2,8 +2,9 @@
 //!
 //! - `test-all`: everything CI checks, in order, stopping at the first failure
 //!   (including the fast reliability checks: the loom models and a short soak).
-//! - `bench [--quick] [CRATE...]`: criterion benches, then `target/weft-bench/results.json`
-//!   and the table in `docs/benchmarks.md`.
+//! - `bench [--quick] [CRATE...]`: criterion benches, then `target/weft-bench/results.json`,
+//!   the named crates' sections of `docs/benchmarks.md` (medians, intervals, ratios,
+//!   parity, goals) and their ratio charts, `docs/benchmarks/<crate>.svg` (`report.rs`).
 //! - `miri [CRATE...]`: Miri over the crates that contain `unsafe`.
 //! - `loom [CRATE...]`: the loom models (`RUSTFLAGS="--cfg loom"`).
 //! - `tsan [CRATE...]`: the test suites under ThreadSanitizer (nightly, build-std).
