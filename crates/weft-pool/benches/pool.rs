@@ -750,7 +750,7 @@ fn idle_latency(pool: &impl Submit, samples: usize) -> (f64, f64) {
 /// name filter given on the command line.
 fn latency(_c: &mut Criterion) {
     const NAME: &str = "spawn_to_start_idle";
-    if !wanted(NAME) {
+    if !wanted(&[NAME]) {
         return;
     }
     let n = threads();
@@ -915,28 +915,40 @@ fn tree_rows(c: &mut Criterion, p: &Pools, name: &str, tree: &Node, size: usize,
     g.finish();
 }
 
-/// Whether a criterion name filter on the command line can match a group
-/// starting with `prefix` (so big inputs are built only when needed).
-fn wanted(prefix: &str) -> bool {
+/// Whether a criterion name filter on the command line can match one of
+/// the groups `names` (so big inputs are built only when needed).
+fn wanted(names: &[&str]) -> bool {
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
         .collect();
-    // A filter is a regex; its alternatives are enough for a name filter.
+    // A filter is a regex; its alternatives, as substrings, are enough for
+    // a name filter.
     filters.is_empty()
         || filters.iter().any(|f| {
-            f.split('|')
-                .any(|part| prefix.contains(part) || part.contains(prefix))
+            f.split('|').any(|part| {
+                names
+                    .iter()
+                    .any(|name| name.contains(part) || part.contains(name))
+            })
         })
 }
 
+/// Whether either row of `tree_rows` for `name` is wanted.
+fn tree_wanted(name: &str) -> bool {
+    wanted(&[
+        &format!("{name}_join_no_cutoff"),
+        &format!("{name}_join_cutoff_1024"),
+    ])
+}
+
 fn tree_benches(c: &mut Criterion, p: &Pools) {
-    if wanted("tree_sum_16m") {
+    if tree_wanted("tree_sum_16m") {
         let size = (1 << 24) - 1;
         let tree = Node::tree(24);
         tree_rows(c, p, "tree_sum_16m", &tree, size, Shape::Balanced);
     }
-    if wanted("tree_sum_2m_random_order") {
+    if tree_wanted("tree_sum_2m_random_order") {
         let size = (1 << 21) - 1;
         let tree = Node::random_order(size, Shape::Balanced);
         tree_rows(
@@ -948,7 +960,7 @@ fn tree_benches(c: &mut Criterion, p: &Pools) {
             Shape::Balanced,
         );
     }
-    if wanted("skewed_tree_2m_random_order") {
+    if tree_wanted("skewed_tree_2m_random_order") {
         let size = (1 << 21) - 1;
         let tree = Node::random_order(size, Shape::Skewed);
         tree_rows(
