@@ -192,6 +192,69 @@ struct Goal {
 
 const GOALS: &[Goal] = &[
     Goal {
+        krate: "weft-pool",
+        bench: "map_10m_u64_fresh_vec",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "map_10m_u64_reused_buf",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "map_reduce_10m_u64_sum",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "fib_30_join_cutoff_15",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "fib_30_join_cutoff_15",
+        peer: Some("chili"),
+        at_most: 1.1,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "tree_sum_16m_join_cutoff_1024",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "tree_sum_16m_join_cutoff_1024",
+        peer: Some("chili"),
+        at_most: 1.1,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "tree_sum_2m_random_order_join_cutoff_1024",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "tree_sum_2m_random_order_join_cutoff_1024",
+        peer: Some("chili"),
+        at_most: 1.1,
+        issue: 16,
+    },
+    Goal {
         krate: "weft-async",
         bench: "spawn_await",
         peer: Some("tokio"),
@@ -321,6 +384,18 @@ a few runs before drawing conclusions. Scaling beyond 2 cores is unmeasured.
 /// What a reader must know to read a crate's rows fairly (peers' policies,
 /// rows that are not races).
 const NOTES: &[(&str, &str)] = &[
+    (
+        "weft-pool",
+        "`*_join_no_cutoff` rows are the cost of a `join` with no user cutoff, not a race \
+         of schedulers: weft's `join` is a plain call below a worker's four outermost \
+         pending joins, chili's for 63 of 64 joins once 3 jobs are queued, rayon pushes \
+         and pops every job. The `*_join_cutoff_*` rows give every pool the same user \
+         cutoff and the same never-inlined sequential leaf. weft has no parallel \
+         iterators yet: its map rows use `map_slice` (`fresh_vec`) or a `join` split to \
+         1024 items (chili the same split) where rayon uses `par_iter` \
+         (`collect_into_vec`, `sum`); every output buffer is allocated on the calling \
+         thread. chili has only `join`. Threads: `WEFT_BENCH_THREADS` (default: all cores).",
+    ),
     (
         "weft-sync",
         "`semaphore_contended_4_threads_2_permits` compares like with like against \
