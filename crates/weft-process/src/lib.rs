@@ -250,6 +250,7 @@
 #![cfg(unix)]
 
 mod channel;
+mod encoded;
 mod errtext;
 mod link;
 mod mpqueue;
@@ -262,6 +263,7 @@ mod sys;
 mod wire;
 mod worker;
 
+pub use encoded::{Function, decode, encode, registry_fingerprint};
 pub use mpqueue::{Queue, QueueGetError, QueuePutError};
 pub use pipe::{Connection, Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 pub use pool::{Error, MapResults, ProcessPool, ProcessPoolBuilder};

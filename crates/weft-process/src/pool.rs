@@ -493,6 +493,11 @@ impl ProcessPool {
     /// The most worker processes one pool may have.
     pub const MAX_PROCESSES: usize = 4096;
 
+    /// The task timeout set with [`ProcessPoolBuilder::task_timeout`].
+    pub(crate) fn default_task_timeout(&self) -> Option<Duration> {
+        self.inner.config.task_timeout
+    }
+
     /// A builder with the default settings.
     pub fn builder() -> ProcessPoolBuilder {
         ProcessPoolBuilder::default()
@@ -874,7 +879,7 @@ impl ProcessPool {
         }
     }
 
-    fn enqueue(&self, job: Job) {
+    pub(crate) fn enqueue(&self, job: Job) {
         let refused = {
             let tx = lock(&self.inner.jobs_tx);
             match tx.as_ref() {
@@ -1109,6 +1114,25 @@ fn single_result<R: DeserializeOwned + 'static>(results: Results) -> Result<R, T
         None => Err(TaskError::Serialization {
             message: "the worker returned no result".into(),
         }),
+    }
+}
+
+impl Results {
+    /// The result bytes of a one-argument job, undecoded (moved, not
+    /// copied, in the usual case).
+    pub(crate) fn into_single_bytes(self) -> Result<Vec<u8>, TaskError> {
+        if let [ItemOut::Ok(end)] = self.status[..]
+            && end as usize == self.data.len()
+        {
+            return Ok(self.data);
+        }
+        match self.items().next() {
+            Some(Ok(bytes)) => Ok(bytes.to_vec()),
+            Some(Err(e)) => Err(e),
+            None => Err(TaskError::Serialization {
+                message: "the worker returned no result".into(),
+            }),
+        }
     }
 }
 
