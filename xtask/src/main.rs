@@ -11,6 +11,7 @@
 //! - `soak [--seconds N | --minutes N]`: every engine under sustained mixed load.
 //! - `fuzz [--seconds N] [TARGET...]`: cargo-fuzz over what weft-process decodes.
 //! - `doc`: the API docs, with warnings as errors.
+//! - `services [--bench]`: install the real servers the tests (and benches) run.
 //!
 //! What each reliability command guarantees: `docs/reliability.md`.
 
@@ -22,6 +23,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::{Value, json};
 
 mod report;
+mod services;
 
 use report::Row;
 
@@ -46,6 +48,9 @@ commands:
                            cargo-fuzz targets of crates/weft-process/fuzz, N seconds
                            each (default 60; installs cargo-fuzz if missing)
   doc                      API docs with RUSTDOCFLAGS=\"-D warnings\"
+  services [--bench]       install the real servers the tests use where missing
+                           (nats-server, mariadb-server; --bench: also redis-server
+                           and Celery, the weft-cluster bench's peers)
 
 docs/reliability.md says what each reliability command guarantees.
 ";
@@ -59,6 +64,7 @@ const CRATES: &[&str] = &[
     "weft-pool",
     "weft-async",
     "weft-process",
+    "weft-cluster",
     "weft",
 ];
 
@@ -75,6 +81,11 @@ fn main() -> ExitCode {
         Some("soak") => soak(&args[1..]),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("doc") if args.len() == 1 => doc(),
+        Some("services") if args.len() == 1 => services::ensure(services::FOR_TESTS),
+        Some("services") if args.len() == 2 && args[1] == "--bench" => {
+            services::ensure(services::FOR_TESTS)
+                .and_then(|()| services::ensure(services::FOR_CLUSTER_BENCH))
+        }
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -178,6 +189,10 @@ fn cargo() -> &'static str {
 
 fn test_all(root: &Path) -> Result<(), String> {
     let start = Instant::now();
+    // The integration tests run real servers (NATS, MariaDB): install the
+    // programs first where they are missing.
+    println!("\n==> [services]");
+    services::ensure(services::FOR_TESTS)?;
     let mut steps = vec![
         Step::new("fmt", cargo(), &["fmt", "--all", "--", "--check"]),
         Step::new(
@@ -592,6 +607,11 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     // The 1-minute load average as each crate's run started: other work on
     // the machine (a second benchmark, a build) shows here, and in the doc.
     let mut load: BTreeMap<String, String> = BTreeMap::new();
+    if crates.iter().any(|c| c == "weft-cluster") {
+        // Its peer is Celery on a Redis broker, both real.
+        services::ensure(services::FOR_TESTS)?;
+        services::ensure(services::FOR_CLUSTER_BENCH)?;
+    }
     for c in &crates {
         let started = SystemTime::now();
         load.insert(c.clone(), load_average());
