@@ -1,11 +1,24 @@
-//! TCP sockets on the runtime's own reactor (asyncio's streams and servers).
+//! Sockets on the runtime's own reactor (asyncio's streams, servers and
+//! datagram endpoints).
 //!
-//! [`TcpListener`] and [`TcpStream`] are weft-async's own network types. On
+//! | Python | weft |
+//! |---|---|
+//! | `asyncio.open_connection(host, port)` | [`TcpStream::connect((host, port))`](TcpStream::connect) |
+//! | `asyncio.start_server(cb, host, port)` | [`TcpListener::bind`], a task per [`accept`](TcpListener::accept) |
+//! | `loop.create_datagram_endpoint(..)` (UDP) | [`UdpSocket::bind`], [`send_to`](UdpSocket::send_to) / [`recv_from`](UdpSocket::recv_from), or [`connect`](UdpSocket::connect) then [`send`](UdpSocket::send) / [`recv`](UdpSocket::recv) |
+//! | `asyncio.open_unix_connection(path)` | [`UnixStream::connect(path)`](UnixStream::connect) |
+//! | `asyncio.start_unix_server(cb, path)` | [`UnixListener::bind(path)`](UnixListener::bind), a task per [`accept`](UnixListener::accept) |
+//! | `create_datagram_endpoint(family=AF_UNIX, ..)` | [`UnixDatagram`] |
+//! | `socket.socketpair()` | [`UnixStream::pair`], [`UnixDatagram::pair`] |
+//! | `await loop.getaddrinfo(host, port)` | [`lookup_host((host, port))`](lookup_host) (on a helper thread) |
+//!
+//! [`TcpListener`], [`TcpStream`], [`UdpSocket`], [`UnixListener`],
+//! [`UnixStream`] and [`UnixDatagram`] are weft-async's own network types. On
 //! Linux they are registered once, edge-triggered, with the runtime's own
 //! epoll instance, so a read or write that has to wait costs no extra system
 //! call (see the crate's README for the benchmark against tokio); elsewhere
-//! they run on `async-io`'s reactor. [`TcpStream`] implements
-//! `futures-io`'s [`AsyncRead`] and [`AsyncWrite`] (for `&TcpStream` too, so
+//! they run on `async-io`'s reactor. [`TcpStream`] and [`UnixStream`]
+//! implement `futures-io`'s [`AsyncRead`] and [`AsyncWrite`] (for `&TcpStream` too, so
 //! one task can read while another writes), so `futures-lite`'s
 //! `AsyncReadExt`/`AsyncWriteExt` and every crate written against those traits
 //! work with it.
@@ -27,8 +40,7 @@
 //!
 //! # Limits
 //!
-//! * Unix only, and TCP only, for now: for UDP and Unix sockets use
-//!   `async-net`, which runs on this runtime through `async-io`.
+//! * Unix only, for now (no `net` module on Windows).
 //! * No cooperative budget: a task whose reads always find a full buffer
 //!   (a peer that sends faster than it reads) keeps the thread until it
 //!   awaits something else, as on `async-executor`.
@@ -38,11 +50,14 @@
 //!
 //! # Name resolution
 //!
-//! `bind` and `connect` take anything that implements
-//! [`std::net::ToSocketAddrs`]. A socket address or an IP literal resolves
-//! at once; a host name is resolved by the system resolver on the runtime's
-//! thread, which blocks it while the lookup runs. Resolve slow names first
-//! (for example on a thread pool) and pass the addresses.
+//! `bind`, `connect` and `send_to` take a [`ToSocketAddrs`]: the same
+//! types as `std`'s (`SocketAddr`, `"127.0.0.1:80"`, `("localhost", 80)`,
+//! `&[SocketAddr]`, ...). A socket address or an IP literal resolves at
+//! once; a host name is looked up by the system resolver on a helper thread
+//! (the `blocking` crate's pool, which `async-net` uses too), never on the
+//! loop's: timers and the other tasks run on while a slow DNS server
+//! answers. A name that does not resolve fails with the resolver's error,
+//! the name in its message.
 //!
 //! # Example: an echo server and its client in one runtime
 //!
@@ -73,7 +88,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -109,17 +124,14 @@ macro_rules! socket_conversions {
     };
 }
 
-/// Resolves `addr` into a non-empty list of socket addresses.
-fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "weft-async: the address resolved to no socket address",
-        ));
-    }
-    Ok(addrs)
-}
+mod addr;
+mod udp;
+mod unix;
+
+use addr::resolve;
+pub use addr::{ToSocketAddrs, lookup_host};
+pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
 /// Tries `f` on each address in turn; returns the first success or the last
 /// error (as `std::net` does).
@@ -167,7 +179,7 @@ impl TcpListener {
     /// [`local_addr`](Self::local_addr)). With several addresses, the first
     /// that binds is used; if none does, the last error is returned.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let addrs = resolve(addr)?;
+        let addrs = resolve(addr).await?;
         each_addr(addrs, |a| async move { std::net::TcpListener::bind(a) })
             .await
             .and_then(TcpListener::from_std)
@@ -289,9 +301,11 @@ pub struct TcpStream {
 impl TcpStream {
     /// Connects to `addr`. With several addresses, they are tried in turn
     /// and the first connection made is returned; if none is, the last
-    /// error (for example `ConnectionRefused`).
+    /// error (for example `ConnectionRefused`). A host name
+    /// (`"localhost:5432"`, `("db.internal", 3306)`) is resolved on a
+    /// helper thread, so the loop runs on while it is looked up.
     pub async fn connect(addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let addrs = resolve(addr)?;
+        let addrs = resolve(addr).await?;
         // The connection is made on async-io's reactor (it waits once per
         // connection), then the socket moves to weft's.
         let stream = each_addr(addrs, async_io::Async::<std::net::TcpStream>::connect).await?;

@@ -1,6 +1,7 @@
-//! weft-async's own TCP types: echo, back-pressure, end-of-file, errors,
+//! weft-async's own sockets: TCP (echo, back-pressure, end-of-file, errors,
 //! cancellation, sockets that outlive their runtime, and the wake-up of an
-//! idle runtime by a socket. The suite runs twice in `cargo xtask test-all`:
+//! idle runtime by a socket), UDP, Unix streams and datagrams, and host
+//! names resolved off the loop. The suite runs twice in `cargo xtask test-all`:
 //! on the runtime's epoll reactor, and with `--cfg weft_async_portable_io`
 //! on the `async-io` path that other platforms use.
 #![cfg(unix)]
@@ -12,7 +13,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use weft_async::net::{TcpListener, TcpStream};
+use weft_async::net::{
+    TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream, lookup_host,
+};
 use weft_async::{run, sleep, spawn, timeout, yield_now};
 
 /// Every test that could hang runs under this limit.
@@ -465,4 +468,352 @@ fn data_and_close_in_one_event_still_reach_end_of_file() {
         std::io::Result::Ok(())
     })
     .unwrap();
+}
+
+/// A fresh directory for socket files, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("weft-net-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn udp_echo_between_many_clients() {
+    const CLIENTS: u64 = 8;
+    const MSGS: u64 = 50;
+    let total = run_limited(async {
+        let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        spawn(async move {
+            let mut buf = [0u8; 64];
+            loop {
+                let (n, peer) = server.recv_from(&mut buf).await.unwrap();
+                let sent = server.send_to(&buf[..n], peer).await.unwrap();
+                assert_eq!(sent, n);
+            }
+        })
+        .detach();
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                spawn(async move {
+                    let sock = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
+                    let mut sum = 0;
+                    let mut buf = [0u8; 64];
+                    for m in 0..MSGS {
+                        let v = c * 1000 + m;
+                        sock.send_to(&v.to_le_bytes(), addr).await.unwrap();
+                        // Loopback UDP loses nothing at this rate; a lost
+                        // datagram fails the test at its time limit.
+                        let (n, from) = sock.recv_from(&mut buf).await.unwrap();
+                        assert_eq!((n, from), (8, addr));
+                        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), v);
+                        sum += v;
+                    }
+                    sum
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for c in clients {
+            total += c.await.unwrap();
+        }
+        total
+    });
+    let expected: u64 = (0..CLIENTS)
+        .flat_map(|c| (0..MSGS).map(move |m| c * 1000 + m))
+        .sum();
+    assert_eq!(total, expected);
+}
+
+#[test]
+fn udp_connected_send_recv_peek_and_errors() {
+    run_limited(async {
+        let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(a.peer_addr().unwrap_err().kind(), ErrorKind::NotConnected);
+        a.connect(b.local_addr().unwrap()).await.unwrap();
+        b.connect(a.local_addr().unwrap()).await.unwrap();
+        assert_eq!(a.peer_addr().unwrap(), b.local_addr().unwrap());
+        // A receive that waits, then a send that wakes it.
+        let b = Rc::new(b);
+        let waiting = {
+            let b = b.clone();
+            spawn(async move {
+                let mut buf = [0u8; 16];
+                let n = b.peek(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], b"first");
+                let (n, from) = b.peek_from(&mut buf).await.unwrap();
+                assert_eq!((&buf[..n], from), (&b"first"[..], b.peer_addr().unwrap()));
+                // Peeked twice, still there; then taken, one datagram each.
+                let n = b.recv(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], b"first");
+                let n = b.recv(&mut buf).await.unwrap();
+                assert_eq!(&buf[..n], b"second");
+            })
+        };
+        yield_now().await;
+        a.send(b"first").await.unwrap();
+        a.send(b"second").await.unwrap();
+        waiting.await.unwrap();
+        // A datagram longer than the buffer is cut to it.
+        a.send(b"0123456789").await.unwrap();
+        let mut small = [0u8; 4];
+        assert_eq!(b.recv(&mut small).await.unwrap(), 4);
+        assert_eq!(&small, b"0123");
+
+        // Bad arguments: a clear error, no panic.
+        let err = UdpSocket::bind("not an address").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let err = a.send_to(b"x", "127.0.0.1").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let taken = b.local_addr().unwrap();
+        let err = UdpSocket::bind(taken).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse);
+        // Sending to a closed port: the ICMP reply surfaces as an error.
+        let closed = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.connect(closed).await.unwrap();
+        c.send(b"anyone?").await.unwrap();
+        let err = c.recv(&mut small).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+        let std = c.into_std().unwrap();
+        let c = UdpSocket::try_from(std).unwrap();
+        assert!(format!("{c:?}").contains("UdpSocket"));
+    });
+}
+
+#[test]
+fn unix_stream_echo_and_end_of_file() {
+    let dir = TempDir::new("stream");
+    let path = dir.path("echo.sock");
+    let total = run_limited(async {
+        let listener = UnixListener::bind(&path).unwrap();
+        assert_eq!(
+            listener.local_addr().unwrap().as_pathname(),
+            Some(path.as_path())
+        );
+        spawn(async move {
+            let mut incoming = listener.incoming();
+            loop {
+                let mut conn = incoming.next().await.unwrap().unwrap();
+                spawn(async move {
+                    let mut buf = [0u8; 8];
+                    loop {
+                        match conn.read_exact(&mut buf).await {
+                            Ok(()) => conn.write_all(&buf).await.unwrap(),
+                            Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
+                            Err(e) => panic!("server read failed: {e}"),
+                        }
+                    }
+                })
+                .detach();
+            }
+        })
+        .detach();
+        let clients: Vec<_> = (0..5u64)
+            .map(|c| {
+                let path = path.clone();
+                spawn(async move {
+                    let mut s = UnixStream::connect(&path).await.unwrap();
+                    let mut sum = 0;
+                    for m in 0..100u64 {
+                        let v = c * 1000 + m;
+                        s.write_all(&v.to_le_bytes()).await.unwrap();
+                        let mut back = [0u8; 8];
+                        s.read_exact(&mut back).await.unwrap();
+                        assert_eq!(u64::from_le_bytes(back), v);
+                        sum += v;
+                    }
+                    s.close().await.unwrap();
+                    // The server closes its side when it reads end-of-file.
+                    let mut rest = Vec::new();
+                    s.read_to_end(&mut rest).await.unwrap();
+                    assert!(rest.is_empty());
+                    sum
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for c in clients {
+            total += c.await.unwrap();
+        }
+        // A pair, bulk data both ways at once (back-pressure on both).
+        let (a, b) = UnixStream::pair().unwrap();
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        let expected = data.clone();
+        let writer = spawn(async move {
+            (&a).write_all(&data).await.unwrap();
+            (&a).close().await.unwrap();
+            a
+        });
+        let mut got = Vec::new();
+        (&b).read_to_end(&mut got).await.unwrap();
+        assert!(got == expected, "bulk data came back wrong");
+        writer.await.unwrap();
+        total
+    });
+    assert_eq!(
+        total,
+        (0..5u64)
+            .flat_map(|c| (0..100).map(move |m| c * 1000 + m))
+            .sum()
+    );
+}
+
+#[test]
+fn unix_paths_that_are_wrong_give_clear_errors() {
+    let dir = TempDir::new("errors");
+    run_limited(async {
+        // No such file.
+        let missing = dir.path("nobody-here.sock");
+        let err = UnixStream::connect(&missing).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("nobody-here.sock") && msg.contains("connect"),
+            "{msg}"
+        );
+        // A file, but no socket listening on it.
+        let plain = dir.path("plain-file");
+        std::fs::write(&plain, b"").unwrap();
+        let err = UnixStream::connect(&plain).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+        // Binding where a file exists, or in a directory that does not.
+        let err = UnixListener::bind(&plain).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("plain-file"), "{err}");
+        let err = UnixListener::bind(dir.path("no/such/dir.sock")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let err = UnixDatagram::bind(dir.path("no/such/dir.sock")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let d = UnixDatagram::unbound().unwrap();
+        let err = d.send_to(b"x", &missing).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.to_string().contains("nobody-here.sock"), "{err}");
+        let err = d.connect(&missing).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    });
+}
+
+#[test]
+fn unix_datagrams_keep_their_boundaries_and_senders() {
+    let dir = TempDir::new("dgram");
+    run_limited(async {
+        let server_path = dir.path("server.sock");
+        let client_path = dir.path("client.sock");
+        let server = UnixDatagram::bind(&server_path).unwrap();
+        let client = UnixDatagram::bind(&client_path).unwrap();
+        let echo = spawn(async move {
+            let mut buf = [0u8; 64];
+            for _ in 0..3 {
+                let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                let from = from.as_pathname().unwrap().to_path_buf();
+                server.send_to(&buf[..n], &from).await.unwrap();
+            }
+            server
+        });
+        for msg in [&b"a"[..], b"bb", b"ccc"] {
+            client.send_to(msg, &server_path).await.unwrap();
+        }
+        let mut buf = [0u8; 64];
+        for msg in [&b"a"[..], b"bb", b"ccc"] {
+            let (n, from) = client.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], msg);
+            assert_eq!(from.as_pathname(), Some(server_path.as_path()));
+        }
+        echo.await.unwrap();
+        // Connected: send and recv, and a pair.
+        let other = UnixDatagram::unbound().unwrap();
+        other.connect(&client_path).unwrap();
+        other.send(b"hi").await.unwrap();
+        let n = client.recv(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"hi");
+        let (x, y) = UnixDatagram::pair().unwrap();
+        let waiting = spawn(async move {
+            let mut buf = [0u8; 8];
+            let n = y.recv(&mut buf).await.unwrap();
+            buf[..n].to_vec()
+        });
+        yield_now().await;
+        x.send(b"later").await.unwrap();
+        assert_eq!(waiting.await.unwrap(), b"later");
+    });
+}
+
+/// A host name is resolved on a helper thread: a timer on the loop keeps
+/// ticking through many lookups and connections.
+#[test]
+fn a_host_name_connect_does_not_stop_the_timers() {
+    run_limited(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                conn.write_all(b"hi").await.unwrap();
+            }
+        })
+        .detach();
+        let ticks = Rc::new(Cell::new(Vec::<Instant>::new()));
+        let ticker = {
+            let ticks = ticks.clone();
+            spawn(async move {
+                let mut every = weft_async::interval(Duration::from_millis(5));
+                loop {
+                    every.tick().await;
+                    let mut v = ticks.take();
+                    v.push(Instant::now());
+                    ticks.set(v);
+                }
+            })
+        };
+        let addrs = lookup_host(("localhost", port)).await.unwrap();
+        // "localhost" may resolve to ::1 first, where nothing listens: the
+        // connect tries each address in turn.
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == port)
+        );
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(format!("localhost:{port}"))
+                .await
+                .unwrap();
+            let mut hi = [0u8; 2];
+            s.read_exact(&mut hi).await.unwrap();
+            assert_eq!(&hi, b"hi");
+            let s = TcpStream::connect(("localhost", port)).await.unwrap();
+            assert!(s.peer_addr().unwrap().ip().is_loopback());
+        }
+        // A name that does not resolve: the resolver's error, with the name.
+        let err = TcpStream::connect("no-such-host.invalid:80")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
+        sleep(Duration::from_millis(20)).await;
+        ticker.cancel().await;
+        let ticks = ticks.take();
+        assert!(ticks.len() >= 3, "the timer ticked {} times", ticks.len());
+        // Not a speed check: a loop blocked for a whole second would show.
+        let worst = ticks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(worst < Duration::from_secs(1), "a tick came {worst:?} late");
+    });
 }
