@@ -23,6 +23,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::{Value, json};
 
 mod report;
+mod scaling;
 mod services;
 
 use report::Row;
@@ -37,6 +38,10 @@ commands:
                            tests on the portable (async-io) path, a 10-second soak
   bench [--quick] [CRATE]  criterion benches of the named crates (all when none),
                            then target/weft-bench/results.json and docs/benchmarks.md
+  bench --scaling [--threads 1,2,4,8,16] [--quick]
+                           weft-pool vs rayon and chili at each thread count (default:
+                           1,2,4,8,16 up to this machine's cores): docs/benchmarks.md's
+                           scaling section and docs/benchmarks/scaling.svg
   miri [CRATE...]          Miri over the crates with `unsafe` (installs nightly miri)
   loom [CRATE...]          loom models, RUSTFLAGS=\"--cfg loom\"
   tsan [CRATE...]          test suites under ThreadSanitizer (nightly, build-std);
@@ -593,6 +598,12 @@ fn fuzz(root: &Path, args: &[String]) -> Result<(), String> {
 
 fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--scaling") {
+        return bench_scaling(root, args, quick);
+    }
+    if args.iter().any(|a| a == "--threads") {
+        return Err("--threads goes with --scaling".into());
+    }
     let names: Vec<String> = args.iter().filter(|a| *a != "--quick").cloned().collect();
     if let Some(flag) = names.iter().find(|a| a.starts_with('-')) {
         return Err(format!("unknown flag '{flag}'\n{USAGE}"));
@@ -602,7 +613,6 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         return Err("none of the selected crates has benches".into());
     }
     let target = target_dir(root);
-    let criterion_dir = target.join("criterion");
     let mut rows: Vec<(String, Row)> = Vec::new(); // crate, row
     // The 1-minute load average as each crate's run started: other work on
     // the machine (a second benchmark, a build) shows here, and in the doc.
@@ -627,9 +637,17 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         } else {
             &[]
         };
+        // Each crate's estimates go to a directory of its own run
+        // (CRITERION_HOME), so a bench run at the same time by anything
+        // else (a plain `cargo bench`, another crate) never lands in this
+        // crate's rows.
+        let criterion_dir = target.join("weft-bench/criterion").join(c);
+        let home = criterion_dir.to_string_lossy().into_owned();
         let mut cargs = vec!["bench", "-p", c.as_str(), "--benches", "--"];
         cargs.extend(criterion_args);
-        Step::new("bench", cargo(), &cargs).run()?;
+        Step::new("bench", cargo(), &cargs)
+            .env("CRITERION_HOME", home.clone())
+            .run()?;
         // Benches that need a feature (so the main run measures the default
         // build) run as their own step.
         for (krate, bench, feature) in FEATURE_BENCHES {
@@ -645,7 +663,9 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
                     "--",
                 ];
                 fargs.extend(criterion_args);
-                Step::new("bench", cargo(), &fargs).run()?;
+                Step::new("bench", cargo(), &fargs)
+                    .env("CRITERION_HOME", home.clone())
+                    .run()?;
             }
         }
         for r in report::read_criterion(&criterion_dir, started) {
@@ -739,17 +759,135 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     }
     let md_path = root.join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&md_path).unwrap_or_default();
-    let md = report::splice_sections(&old, &fresh, CRATES, |c| {
-        let entry = record.get(c)?;
-        let chart = format!("benchmarks/{c}.svg");
-        let chart = root.join("docs").join(&chart).exists().then_some(chart);
-        Some(report::render_section(c, entry, chart.as_deref()))
-    });
+    let md = splice(root, &old, &fresh, &record);
     write(&md_path, &md)?;
     println!("bench: regenerated {}", md_path.display());
     for c in &crates {
         print!("{}", fresh[c]);
     }
+    Ok(())
+}
+
+/// The sections of `docs/benchmarks.md`, in order: one per crate, then the
+/// pool's scaling curves.
+fn sections() -> Vec<&'static str> {
+    CRATES.iter().copied().chain(["scaling"]).collect()
+}
+
+/// `old` with the sections in `fresh` rewritten; a section in the record
+/// but not in the file is rendered from the record.
+fn splice(
+    root: &Path,
+    old: &str,
+    fresh: &BTreeMap<String, String>,
+    record: &BTreeMap<String, Value>,
+) -> String {
+    report::splice_sections(old, fresh, &sections(), |c| {
+        let entry = record.get(c)?;
+        if c == "scaling" {
+            let chart = root
+                .join("docs/benchmarks/scaling.svg")
+                .exists()
+                .then_some("benchmarks/scaling.svg");
+            return Some(scaling::render(entry, chart));
+        }
+        let chart = format!("benchmarks/{c}.svg");
+        let chart = root.join("docs").join(&chart).exists().then_some(chart);
+        Some(report::render_section(c, entry, chart.as_deref()))
+    })
+}
+
+/// `cargo xtask bench --scaling [--threads 1,2,4] [--quick]`: weft-pool's
+/// scaling workloads at each thread count (see `scaling.rs`).
+fn bench_scaling(root: &Path, args: &[String], quick: bool) -> Result<(), String> {
+    let mut wanted = None;
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--scaling" | "--quick" => {}
+            "--threads" => {
+                let list = rest
+                    .next()
+                    .ok_or("--threads needs a list, e.g. --threads 1,2,4")?;
+                wanted = Some(scaling::parse_threads(list)?);
+            }
+            other => {
+                return Err(format!(
+                    "--scaling runs weft-pool against rayon and chili only; unexpected '{other}'"
+                ));
+            }
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (threads, skipped) = scaling::plan(wanted, cores);
+    if !skipped.is_empty() {
+        println!(
+            "bench --scaling: this machine has {cores} cores; not running {:?} threads \
+             (more threads than cores measures time slicing; --threads forces them)",
+            skipped
+        );
+    }
+    let target = target_dir(root);
+    let filter = scaling::filter();
+    let mut runs = Vec::new();
+    for &n in &threads {
+        let dir = target.join("weft-bench/scaling").join(n.to_string());
+        let started = SystemTime::now();
+        let load = load_average();
+        let mut cargs = vec![
+            "bench",
+            "-p",
+            "weft-pool",
+            "--benches",
+            "--",
+            filter.as_str(),
+        ];
+        if quick {
+            cargs.extend(["--warm-up-time", "0.5", "--measurement-time", "1.5"]);
+        }
+        Step::new("bench-scaling", cargo(), &cargs)
+            .env("WEFT_BENCH_THREADS", n.to_string())
+            .env("CRITERION_HOME", dir.to_string_lossy().into_owned())
+            .run()?;
+        let rows = scaling::read(&dir, started);
+        if rows.is_empty() {
+            return Err(format!("bench --scaling: no estimates at {n} threads"));
+        }
+        runs.push(scaling::Run {
+            threads: n,
+            load,
+            rows,
+        });
+    }
+    let command = format!(
+        "cargo xtask bench --scaling{}{}",
+        if quick { " --quick" } else { "" },
+        args.windows(2)
+            .find(|w| w[0] == "--threads")
+            .map(|w| format!(" --threads {}", w[1]))
+            .unwrap_or_default()
+    );
+    let entry = scaling::entry(&runs, &machine_description(), &command, &today());
+    let record_path = root.join("docs/benchmarks.json");
+    let mut record: BTreeMap<String, Value> = std::fs::read_to_string(&record_path)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    record.insert("scaling".into(), entry.clone());
+    write(
+        &record_path,
+        &(serde_json::to_string_pretty(&record).unwrap() + "\n"),
+    )?;
+    let charts = root.join("docs/benchmarks");
+    std::fs::create_dir_all(&charts).map_err(|e| e.to_string())?;
+    let chart =
+        scaling::chart(&charts.join("scaling.svg"), &entry)?.then_some("benchmarks/scaling.svg");
+    let section = scaling::render(&entry, chart);
+    let md_path = root.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&md_path).unwrap_or_default();
+    let fresh = BTreeMap::from([("scaling".to_owned(), section.clone())]);
+    write(&md_path, &splice(root, &old, &fresh, &record))?;
+    println!("bench: regenerated {}\n{section}", md_path.display());
     Ok(())
 }
 
