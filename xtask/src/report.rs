@@ -376,7 +376,9 @@ ratios (dot: median; bar: interval; grey: parity).
 A `--quick` run takes 10 samples per row, so its intervals are wide. On a shared
 2-core machine the rows that hinge on threads waking each other
 (`queue_bounded_spsc`, `*_contended_*`) vary several-fold from run to run: compare
-a few runs before drawing conclusions. Scaling beyond 2 cores is unmeasured.
+a few runs before drawing conclusions. The last section, `scaling`, is written by
+`cargo xtask bench --scaling`: weft-pool against rayon and chili at each thread
+count up to the machine's cores (its curves: `benchmarks/scaling.svg`).
 
 <!-- tables -->
 ";
