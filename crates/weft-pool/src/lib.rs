@@ -104,6 +104,7 @@
 
 mod broadcast;
 mod error;
+pub mod iter;
 mod job;
 mod map;
 mod pool;

@@ -1,0 +1,601 @@
+//! Parallel iterators with rayon's names, on weft's own scheduler.
+//!
+//! Moving a rayon program is a search and replace: `use rayon::prelude::*`
+//! becomes `use weft_pool::iter::prelude::*`, and `par_iter`,
+//! `par_iter_mut`, `into_par_iter`, `map`, `filter`, `sum`, `collect`,
+//! `par_sort`, ... keep their names and meaning.
+//!
+//! ```
+//! use weft_pool::iter::prelude::*;
+//!
+//! let v: Vec<u64> = (0..1000).collect();
+//! let sum: u64 = v.par_iter().map(|x| x * x).sum();
+//! assert_eq!(sum, v.iter().map(|x| x * x).sum());
+//!
+//! let evens: Vec<u64> = (0..1000u64).into_par_iter().filter(|x| x % 2 == 0).collect();
+//! assert_eq!(evens.len(), 500);
+//! assert_eq!(evens[..3], [0, 2, 4]);
+//!
+//! let mut w = vec![3, 1, 2];
+//! w.par_sort();
+//! assert_eq!(w, [1, 2, 3]);
+//! ```
+//!
+//! Work runs on the pool of the calling worker, or inside
+//! [`ThreadPool::install`](crate::ThreadPool::install)'s pool, or on the
+//! global pool when called from any other thread. It is split by `join`,
+//! adaptively (see [`plumbing`]): a user never picks a chunk size to be
+//! fast, though [`IndexedParallelIterator::with_min_len`] may set a floor.
+//! A panic in a closure reaches the caller once the other pieces have
+//! stopped, as with [`join`](crate::join).
+//!
+//! # What is here
+//!
+//! | Kind | Items |
+//! |---|---|
+//! | sources | `par_iter()`, `par_iter_mut()`, `into_par_iter()` on slices, `Vec` and integer ranges; [`ParallelSlice::par_chunks`], [`ParallelSliceMut::par_chunks_mut`] |
+//! | adapters | `map`, `filter`, `filter_map`, `flat_map_iter`, `copied`, `cloned`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `with_min_len` |
+//! | consumers | `for_each`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `collect` |
+//! | sorting | [`ParallelSliceMut::par_sort`], `par_sort_by`, `par_sort_by_key`, `par_sort_unstable`, `par_sort_unstable_by`, `par_sort_unstable_by_key` |
+
+mod adapters;
+mod collect;
+mod consumers;
+pub mod plumbing;
+mod sort;
+mod sources;
+
+pub use adapters::{
+    Chunks, Cloned, Copied, Enumerate, Filter, FilterMap, FlatMapIter, Fold, Map, MinLen, Zip,
+};
+pub use sources::{
+    Iter, IterMut, RangeInclusiveIter, RangeIter, SliceChunks, SliceChunksMut, VecIntoIter,
+};
+
+use plumbing::{Consumer, ProducerCallback};
+
+/// The traits a rayon program imports with `rayon::prelude::*`.
+pub mod prelude {
+    pub use super::{
+        FromParallelIterator, IndexedParallelIterator, IntoParallelIterator,
+        IntoParallelRefIterator, IntoParallelRefMutIterator, ParallelIterator, ParallelSlice,
+        ParallelSliceMut,
+    };
+}
+
+/// An iterator whose items are processed in parallel. Its adapters build
+/// new parallel iterators; its consumers run the work on the pool and
+/// return when every item is done.
+pub trait ParallelIterator: Sized + Send {
+    /// The items.
+    type Item: Send;
+
+    /// Runs the iterator into `consumer` (the machinery of every consumer
+    /// method; see [`plumbing`]).
+    fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result;
+
+    /// The exact number of items, when known without running (indexed
+    /// iterators and their `map`s).
+    fn opt_len(&self) -> Option<usize> {
+        None
+    }
+
+    /// Applies `f` to every item.
+    fn map<F, R>(self, f: F) -> Map<Self, F>
+    where
+        F: Fn(Self::Item) -> R + Sync + Send,
+        R: Send,
+    {
+        Map::new(self, f)
+    }
+
+    /// Keeps the items for which `predicate` holds.
+    fn filter<P>(self, predicate: P) -> Filter<Self, P>
+    where
+        P: Fn(&Self::Item) -> bool + Sync + Send,
+    {
+        Filter::new(self, predicate)
+    }
+
+    /// Applies `f` and keeps the `Some` results.
+    fn filter_map<F, R>(self, f: F) -> FilterMap<Self, F>
+    where
+        F: Fn(Self::Item) -> Option<R> + Sync + Send,
+        R: Send,
+    {
+        FilterMap::new(self, f)
+    }
+
+    /// Applies `f` and yields the items of each sequential iterator it
+    /// returns, in order.
+    fn flat_map_iter<F, I>(self, f: F) -> FlatMapIter<Self, F>
+    where
+        F: Fn(Self::Item) -> I + Sync + Send,
+        I: IntoIterator,
+        I::Item: Send,
+    {
+        FlatMapIter::new(self, f)
+    }
+
+    /// Copies borrowed items.
+    fn copied<'a, T>(self) -> Copied<Self>
+    where
+        T: 'a + Copy + Send + Sync,
+        Self: ParallelIterator<Item = &'a T>,
+    {
+        Copied::new(self)
+    }
+
+    /// Clones borrowed items.
+    fn cloned<'a, T>(self) -> Cloned<Self>
+    where
+        T: 'a + Clone + Send + Sync,
+        Self: ParallelIterator<Item = &'a T>,
+    {
+        Cloned::new(self)
+    }
+
+    /// Folds the items of each piece into an accumulator started by
+    /// `identity`, and yields the accumulators (one per piece: how many
+    /// depends on the splitting). Follow it with `sum` or `reduce`.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let total: u64 = (1..=100u64)
+    ///     .into_par_iter()
+    ///     .fold(|| 0u64, |acc, x| acc + x)
+    ///     .sum();
+    /// assert_eq!(total, 5050);
+    /// ```
+    fn fold<T, ID, F>(self, identity: ID, fold_op: F) -> Fold<Self, ID, F>
+    where
+        F: Fn(T, Self::Item) -> T + Sync + Send,
+        ID: Fn() -> T + Sync + Send,
+        T: Send,
+    {
+        Fold::new(self, identity, fold_op)
+    }
+
+    /// Calls `op` on every item.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use weft_pool::iter::prelude::*;
+    /// let n = AtomicUsize::new(0);
+    /// (0..100).into_par_iter().for_each(|_| { n.fetch_add(1, Ordering::Relaxed); });
+    /// assert_eq!(n.into_inner(), 100);
+    /// ```
+    fn for_each<F>(self, op: F)
+    where
+        F: Fn(Self::Item) + Sync + Send,
+    {
+        self.drive(consumers::ForEachConsumer { op: &op })
+    }
+
+    /// Sums the items (`S::sum` of each piece, then of the pieces).
+    fn sum<S>(self) -> S
+    where
+        S: Send + std::iter::Sum<Self::Item> + std::iter::Sum<S>,
+    {
+        self.drive(consumers::SumConsumer::new())
+    }
+
+    /// Multiplies the items.
+    fn product<P>(self) -> P
+    where
+        P: Send + std::iter::Product<Self::Item> + std::iter::Product<P>,
+    {
+        self.drive(consumers::ProductConsumer::new())
+    }
+
+    /// Reduces the items with `op`, each piece starting from `identity()`
+    /// (so `identity` must be neutral for `op`, and `op` associative).
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let max = (0..1000u32).into_par_iter().reduce(|| 0, u32::max);
+    /// assert_eq!(max, 999);
+    /// ```
+    fn reduce<ID, OP>(self, identity: ID, op: OP) -> Self::Item
+    where
+        OP: Fn(Self::Item, Self::Item) -> Self::Item + Sync + Send,
+        ID: Fn() -> Self::Item + Sync + Send,
+    {
+        self.drive(consumers::ReduceConsumer {
+            identity: &identity,
+            op: &op,
+        })
+    }
+
+    /// Reduces the items with `op`; `None` when there are none.
+    fn reduce_with<OP>(self, op: OP) -> Option<Self::Item>
+    where
+        OP: Fn(Self::Item, Self::Item) -> Self::Item + Sync + Send,
+    {
+        self.drive(consumers::ReduceWithConsumer { op: &op })
+    }
+
+    /// The number of items.
+    fn count(self) -> usize {
+        self.drive(consumers::CountConsumer)
+    }
+
+    /// The smallest item (the first of equal ones, as `Iterator::min`).
+    fn min(self) -> Option<Self::Item>
+    where
+        Self::Item: Ord,
+    {
+        self.min_by(Ord::cmp)
+    }
+
+    /// The largest item (the last of equal ones, as `Iterator::max`).
+    fn max(self) -> Option<Self::Item>
+    where
+        Self::Item: Ord,
+    {
+        self.max_by(Ord::cmp)
+    }
+
+    /// The smallest item by `compare` (the first of equal ones).
+    fn min_by<F>(self, compare: F) -> Option<Self::Item>
+    where
+        F: Fn(&Self::Item, &Self::Item) -> std::cmp::Ordering + Sync + Send,
+    {
+        self.reduce_with(move |a, b| if compare(&b, &a).is_lt() { b } else { a })
+    }
+
+    /// The largest item by `compare` (the last of equal ones).
+    fn max_by<F>(self, compare: F) -> Option<Self::Item>
+    where
+        F: Fn(&Self::Item, &Self::Item) -> std::cmp::Ordering + Sync + Send,
+    {
+        self.reduce_with(move |a, b| if compare(&b, &a).is_lt() { a } else { b })
+    }
+
+    /// The item with the smallest key (the first of equal ones).
+    fn min_by_key<K, F>(self, f: F) -> Option<Self::Item>
+    where
+        K: Ord + Send,
+        F: Fn(&Self::Item) -> K + Sync + Send,
+    {
+        self.map(|x| (f(&x), x))
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, x)| x)
+    }
+
+    /// The item with the largest key (the last of equal ones).
+    fn max_by_key<K, F>(self, f: F) -> Option<Self::Item>
+    where
+        K: Ord + Send,
+        F: Fn(&Self::Item) -> K + Sync + Send,
+    {
+        self.map(|x| (f(&x), x))
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, x)| x)
+    }
+
+    /// Some item for which `predicate` holds, not necessarily the first;
+    /// the other pieces stop looking once one is found.
+    fn find_any<P>(self, predicate: P) -> Option<Self::Item>
+    where
+        P: Fn(&Self::Item) -> bool + Sync + Send,
+    {
+        let found = std::sync::atomic::AtomicBool::new(false);
+        self.drive(consumers::FindAnyConsumer {
+            found: &found,
+            predicate: &predicate,
+        })
+    }
+
+    /// The first item (in the iterator's order) for which `predicate`
+    /// holds; pieces after one that found an item stop looking.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u32> = (0..10_000).collect();
+    /// assert_eq!(v.par_iter().find_first(|&&x| x % 1000 == 999), Some(&999));
+    /// ```
+    fn find_first<P>(self, predicate: P) -> Option<Self::Item>
+    where
+        P: Fn(&Self::Item) -> bool + Sync + Send,
+    {
+        let best = std::sync::atomic::AtomicUsize::new(usize::MAX);
+        self.drive(consumers::FindFirstConsumer {
+            lower: 0,
+            best: &best,
+            predicate: &predicate,
+        })
+    }
+
+    /// Whether `predicate` holds for some item (stops at the first found).
+    fn any<P>(self, predicate: P) -> bool
+    where
+        P: Fn(Self::Item) -> bool + Sync + Send,
+    {
+        self.map(predicate).find_any(|&b| b).is_some()
+    }
+
+    /// Whether `predicate` holds for every item (stops at the first
+    /// counterexample).
+    fn all<P>(self, predicate: P) -> bool
+    where
+        P: Fn(Self::Item) -> bool + Sync + Send,
+    {
+        self.map(predicate).find_any(|&b| !b).is_none()
+    }
+
+    /// Collects the items, in order (a `Vec`: see [`FromParallelIterator`]).
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<String> = (0..3u8).into_par_iter().map(|i| i.to_string()).collect();
+    /// assert_eq!(v, ["0", "1", "2"]);
+    /// ```
+    fn collect<C>(self) -> C
+    where
+        C: FromParallelIterator<Self::Item>,
+    {
+        C::from_par_iter(self)
+    }
+}
+
+/// A parallel iterator whose length is known and whose items can be
+/// addressed by index: its pieces can be split at any index, so it can be
+/// `enumerate`d, `zip`ped and `collect`ed straight into place.
+// rayon's trait has `len` and no `is_empty`; the same surface here.
+#[allow(clippy::len_without_is_empty)]
+pub trait IndexedParallelIterator: ParallelIterator {
+    /// The number of items.
+    fn len(&self) -> usize;
+
+    /// Hands this iterator's producer to `callback` (see [`plumbing`]).
+    fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output;
+
+    /// Pairs every item with its index.
+    fn enumerate(self) -> Enumerate<Self> {
+        Enumerate::new(self)
+    }
+
+    /// Pairs items with those of `other`, as far as the shorter goes.
+    fn zip<Z>(self, other: Z) -> Zip<Self, Z::Iter>
+    where
+        Z: IntoParallelIterator,
+        Z::Iter: IndexedParallelIterator,
+    {
+        Zip::new(self, other.into_par_iter())
+    }
+
+    /// Groups the items in `Vec`s of `chunk_size` (the last one may be
+    /// shorter).
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_size` is 0.
+    fn chunks(self, chunk_size: usize) -> Chunks<Self> {
+        assert!(chunk_size != 0, "chunk_size must not be zero");
+        Chunks::new(self, chunk_size)
+    }
+
+    /// Never splits the work into pieces of fewer than `min` items (for
+    /// work so small per item that even the few splits the pool makes do
+    /// not pay). Not needed to be fast: splitting adapts by itself.
+    fn with_min_len(self, min: usize) -> MinLen<Self> {
+        MinLen::new(self, min)
+    }
+}
+
+/// Something that can become a parallel iterator: `into_par_iter()`.
+pub trait IntoParallelIterator {
+    /// The parallel iterator.
+    type Iter: ParallelIterator<Item = Self::Item>;
+    /// Its items.
+    type Item: Send;
+    /// Makes the parallel iterator.
+    fn into_par_iter(self) -> Self::Iter;
+}
+
+impl<I: ParallelIterator> IntoParallelIterator for I {
+    type Iter = I;
+    type Item = I::Item;
+    fn into_par_iter(self) -> I {
+        self
+    }
+}
+
+/// `par_iter()`: a parallel iterator over references to the items of a
+/// collection (for every `C` where `&C: IntoParallelIterator`).
+pub trait IntoParallelRefIterator<'data> {
+    /// The parallel iterator.
+    type Iter: ParallelIterator<Item = Self::Item>;
+    /// Its items (references).
+    type Item: Send + 'data;
+    /// Iterates over `&self`'s items in parallel.
+    fn par_iter(&'data self) -> Self::Iter;
+}
+
+impl<'data, C: ?Sized + 'data> IntoParallelRefIterator<'data> for C
+where
+    &'data C: IntoParallelIterator,
+{
+    type Iter = <&'data C as IntoParallelIterator>::Iter;
+    type Item = <&'data C as IntoParallelIterator>::Item;
+    fn par_iter(&'data self) -> Self::Iter {
+        self.into_par_iter()
+    }
+}
+
+/// `par_iter_mut()`: a parallel iterator over mutable references.
+pub trait IntoParallelRefMutIterator<'data> {
+    /// The parallel iterator.
+    type Iter: ParallelIterator<Item = Self::Item>;
+    /// Its items (mutable references).
+    type Item: Send + 'data;
+    /// Iterates over `&mut self`'s items in parallel.
+    fn par_iter_mut(&'data mut self) -> Self::Iter;
+}
+
+impl<'data, C: ?Sized + 'data> IntoParallelRefMutIterator<'data> for C
+where
+    &'data mut C: IntoParallelIterator,
+{
+    type Iter = <&'data mut C as IntoParallelIterator>::Iter;
+    type Item = <&'data mut C as IntoParallelIterator>::Item;
+    fn par_iter_mut(&'data mut self) -> Self::Iter {
+        self.into_par_iter()
+    }
+}
+
+/// What [`ParallelIterator::collect`] can build.
+pub trait FromParallelIterator<T: Send> {
+    /// Builds `Self` from the items of `par_iter`, in order.
+    fn from_par_iter<I>(par_iter: I) -> Self
+    where
+        I: IntoParallelIterator<Item = T>;
+}
+
+impl<T: Send> FromParallelIterator<T> for Vec<T> {
+    /// An iterator of known length (an indexed one, or its `map`) writes
+    /// each item straight into its place in the new `Vec`; any other
+    /// collects a `Vec` per piece and appends them in order.
+    fn from_par_iter<I>(par_iter: I) -> Self
+    where
+        I: IntoParallelIterator<Item = T>,
+    {
+        let pi = par_iter.into_par_iter();
+        match pi.opt_len() {
+            Some(len) => collect::collect_exact(pi, len),
+            None => collect::collect_pieces(pi),
+        }
+    }
+}
+
+/// Parallel methods on shared slices (and so on `Vec`s and arrays).
+pub trait ParallelSlice<T: Sync> {
+    /// The slice.
+    fn as_parallel_slice(&self) -> &[T];
+
+    /// The slice's chunks of `chunk_size` items (the last may be
+    /// shorter), in parallel.
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_size` is 0.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let sums: Vec<i32> = [1, 2, 3, 4, 5].par_chunks(2).map(|c| c.iter().sum()).collect();
+    /// assert_eq!(sums, [3, 7, 5]);
+    /// ```
+    fn par_chunks(&self, chunk_size: usize) -> SliceChunks<'_, T> {
+        assert!(chunk_size != 0, "chunk_size must not be zero");
+        SliceChunks::new(self.as_parallel_slice(), chunk_size)
+    }
+}
+
+impl<T: Sync> ParallelSlice<T> for [T] {
+    fn as_parallel_slice(&self) -> &[T] {
+        self
+    }
+}
+
+/// Parallel methods on mutable slices: chunks and sorting.
+pub trait ParallelSliceMut<T: Send> {
+    /// The slice.
+    fn as_parallel_slice_mut(&mut self) -> &mut [T];
+
+    /// The slice's mutable chunks of `chunk_size` items (the last may be
+    /// shorter), in parallel.
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_size` is 0.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let mut v = [0u8; 5];
+    /// v.par_chunks_mut(2).enumerate().for_each(|(i, c)| c.fill(i as u8));
+    /// assert_eq!(v, [0, 0, 1, 1, 2]);
+    /// ```
+    fn par_chunks_mut(&mut self, chunk_size: usize) -> SliceChunksMut<'_, T> {
+        assert!(chunk_size != 0, "chunk_size must not be zero");
+        SliceChunksMut::new(self.as_parallel_slice_mut(), chunk_size)
+    }
+
+    /// Sorts the slice in parallel, stably (equal items keep their order):
+    /// a merge sort whose pieces are sorted by `slice::sort` and merged in
+    /// parallel. Allocates a buffer as large as the slice.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let mut v = vec![(2, 'a'), (1, 'b'), (2, 'c'), (1, 'd')];
+    /// v.par_sort_by_key(|p| p.0);
+    /// assert_eq!(v, [(1, 'b'), (1, 'd'), (2, 'a'), (2, 'c')]);
+    /// ```
+    fn par_sort(&mut self)
+    where
+        T: Ord,
+    {
+        sort::par_mergesort(self.as_parallel_slice_mut(), &T::cmp);
+    }
+
+    /// [`par_sort`](Self::par_sort) with a comparator.
+    fn par_sort_by<F>(&mut self, compare: F)
+    where
+        F: Fn(&T, &T) -> std::cmp::Ordering + Sync,
+    {
+        sort::par_mergesort(self.as_parallel_slice_mut(), &compare);
+    }
+
+    /// [`par_sort`](Self::par_sort) by a key.
+    fn par_sort_by_key<K, F>(&mut self, f: F)
+    where
+        K: Ord,
+        F: Fn(&T) -> K + Sync,
+    {
+        sort::par_mergesort(self.as_parallel_slice_mut(), &|a: &T, b: &T| {
+            f(a).cmp(&f(b))
+        });
+    }
+
+    /// Sorts the slice in parallel, not stably, in place: a quicksort that
+    /// partitions in parallel and sorts its pieces with
+    /// `slice::sort_unstable`.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let mut v: Vec<u32> = (0..1000).rev().collect();
+    /// v.par_sort_unstable();
+    /// assert!(v.windows(2).all(|w| w[0] <= w[1]));
+    /// ```
+    fn par_sort_unstable(&mut self)
+    where
+        T: Ord,
+    {
+        sort::par_quicksort(self.as_parallel_slice_mut(), &T::cmp);
+    }
+
+    /// [`par_sort_unstable`](Self::par_sort_unstable) with a comparator.
+    fn par_sort_unstable_by<F>(&mut self, compare: F)
+    where
+        F: Fn(&T, &T) -> std::cmp::Ordering + Sync,
+    {
+        sort::par_quicksort(self.as_parallel_slice_mut(), &compare);
+    }
+
+    /// [`par_sort_unstable`](Self::par_sort_unstable) by a key.
+    fn par_sort_unstable_by_key<K, F>(&mut self, f: F)
+    where
+        K: Ord,
+        F: Fn(&T) -> K + Sync,
+    {
+        sort::par_quicksort(self.as_parallel_slice_mut(), &|a: &T, b: &T| {
+            f(a).cmp(&f(b))
+        });
+    }
+}
+
+impl<T: Send> ParallelSliceMut<T> for [T] {
+    fn as_parallel_slice_mut(&mut self) -> &mut [T] {
+        self
+    }
+}
