@@ -25,7 +25,8 @@
 //! | Combinators | [`gather!`], [`try_gather!`], [`join_all`], [`try_join_all`], [`select`] / [`Either`], [`race`], [`as_completed`], [`wait`] |
 //! | Structured concurrency | [`TaskGroup::scope`] ([`GroupScope`], [`ErrorGroup`]), [`TaskGroup`] ([`GroupError`]) |
 //! | Time | [`sleep`], [`sleep_until`], [`interval`] ([`MissedTickBehavior`]), [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
-//! | Network | [`net::TcpListener`], [`net::TcpStream`] (the runtime's own reactor); `async-net` works too |
+//! | Network | [`net::TcpListener`], [`net::TcpStream`], [`net::UdpSocket`], [`net::UnixListener`], [`net::UnixStream`], [`net::UnixDatagram`] (the runtime's own reactor), [`net::lookup_host`] (host names resolved off the loop); `async-net` works too |
+//! | Processes and signals | [`process::Command`] ([`process::Child`] with async pipes), [`signal::Signals`], [`signal::ctrl_c`] (Unix; `async-process` and `async-signal`) |
 //! | Errors | [`RuntimeError`], [`TimedOut`], and `weft_sync::TaskError` for task outcomes |
 //! | Multi-threaded flavour | [`multi`]: [`multi::Runtime`] (N worker threads on `async-executor`), [`multi::spawn`], [`multi::Handle`], [`multi::TaskGroup`], the same combinators and timers, for `Send` futures |
 //!
@@ -56,6 +57,12 @@
 //! | `asyncio.all_tasks()` | [`all_tasks()`](all_tasks) |
 //! | `asyncio.open_connection(host, port)` | [`net::TcpStream::connect((host, port)).await`](net::TcpStream::connect) (reader and writer in one stream) |
 //! | `asyncio.start_server(cb, host, port)` | [`net::TcpListener::bind`], then spawn a task per [`accept`](net::TcpListener::accept) |
+//! | `loop.create_datagram_endpoint(..)` (UDP) | [`net::UdpSocket::bind`], [`send_to`](net::UdpSocket::send_to), [`recv_from`](net::UdpSocket::recv_from) |
+//! | `asyncio.open_unix_connection(path)` / `start_unix_server(cb, path)` | [`net::UnixStream::connect`] / [`net::UnixListener::bind`]; datagrams: [`net::UnixDatagram`] |
+//! | `await loop.getaddrinfo(host, port)` | [`net::lookup_host((host, port)).await`](net::lookup_host) (on a helper thread; `connect` does the same with a name) |
+//! | `await asyncio.create_subprocess_exec(prog, *args, stdout=PIPE)` | [`process::Command::new(prog).args(args).stdout(Stdio::piped()).spawn()?`](process::Command::spawn) |
+//! | `await proc.communicate()`, `await proc.wait()` | [`child.output().await`](process::Child::output), [`child.status().await`](process::Child::status) |
+//! | `loop.add_signal_handler(SIGTERM, cb)` | [`signal::Signals::new([Signal::Term])?`](signal::Signals), then `.next().await` in a task; [`signal::ctrl_c().await`](signal::ctrl_c) |
 //! | `loop.set_exception_handler(...)` ("exception never retrieved") | [`set_panic_hook`] |
 //! | `asyncio.Queue`, `asyncio.Semaphore`, `asyncio.Lock`, `asyncio.Event` | `weft_sync::{Queue, Semaphore, Mutex, Event}`: one set of primitives for threads and tasks, with async methods |
 //! | `asyncio.run(main())` for a server on every core | [`multi::run(main())`](multi::run), [`multi::Runtime::builder().threads(n).build()?`](multi::Builder), [`multi::spawn`] (`Send` futures; sockets from `async-net`) |
@@ -136,9 +143,13 @@ mod local;
 pub mod multi;
 #[cfg(unix)]
 pub mod net;
+#[cfg(unix)]
+pub mod process;
 mod reactor;
 mod runner;
 mod runtime;
+#[cfg(unix)]
+pub mod signal;
 mod task;
 mod taskset;
 mod time;
