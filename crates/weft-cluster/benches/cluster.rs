@@ -1,0 +1,3 @@
+//! weft-cluster bench (filled in by a later commit).
+
+fn main() {}
