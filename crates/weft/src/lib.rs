@@ -76,6 +76,11 @@ pub use weft_pool as thread;
 #[cfg(unix)]
 pub use weft_process as process;
 
+/// The process pool across machines, on NATS JetStream: the `weft-cluster`
+/// crate (Unix, behind the `cluster` feature).
+#[cfg(all(unix, feature = "cluster"))]
+pub use weft_cluster as cluster;
+
 /// The single-threaded async runtime (`weft-async`), plus [`aio::to_thread`],
 /// which needs the thread pool and so lives here.
 pub mod aio {
