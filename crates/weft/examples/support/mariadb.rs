@@ -155,20 +155,23 @@ impl MariaDb {
             // mariadbd refuses to run as root unless told to.
             args.push("--user=root".into());
         }
-        // The watchdog: runs the server, and kills it once its stdin
-        // closes (we drop our end, or this process dies).
+        // The watchdog: runs the server, and once its stdin closes (we
+        // drop our end, or this process dies) kills it and removes its
+        // files.
         // (A background job's stdin is /dev/null, hence the copy on fd 3.)
-        let script = r#"server="$1"; shift
+        let script = r#"server="$1"; dir="$2"; shift 2
 exec 3<&0
 "$server" "$@" 3<&- &
 pid=$!
-( read _ <&3; kill -9 "$pid" 2>/dev/null ) &
+( read _ <&3; kill -9 "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -rf "$dir" ) &
 wait "$pid""#;
         let mut watchdog = Command::new("sh")
             .arg("-c")
             .arg(script)
             .arg("weft-mariadb")
             .arg(&mariadbd)
+            .arg(&dir)
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
