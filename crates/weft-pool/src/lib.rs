@@ -1,7 +1,43 @@
 //! weft-pool: a hand-built work-stealing thread pool. Python's
 //! `ThreadPoolExecutor` (submit, map, shutdown) and rayon's fork/join
-//! (`join`, `scope`, `broadcast`, `install`) in one crate, returning weft's
-//! one task handle, [`weft_sync::TaskHandle`].
+//! (`join`, `scope`, `broadcast`, `install`) and parallel iterators in one
+//! crate, returning weft's one task handle, [`weft_sync::TaskHandle`].
+//!
+//! # rayon -> weft
+//!
+//! Moving a rayon program is a search and replace of the paths; the method
+//! names and their meaning stay.
+//!
+//! | rayon | weft-pool |
+//! |---|---|
+//! | `use rayon::prelude::*;` | `use weft_pool::iter::prelude::*;` |
+//! | `v.par_iter()`, `v.par_iter_mut()`, `v.into_par_iter()`, `(0..n).into_par_iter()` | the same ([`iter`]) |
+//! | `.map`, `.filter`, `.filter_map`, `.flat_map_iter`, `.enumerate`, `.zip`, `.chunks`, `.with_min_len`, `.fold`, `.copied`, `.cloned` | the same |
+//! | `.for_each`, `.sum`, `.product`, `.reduce`, `.reduce_with`, `.min`/`.max` (`_by`, `_by_key`), `.count`, `.any`/`.all`, `.find_any`/`.find_first`, `.collect::<Vec<_>>()` | the same |
+//! | `s.par_chunks(n)`, `s.par_chunks_mut(n)` | the same |
+//! | `s.par_sort()`, `s.par_sort_unstable()` (and `_by`, `_by_key`) | the same |
+//! | `rayon::join(a, b)`, `rayon::scope(\|s\| ..)`, `rayon::spawn(f)` | [`join`], [`scope`], [`spawn`] (which returns a [`weft_sync::TaskHandle`]) |
+//! | `ThreadPoolBuilder::new().num_threads(4).build()?` | [`ThreadPool::builder()`](ThreadPool::builder)`.num_threads(4).build()?` |
+//! | `pool.install(f)`, `pool.broadcast(f)` | [`ThreadPool::install`], [`ThreadPool::broadcast`] |
+//! | `rayon::current_thread_index()`, `rayon::current_num_threads()` | [`current_thread_index`], [`current_num_threads`] |
+//! | `rayon::iter::plumbing::{Producer, Consumer, ..}` | [`iter::plumbing`] (the same model: producers split at an index, consumers fold and reduce) |
+//!
+//! ```
+//! use weft_pool::iter::prelude::*;
+//!
+//! let words = ["apple", "kiwi", "banana", "fig"];
+//! let long: Vec<String> = words
+//!     .par_iter()
+//!     .filter(|w| w.len() > 3)
+//!     .map(|w| w.to_uppercase())
+//!     .collect();
+//! assert_eq!(long, ["APPLE", "KIWI", "BANANA"]);
+//!
+//! let pool = weft_pool::ThreadPool::new(2)?;
+//! let sum: u64 = pool.install(|| (1..=1000u64).into_par_iter().map(|x| x * x).sum());
+//! assert_eq!(sum, 333_833_500);
+//! # Ok::<(), weft_pool::PoolError>(())
+//! ```
 //!
 //! # Map of the crate
 //!
@@ -17,6 +53,9 @@
 //! | [`ThreadPool::shutdown`], [`ShutdownMode`] | stop: drain, or cancel what is pending |
 //! | [`current_thread_index`], [`current_num_threads`] | where am I? |
 //! | [`PoolError`] | the one error type |
+//! | [`iter`], [`iter::prelude`] | rayon's parallel iterators: `par_iter`, `map`, `sum`, `collect`, ... |
+//! | [`iter::ParallelSlice`], [`iter::ParallelSliceMut`] | `par_chunks`, `par_chunks_mut`, `par_sort`, `par_sort_unstable` |
+//! | [`iter::plumbing`] | producers, consumers and the adaptive bridge under the iterators |
 //!
 //! # Python -> weft
 //!
