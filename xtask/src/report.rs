@@ -255,6 +255,48 @@ const GOALS: &[Goal] = &[
         issue: 16,
     },
     Goal {
+        krate: "weft-pool",
+        bench: "par_iter_sum_squares_100m_u64",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 18,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "par_iter_filter_collect_10m_u64",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 18,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "par_iter_mandelbrot_1024x512_rows",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 18,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "par_sort_unstable_10m_u32",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 18,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "par_sort_10m_u32",
+        peer: Some("rayon"),
+        at_most: 1.0,
+        issue: 18,
+    },
+    Goal {
+        krate: "weft-pool",
+        bench: "par_iter_fine_grained_1m_20ns",
+        peer: Some("rayon"),
+        at_most: 0.7,
+        issue: 18,
+    },
+    Goal {
         krate: "weft-async",
         bench: "spawn_await",
         peer: Some("tokio"),
@@ -392,11 +434,15 @@ const NOTES: &[(&str, &str)] = &[
          of schedulers: weft's `join` is a plain call below a worker's four outermost \
          pending joins, chili's for 63 of 64 joins once 3 jobs are queued, rayon pushes \
          and pops every job. The `*_join_cutoff_*` rows give every pool the same user \
-         cutoff and the same never-inlined sequential leaf. weft has no parallel \
-         iterators yet: its map rows use `map_slice` (`fresh_vec`) or a `join` split to \
-         1024 items (chili the same split) where rayon uses `par_iter` \
-         (`collect_into_vec`, `sum`); every output buffer is allocated on the calling \
-         thread. chili has only `join`. Threads: `WEFT_BENCH_THREADS` (default: all cores).",
+         cutoff and the same never-inlined sequential leaf. The `map_*` rows (bench \
+         `pool`) use `map_slice` (`fresh_vec`) or a `join` split to 1024 items (chili the \
+         same split) where rayon uses `par_iter` (`collect_into_vec`, `sum`); every output \
+         buffer is allocated on the calling thread. The `par_iter_*` and `par_sort*` rows \
+         (bench `par_iter`) are one source text compiled twice, under weft's and under \
+         rayon's prelude, each in its own pool's `install`; LLVM turns each leaf of \
+         `par_iter_sum_squares_100m_u64` into a closed form for both, so that row times \
+         the dispatch and splitting around nearly empty leaves. chili has only `join`. \
+         Threads: `WEFT_BENCH_THREADS` (default: all cores).",
     ),
     (
         "weft-sync",
