@@ -65,6 +65,16 @@ pub enum PoolError {
         #[source]
         source: std::io::Error,
     },
+    /// A worker's start hook ([`start_handler`](crate::ThreadPoolBuilder::start_handler),
+    /// Python's `initializer`) panicked, so the pool takes no new work
+    /// (Python's `BrokenThreadPool`). Fix the hook and build a new pool.
+    #[error(
+        "the thread pool is broken and accepts no new work ({message}): fix the start hook and build a new pool"
+    )]
+    Broken {
+        /// Which worker's hook panicked, and its panic message.
+        message: String,
+    },
     /// New work was submitted to a pool after [`shutdown`](crate::ThreadPool::shutdown).
     #[error("the thread pool has been shut down and accepts no new work: build a new pool")]
     ShutDown,

@@ -17,6 +17,7 @@
 //! | `s.par_chunks(n)`, `s.par_chunks_mut(n)` | the same |
 //! | `s.par_sort()`, `s.par_sort_unstable()` (and `_by`, `_by_key`) | the same |
 //! | `rayon::join(a, b)`, `rayon::scope(\|s\| ..)`, `rayon::spawn(f)` | [`join`], [`scope`], [`spawn`] (which returns a [`weft_sync::TaskHandle`]) |
+//! | `rayon::in_place_scope`, `rayon::scope_fifo`, `rayon::spawn_fifo`, `rayon::yield_now` | [`in_place_scope`], [`scope_fifo`], [`spawn_fifo`], [`yield_now`] |
 //! | `ThreadPoolBuilder::new().num_threads(4).build()?` | [`ThreadPool::builder()`](ThreadPool::builder)`.num_threads(4).build()?` |
 //! | `pool.install(f)`, `pool.broadcast(f)` | [`ThreadPool::install`], [`ThreadPool::broadcast`] |
 //! | `rayon::current_thread_index()`, `rayon::current_num_threads()` | [`current_thread_index`], [`current_num_threads`] |
@@ -47,10 +48,14 @@
 //! | [`ThreadPool::spawn`] / [`spawn`] | submit `'static` work, get a [`weft_sync::TaskHandle`] |
 //! | [`ThreadPool::join`] / [`join`] | fork/join: run two closures, potentially in parallel |
 //! | [`ThreadPool::scope`] / [`scope`], [`Scope`] | spawn work that borrows the caller's stack |
+//! | [`ThreadPool::in_place_scope`] / [`in_place_scope`] | a scope whose body stays on the calling thread |
+//! | [`scope_fifo`], [`Scope::spawn_fifo`], [`spawn_fifo`] | rayon's first-in, first-out spawns |
+//! | [`yield_now`], [`Yield`] | run one pending job of the pool from inside a task |
 //! | [`ThreadPool::map`], [`ThreadPool::map_unordered`] | parallel map, ordered or as finished, chunked |
 //! | [`ThreadPool::broadcast`], [`BroadcastContext`] | run a closure once on every worker |
 //! | [`ThreadPool::install`] | run a closure inside the pool |
 //! | [`ThreadPool::shutdown`], [`ShutdownMode`] | stop: drain, or cancel what is pending |
+//! | [`ThreadPool::shutdown_nowait`] | stop without waiting (`shutdown(wait=False)`) |
 //! | [`current_thread_index`], [`current_num_threads`] | where am I? |
 //! | [`PoolError`] | the one error type |
 //! | [`iter`], [`iter::prelude`] | rayon's parallel iterators: `par_iter`, `map`, `sum`, `collect`, ... |
@@ -70,6 +75,8 @@
 //! | `for f in as_completed(futs)` | `weft_sync::as_completed(handles)` |
 //! | `ex.shutdown(wait=True)` | `pool.shutdown(ShutdownMode::Wait)` or drop the pool |
 //! | `ex.shutdown(cancel_futures=True)` | `pool.shutdown(ShutdownMode::CancelPending)` |
+//! | `ex.shutdown(wait=False)` | `pool.shutdown_nowait(ShutdownMode::Wait)` |
+//! | `BrokenThreadPool` (the initializer raised) | [`PoolError::Broken`] from every later `spawn` |
 //! | `threading.Thread(target=f).start()` | `weft_pool::spawn(f)` on the global pool |
 //! | *(none: fork/join)* | `join(a, b)`, `scope(\|s\| ..)` |
 //!
@@ -165,7 +172,7 @@ use weft_sync::TaskHandle;
 pub use broadcast::BroadcastContext;
 pub use error::PoolError;
 pub use pool::{MapUnordered, ShutdownMode, ThreadPool, ThreadPoolBuilder};
-pub use scope::Scope;
+pub use scope::{Scope, ScopeFifo};
 
 use registry::WorkerThread;
 
@@ -264,7 +271,97 @@ where
     };
     global()
         .spawn(f)
-        .expect("the global pool is never shut down")
+        .unwrap_or_else(|e| panic!("weft-pool: the global pool cannot take the task: {e}"))
+}
+
+/// [`spawn`] under rayon's name for a task queued first in, first out:
+/// weft's spawned tasks already are (each submitting thread's tasks start
+/// in the order it submitted them).
+///
+/// ```
+/// let h = weft_pool::spawn_fifo(|| 1 + 1);
+/// assert_eq!(h.join(), Ok(2));
+/// ```
+pub fn spawn_fifo<F, T>(f: F) -> TaskHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    spawn(f)
+}
+
+/// [`scope`] under rayon's name for a scope whose tasks are spawned with
+/// [`Scope::spawn_fifo`].
+///
+/// ```
+/// let sum = std::sync::atomic::AtomicU32::new(0);
+/// weft_pool::scope_fifo(|s| {
+///     for i in 1..=3 {
+///         let sum = &sum;
+///         s.spawn_fifo(move |_| { sum.fetch_add(i, std::sync::atomic::Ordering::Relaxed); });
+///     }
+/// });
+/// assert_eq!(sum.into_inner(), 6);
+/// ```
+pub fn scope_fifo<'scope, OP, R>(op: OP) -> R
+where
+    OP: FnOnce(&ScopeFifo<'scope>) -> R + Send,
+    R: Send,
+{
+    scope(op)
+}
+
+/// A scope whose body `op` runs on the calling thread while its tasks run
+/// on the current pool (the global pool outside any pool): rayon's
+/// `in_place_scope`. See [`ThreadPool::in_place_scope`].
+///
+/// ```
+/// let mut v = vec![1, 2, 3];
+/// weft_pool::in_place_scope(|s| {
+///     for x in &mut v {
+///         s.spawn(move |_| *x *= 10);
+///     }
+/// });
+/// assert_eq!(v, [10, 20, 30]);
+/// ```
+pub fn in_place_scope<'scope, OP, R>(op: OP) -> R
+where
+    OP: FnOnce(&Scope<'scope>) -> R,
+{
+    match WorkerThread::current() {
+        Some(w) => scope::scope_in_worker(w, op),
+        None => global().in_place_scope(op),
+    }
+}
+
+/// What [`yield_now`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Yield {
+    /// It ran one pending job of the pool.
+    Executed,
+    /// The pool had nothing pending: nothing ran.
+    Idle,
+}
+
+/// Runs one pending job of the current worker's pool, if there is one, and
+/// says which happened; `None` when the calling thread is not a worker
+/// (rayon's `yield_now`). The job may be any queued work of the pool
+/// (another task, a half of someone's `join`), so call it where running
+/// unrelated work is safe: not while holding a lock that work may take.
+///
+/// ```
+/// assert_eq!(weft_pool::yield_now(), None);
+/// let pool = weft_pool::ThreadPool::new(1)?;
+/// assert!(pool.install(weft_pool::yield_now).is_some());
+/// # Ok::<(), weft_pool::PoolError>(())
+/// ```
+pub fn yield_now() -> Option<Yield> {
+    let w = WorkerThread::current()?;
+    Some(if w.run_one_pending() {
+        Yield::Executed
+    } else {
+        Yield::Idle
+    })
 }
 
 /// The index of the current thread in its pool, or `None` outside any

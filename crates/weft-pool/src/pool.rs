@@ -10,7 +10,7 @@ use weft_sync::{TaskError, TaskHandle};
 use crate::broadcast::BroadcastContext;
 use crate::job::{SpawnJob, drop_quietly};
 use crate::registry::{self, Config, Hook, Registry, WorkerThread};
-use crate::scope::{Scope, scope_in_worker};
+use crate::scope::{Scope, ScopeFifo, scope_in_worker};
 use crate::{PoolError, map};
 
 /// How [`ThreadPool::shutdown`] treats work that has not started yet
@@ -203,7 +203,10 @@ impl ThreadPoolBuilder {
     pub fn build(self) -> Result<ThreadPool, PoolError> {
         let config = self.config()?;
         let registry = Registry::new(config)?;
-        Ok(ThreadPool { registry })
+        Ok(ThreadPool {
+            registry,
+            no_wait_on_drop: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// Starts the pool and makes it the global pool used by the free
@@ -241,6 +244,8 @@ impl ThreadPoolBuilder {
 /// ```
 pub struct ThreadPool {
     pub(crate) registry: Arc<Registry>,
+    /// Set by `shutdown_nowait`: dropping the pool does not join.
+    no_wait_on_drop: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -309,13 +314,52 @@ impl ThreadPool {
     ///
     /// # Errors
     ///
-    /// [`PoolError::ShutDown`] after [`shutdown`](Self::shutdown).
+    /// [`PoolError::ShutDown`] after [`shutdown`](Self::shutdown);
+    /// [`PoolError::Broken`] if a worker's start hook panicked (Python's
+    /// `BrokenThreadPool`).
     pub fn spawn<F, T>(&self, f: F) -> Result<TaskHandle<T>, PoolError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        if let Some(message) = self.registry.broken() {
+            return Err(PoolError::Broken {
+                message: message.to_owned(),
+            });
+        }
         spawn_on(&self.registry, f).map_err(|_| PoolError::ShutDown)
+    }
+
+    /// [`spawn`](Self::spawn) under rayon's name for a task queued in
+    /// first-in, first-out order: weft's spawned tasks already are (each
+    /// submitting thread's tasks start in the order it submitted them), so
+    /// this is the same call.
+    ///
+    /// ```
+    /// let pool = weft_pool::ThreadPool::new(1)?;
+    /// let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// let handles: Vec<_> = (0..5)
+    ///     .map(|i| {
+    ///         let order = order.clone();
+    ///         pool.spawn_fifo(move || order.lock().unwrap().push(i))
+    ///     })
+    ///     .collect::<Result<_, _>>()?;
+    /// for h in handles {
+    ///     h.join().unwrap();
+    /// }
+    /// assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+    /// # Ok::<(), weft_pool::PoolError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    pub fn spawn_fifo<F, T>(&self, f: F) -> Result<TaskHandle<T>, PoolError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn(f)
     }
 
     /// Runs `a` and `b`, potentially in parallel, and returns both results
@@ -366,6 +410,45 @@ impl ThreadPool {
                 None => crate::scope(op),
             }
         })
+    }
+
+    /// [`scope`](Self::scope) under rayon's name for a scope whose tasks
+    /// are spawned with [`Scope::spawn_fifo`] (first in, first out).
+    pub fn scope_fifo<'scope, OP, R>(&self, op: OP) -> R
+    where
+        OP: FnOnce(&ScopeFifo<'scope>) -> R + Send,
+        R: Send,
+    {
+        self.scope(op)
+    }
+
+    /// A scope whose body `op` runs right here, on the calling thread,
+    /// while its spawned tasks run on this pool (rayon's `in_place_scope`).
+    /// Unlike [`scope`](Self::scope), the body does not take a worker, so
+    /// it may block waiting for its own tasks even on a one-thread pool.
+    /// Returns once every task spawned in it has finished; the first panic
+    /// (of `op` or of a task) is resumed here. Called on one of this pool's
+    /// workers it is [`scope`](Self::scope).
+    ///
+    /// ```
+    /// let pool = weft_pool::ThreadPool::new(1)?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let got = pool.in_place_scope(|s| {
+    ///     s.spawn(move |_| tx.send(42).unwrap());
+    ///     // Blocks the calling thread, not the pool's only worker.
+    ///     rx.recv().unwrap()
+    /// });
+    /// assert_eq!(got, 42);
+    /// # Ok::<(), weft_pool::PoolError>(())
+    /// ```
+    pub fn in_place_scope<'scope, OP, R>(&self, op: OP) -> R
+    where
+        OP: FnOnce(&Scope<'scope>) -> R,
+    {
+        match WorkerThread::current() {
+            Some(w) if Arc::ptr_eq(w.registry(), &self.registry) => scope_in_worker(w, op),
+            _ => crate::scope::scope_in_place(&self.registry, op),
+        }
     }
 
     /// Runs `f` on a worker of this pool and returns its result; calls
@@ -445,8 +528,9 @@ impl ThreadPool {
     /// Applies `f` to every item in parallel and yields the results as their
     /// chunks finish (Python's `imap_unordered`). Each chunk of `chunk_size`
     /// items (0 picks a size) is one task; a panic in `f` is resumed by the
-    /// iterator when it reaches that chunk. After shutdown the work runs on
-    /// the calling thread.
+    /// iterator when it reaches that chunk. Dropping the iterator early
+    /// cancels the chunks that have not started. After shutdown the work
+    /// runs on the calling thread.
     ///
     /// ```
     /// let pool = weft_pool::ThreadPool::new(2)?;
@@ -470,6 +554,7 @@ impl ThreadPool {
         };
         let f = Arc::new(f);
         let (tx, rx) = mpsc::channel();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut pending = 0;
         let mut items = items.into_iter();
         loop {
@@ -478,8 +563,14 @@ impl ThreadPool {
                 break;
             }
             pending += 1;
-            let (f, tx) = (Arc::clone(&f), tx.clone());
+            let (f, tx, dropped) = (Arc::clone(&f), tx.clone(), Arc::clone(&dropped));
             let job = move || {
+                if dropped.load(Ordering::Acquire) {
+                    // The iterator was dropped before this chunk started:
+                    // nobody wants its results, so `f` is not run.
+                    drop_quietly(part);
+                    return;
+                }
                 let r = catch_unwind(AssertUnwindSafe(|| {
                     part.into_iter().map(|x| f(x)).collect()
                 }));
@@ -497,6 +588,7 @@ impl ThreadPool {
             rx,
             pending,
             buf: Vec::new().into_iter(),
+            dropped,
         }
     }
 
@@ -516,12 +608,18 @@ impl ThreadPool {
     ///
     /// # Errors
     ///
-    /// [`PoolError::ShutDown`] after [`shutdown`](Self::shutdown).
+    /// [`PoolError::ShutDown`] after [`shutdown`](Self::shutdown);
+    /// [`PoolError::Broken`] if a worker's start hook panicked.
     pub fn broadcast<F, R>(&self, f: F) -> Result<Vec<R>, PoolError>
     where
         F: Fn(BroadcastContext) -> R + Sync,
         R: Send,
     {
+        if let Some(message) = self.registry.broken() {
+            return Err(PoolError::Broken {
+                message: message.to_owned(),
+            });
+        }
         crate::broadcast::broadcast(&self.registry, f)
     }
 
@@ -555,10 +653,36 @@ impl ThreadPool {
         }
         self.registry.join_workers();
     }
+
+    /// Stops the pool without waiting (Python's `shutdown(wait=False)`):
+    /// no new work is accepted, as with [`shutdown`](Self::shutdown), and
+    /// this returns at once; the workers finish (or, with
+    /// [`ShutdownMode::CancelPending`], cancel) what is queued and exit on
+    /// their own. Dropping the pool afterwards does not wait for them
+    /// either; a later [`shutdown`](Self::shutdown) does.
+    ///
+    /// ```
+    /// use weft_pool::{ShutdownMode, ThreadPool};
+    /// let pool = ThreadPool::new(1)?;
+    /// let h = pool.spawn(|| std::thread::sleep(std::time::Duration::from_millis(50)))?;
+    /// pool.shutdown_nowait(ShutdownMode::Wait); // returns before the task ends
+    /// assert!(pool.spawn(|| ()).is_err());
+    /// assert_eq!(h.join(), Ok(())); // the queued work still runs
+    /// # Ok::<(), weft_pool::PoolError>(())
+    /// ```
+    pub fn shutdown_nowait(&self, mode: ShutdownMode) {
+        self.registry
+            .shutdown(matches!(mode, ShutdownMode::CancelPending));
+        self.no_wait_on_drop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
+        if self.no_wait_on_drop.load(Ordering::Relaxed) {
+            // `shutdown_nowait` closed it: the workers exit on their own.
+            return;
+        }
         self.shutdown(ShutdownMode::Wait);
     }
 }
@@ -593,10 +717,22 @@ fn auto_chunk(len: usize, threads: usize) -> usize {
 }
 
 /// The iterator returned by [`ThreadPool::map_unordered`].
+///
+/// Dropping it before the end cancels the chunks that have not started
+/// (their items are dropped without calling `f`); chunks already running
+/// finish, and their results are dropped on the worker.
 pub struct MapUnordered<R> {
     rx: mpsc::Receiver<std::thread::Result<Vec<R>>>,
     pending: usize,
     buf: std::vec::IntoIter<R>,
+    /// Set when the iterator is dropped: queued chunks skip their work.
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R> Drop for MapUnordered<R> {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Release);
+    }
 }
 
 impl<R> std::fmt::Debug for MapUnordered<R> {

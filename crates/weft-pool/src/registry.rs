@@ -114,6 +114,14 @@ pub(crate) struct Registry {
     joiner: Joiner,
     start_handler: Option<Hook>,
     exit_handler: Option<Hook>,
+    /// Set (once) when a start hook panicked: Python's broken pool. The
+    /// message says which worker and why.
+    broken: OnceLock<String>,
+    /// Workers whose start hook has returned (or panicked); `build` waits
+    /// for all of them when there is a start hook, so that a pool broken by
+    /// its hook says so from the first submit on.
+    started: parking_lot::Mutex<usize>,
+    started_cv: parking_lot::Condvar,
 }
 
 /// Configuration the builder hands to [`Registry::new`].
@@ -238,6 +246,9 @@ impl Registry {
             joiner: Joiner::new(n),
             start_handler: config.start_handler.take(),
             exit_handler: config.exit_handler.take(),
+            broken: OnceLock::new(),
+            started: parking_lot::Mutex::new(0),
+            started_cv: parking_lot::Condvar::new(),
         });
         for (index, deque) in deques.into_iter().enumerate() {
             if let Err(e) = registry.start_worker(&mut config, index, deque) {
@@ -246,7 +257,18 @@ impl Registry {
                 return Err(e);
             }
         }
+        if registry.start_handler.is_some() {
+            let mut started = registry.started.lock();
+            while *started < n {
+                registry.started_cv.wait(&mut started);
+            }
+        }
         Ok(registry)
+    }
+
+    /// Why the pool is broken (a start hook panicked), if it is.
+    pub(crate) fn broken(&self) -> Option<&str> {
+        self.broken.get().map(String::as_str)
     }
 
     /// Names, configures and starts worker `index`.
@@ -734,6 +756,22 @@ impl WorkerThread {
         steal_loop(|| self.registry.injector.steal())
     }
 
+    /// Runs one job any idle worker could take (as the main loop finds
+    /// them), if there is one: `yield_now`.
+    pub(crate) fn run_one_pending(&self) -> bool {
+        if let Some(job) = self.find_work() {
+            self.execute(job);
+            return true;
+        }
+        match self.registry.steal_spawn(self.index) {
+            Some(spawned) => {
+                spawned.run();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Runs a job popped from a queue.
     #[inline]
     pub(crate) fn execute(&self, job: JobRef) {
@@ -898,7 +936,16 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
     let _guard = CurrentGuard;
     let registry = Arc::clone(&worker.registry);
     if let Some(h) = &registry.start_handler {
-        run_hook(h, index);
+        if let Err(message) = run_hook(h, index) {
+            // Python's `BrokenThreadPool`: the pool refuses new work from
+            // now on (this worker still runs what it is given, so nothing
+            // already queued or waiting hangs).
+            let _ = registry.broken.set(format!(
+                "the start hook of worker {index} panicked: {message}"
+            ));
+        }
+        *registry.started.lock() += 1;
+        registry.started_cv.notify_all();
     }
     let mut idle = 0u32;
     // Counted as searching in `registry.sleep` (see the `sleep` module).
@@ -952,23 +999,25 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
         }
     }
     if let Some(h) = &registry.exit_handler {
-        run_hook(h, index);
+        let _ = run_hook(h, index);
     }
 }
 
 /// Runs a start or exit hook. A panic in it is reported on stderr and
-/// ignored: the worker goes on (a start hook) or exits as planned (an exit
-/// hook). Its payload is dropped here too, under `catch_unwind`, so not even
-/// a payload whose `Drop` panics can take the worker down.
-fn run_hook(h: &Hook, index: usize) {
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(index))) {
+/// returned as its message: the worker goes on (a start hook, which breaks
+/// the pool) or exits as planned (an exit hook). Its payload is dropped here
+/// too, under `catch_unwind`, so not even a payload whose `Drop` panics can
+/// take the worker down.
+fn run_hook(h: &Hook, index: usize) -> Result<(), String> {
+    catch_unwind(AssertUnwindSafe(|| h(index))).map_err(|p| {
+        let message = weft_sync::into_panic_message(p);
         // Not `eprintln!`, which panics if stderr cannot be written.
         let _ = writeln!(
             std::io::stderr(),
-            "weft-pool: a worker start/exit hook panicked (ignored): {}",
-            weft_sync::into_panic_message(p)
+            "weft-pool: a worker start/exit hook panicked: {message}"
         );
-    }
+        message
+    })
 }
 
 /// `join` on a worker of the pool: see the module documentation.

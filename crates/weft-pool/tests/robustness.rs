@@ -369,11 +369,13 @@ fn absurd_builder_values_are_errors() {
 
 // ---- user code that panics on a worker ----------------------------------
 
-/// A start hook that panics (even with a payload whose `Drop` panics) is
-/// reported and ignored: every worker goes on and runs tasks, and the pool
-/// shuts down normally, running the exit hooks.
+/// A start hook that panics (even with a payload whose `Drop` panics)
+/// breaks the pool, as Python's initializer does (`BrokenThreadPool`):
+/// every later `spawn` and `broadcast` says so, with the hook's message. The
+/// workers themselves survive (work already inside the pool, `install`,
+/// still runs) and the pool shuts down normally, running the exit hooks.
 #[test]
-fn a_panicking_start_hook_leaves_the_workers_working() {
+fn a_panicking_start_hook_breaks_the_pool_and_every_submit_says_so() {
     with_timeout(30, || {
         let exits = Arc::new(AtomicUsize::new(0));
         let e = exits.clone();
@@ -391,11 +393,34 @@ fn a_panicking_start_hook_leaves_the_workers_working() {
             })
             .build()
             .unwrap();
-        assert_eq!(pool.broadcast(|ctx| ctx.index()).unwrap(), [0, 1]);
-        assert_eq!(pool.spawn(|| 7).unwrap().join(), Ok(7));
+        for _ in 0..3 {
+            match pool.spawn(|| 7) {
+                Err(PoolError::Broken { message }) => {
+                    assert!(message.contains("start hook of worker"), "{message}");
+                }
+                other => panic!("expected Broken, got {:?}", other.map(|_| ())),
+            }
+        }
+        let err = pool.broadcast(|ctx| ctx.index()).unwrap_err();
+        assert!(matches!(err, PoolError::Broken { .. }));
+        assert!(err.to_string().contains("broken"), "{err}");
+        // The workers are alive: work inside the pool still runs.
+        assert_eq!(pool.install(|| weft_pool::join(|| 1, || 2)), (1, 2));
         pool.shutdown(ShutdownMode::Wait);
         assert_eq!(exits.load(Ordering::SeqCst), 2);
     });
+}
+
+/// A start hook that returns leaves the pool whole (the control case).
+#[test]
+fn a_start_hook_that_returns_leaves_the_pool_whole() {
+    let pool = ThreadPool::builder()
+        .num_threads(2)
+        .start_handler(|_| {})
+        .build()
+        .unwrap();
+    assert_eq!(pool.spawn(|| 7).unwrap().join(), Ok(7));
+    assert_eq!(pool.broadcast(|ctx| ctx.index()).unwrap(), [0, 1]);
 }
 
 /// The result of a task nobody waits for is dropped on the worker; a panic
