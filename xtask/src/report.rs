@@ -192,6 +192,20 @@ struct Goal {
 
 const GOALS: &[Goal] = &[
     Goal {
+        krate: "weft-cluster",
+        bench: "throughput_1k_tiny_tasks",
+        peer: Some("celery-5-redis"),
+        at_most: 0.1,
+        issue: 15,
+    },
+    Goal {
+        krate: "weft-cluster",
+        bench: "round_trip_tiny_task_p50",
+        peer: Some("celery-5-redis"),
+        at_most: 0.2,
+        issue: 15,
+    },
+    Goal {
         krate: "weft-pool",
         bench: "map_10m_u64_fresh_vec",
         peer: Some("rayon"),
@@ -428,6 +442,17 @@ count up to the machine's cores (its curves: `benchmarks/scaling.svg`).
 /// What a reader must know to read a crate's rows fairly (peers' policies,
 /// rows that are not races).
 const NOTES: &[(&str, &str)] = &[
+    (
+        "weft-cluster",
+        "One client and two workers on this machine: weft-cluster through a `nats-server \
+         -js` of the bench's own (file storage, every task and result stored and \
+         acknowledged), two worker processes of one local process each; Celery 5 with a \
+         Redis broker and result backend, one `celery worker -c 2` (prefork), its defaults \
+         otherwise (early acks, prefetch 4). `weft-process (local pool)` is the same task \
+         on a 2-process local pool: what going through NATS costs, not a peer. \
+         `throughput_1k_tiny_tasks` is one batch of 1,000 submits then joins (tasks/s = \
+         1e12 / ns); the `_p50`/`_p99` rows are percentiles of single round trips.",
+    ),
     (
         "weft-pool",
         "`*_join_no_cutoff` rows are the cost of a `join` with no user cutoff, not a race \
