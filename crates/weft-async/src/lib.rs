@@ -28,7 +28,7 @@
 //! | Network | [`net::TcpListener`], [`net::TcpStream`], [`net::UdpSocket`], [`net::UnixListener`], [`net::UnixStream`], [`net::UnixDatagram`] (the runtime's own reactor), [`net::lookup_host`] (host names resolved off the loop); `async-net` works too |
 //! | Processes and signals | [`process::Command`] ([`process::Child`] with async pipes), [`signal::Signals`], [`signal::ctrl_c`] (Unix; `async-process` and `async-signal`) |
 //! | Errors | [`RuntimeError`], [`TimedOut`], and `weft_sync::TaskError` for task outcomes |
-//! | Multi-threaded flavour | [`multi`]: [`multi::Runtime`] (N worker threads on `async-executor`), [`multi::spawn`], [`multi::Handle`], [`multi::TaskGroup`], the same combinators and timers, for `Send` futures |
+//! | Multi-threaded flavour | [`multi`]: [`multi::Runtime`] (N worker threads on `async-executor`), [`multi::spawn`], [`multi::Handle`], [`multi::TaskGroup`], [`multi::TaskSet`], [`multi::shield`], task-locals, the same combinators and timers, for `Send` futures |
 //!
 //! # Python -> weft
 //!

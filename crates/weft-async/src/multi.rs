@@ -17,6 +17,10 @@
 //! | [`spawn`](crate::spawn) -> [`Task`](crate::Task) | [`spawn`] -> [`Task`] (`Send + 'static` futures) |
 //! | [`Handle::spawn`](crate::Handle::spawn) -> `TaskHandle` | [`Handle::spawn`] -> `TaskHandle` |
 //! | [`TaskGroup`](crate::TaskGroup) (children polled in the awaiting task) | [`TaskGroup`] (children are tasks, run in parallel) |
+//! | [`TaskGroup::scope`](crate::TaskGroup::scope) (children may borrow) | the same `scope`, in [`block_on`](Runtime::block_on)'s future (its future is not `Send`, so not inside a [`spawn`]ed task; its children run concurrently on the `block_on` thread, not in parallel) |
+//! | [`TaskSet`](crate::TaskSet) | [`TaskSet`] (tasks in parallel, results as they finish) |
+//! | [`shield`](crate::shield) | [`shield`] |
+//! | [`task_local!`](crate::task_local), [`LocalKey::scope`] | the same (re-exported here): a scoped value follows its future from worker to worker |
 //! | [`gather!`](crate::gather), [`join_all`], [`select`], [`race`], [`as_completed`] | the same items (re-exported here) |
 //! | [`sleep`], [`interval`], [`timeout`], [`yield_now`] | the same items (re-exported here) |
 //! | [`net`](crate::net) sockets (the runtime's own reactor, `!Send`) | `async-net` or `async_io::Async` sockets (async-io's reactor) |
@@ -95,7 +99,7 @@ pub use crate::group::GroupError;
 pub use crate::time::{
     Interval, MissedTickBehavior, interval, sleep, sleep_until, timeout, timeout_at, yield_now,
 };
-pub use crate::{gather, try_gather};
+pub use crate::{LocalKey, TaskLocalFuture, gather, task_local, try_gather};
 
 /// The most worker threads a [`Builder`] accepts.
 pub const MAX_THREADS: usize = 1024;
@@ -1028,6 +1032,246 @@ impl<T, E> TaskGroup<T, E> {
                 .into_iter()
                 .map(|r| r.expect("TaskGroup: every child produced a value"))
                 .collect()),
+        }
+    }
+}
+
+/// A set of tasks whose results are taken in the order they finish
+/// (tokio's `JoinSet`; Python's `asyncio.wait(.., FIRST_COMPLETED)` in a
+/// loop), for the multi-threaded flavour: the single-threaded
+/// [`TaskSet`](crate::TaskSet)'s surface, over [`Task`]s that run in
+/// parallel on the workers.
+///
+/// The set may grow while results are taken; a failure stops nothing.
+/// Dropping the set cancels the tasks still in it;
+/// [`detach_all`](TaskSet::detach_all) lets them run on. It is `Send` when
+/// `T` is, so a task may own one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_async::multi::{self, TaskSet};
+/// use weft_sync::Event;
+/// multi::run(async {
+///     let mut set = TaskSet::new();
+///     let gate = Arc::new(Event::new());
+///     let g = gate.clone();
+///     set.spawn(async move { g.wait_async().await; "waited" });
+///     set.spawn(async { "at once" });
+///     assert_eq!(set.join_next().await, Some(Ok("at once"))); // finished first
+///     gate.set();
+///     assert_eq!(set.join_next().await, Some(Ok("waited")));
+///     assert_eq!(set.join_next().await, None); // empty
+/// });
+/// ```
+pub struct TaskSet<T> {
+    tasks: Children<Task<T>>,
+    /// The id given to the task in each slot of `tasks`.
+    ids: Vec<u64>,
+    next_id: u64,
+}
+
+impl<T> Default for TaskSet<T> {
+    fn default() -> Self {
+        TaskSet::new()
+    }
+}
+
+impl<T> fmt::Debug for TaskSet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSet").field("len", &self.len()).finish()
+    }
+}
+
+impl<T> TaskSet<T> {
+    /// An empty set.
+    pub fn new() -> Self {
+        TaskSet {
+            tasks: Children::dynamic(),
+            ids: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    /// Spawns `future` on the multi-threaded runtime running this code (as
+    /// [`spawn`]) and adds it to the set; returns its id in the set (0, 1,
+    /// 2, ... in the order added).
+    ///
+    /// # Panics
+    ///
+    /// Outside a multi-threaded runtime; [`try_spawn`](TaskSet::try_spawn)
+    /// says [`Error::NoRuntime`] instead.
+    pub fn spawn<F>(&mut self, future: F) -> u64
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.insert(spawn(future))
+    }
+
+    /// Like [`spawn`](TaskSet::spawn), or [`Error::NoRuntime`].
+    pub fn try_spawn<F>(&mut self, future: F) -> Result<u64, Error>
+    where
+        F: Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        Ok(self.insert(try_spawn(future)?))
+    }
+
+    /// Adds a task spawned elsewhere (for example with
+    /// [`Handle::spawn_task`]); returns its id in the set.
+    pub fn insert(&mut self, task: Task<T>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let slot = self.tasks.push(Box::pin(task));
+        if self.ids.len() <= slot {
+            self.ids.resize(slot + 1, 0);
+        }
+        self.ids[slot] = id;
+        id
+    }
+
+    /// How many tasks are in the set (finished ones stay until taken).
+    pub fn len(&self) -> usize {
+        self.tasks.left()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits for the next task to finish and takes its outcome out of the
+    /// set; `None` when the set is empty. Cancel-safe.
+    pub async fn join_next(&mut self) -> Option<Result<T, TaskError>> {
+        self.join_next_with_id().await.map(|(_, outcome)| outcome)
+    }
+
+    /// Like [`join_next`](TaskSet::join_next), with the task's id in the set.
+    pub async fn join_next_with_id(&mut self) -> Option<(u64, Result<T, TaskError>)> {
+        std::future::poll_fn(|cx| self.poll_join_next(cx)).await
+    }
+
+    /// Polls for the next finished task: `Ready(None)` when the set is empty.
+    pub fn poll_join_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<(u64, Result<T, TaskError>)>> {
+        if self.tasks.left() == 0 {
+            return Poll::Ready(None);
+        }
+        let mut out = None;
+        let ids = &self.ids;
+        let _ = self.tasks.poll_children(
+            cx,
+            |task, cx| task.poll(cx),
+            |slot, outcome| {
+                out = Some((ids[slot], outcome));
+                Next::Stop
+            },
+        );
+        match out {
+            Some(out) => Poll::Ready(Some(out)),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Cancels every task in the set (a task running on another worker
+    /// finishes the poll it is in) and empties it.
+    pub fn cancel_all(&mut self) {
+        drop(self.tasks.drain());
+    }
+
+    /// Cancels every task in the set and waits until their futures have
+    /// been dropped.
+    pub async fn shutdown(&mut self) {
+        for task in self.tasks.drain() {
+            let _ = Pin::into_inner(task).cancel().await;
+        }
+    }
+
+    /// Lets every task in the set run on in the background, and empties it.
+    pub fn detach_all(&mut self) {
+        for task in self.tasks.drain() {
+            Pin::into_inner(task).detach();
+        }
+    }
+}
+
+/// Protects `future` from cancellation (Python's `asyncio.shield`), on the
+/// multi-threaded flavour: it runs as a task of its own, and if the
+/// returned [`Shielded`] is dropped (its caller cancelled, a
+/// [`timeout`] ran out) the task runs on to completion instead of being
+/// cancelled with it. The runtime still cancels it if it is dropped first.
+///
+/// # Panics
+///
+/// Outside a multi-threaded runtime (as [`spawn`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use weft_async::multi::{self, shield, timeout};
+/// use weft_sync::Event;
+/// multi::run(async {
+///     let (go, saved) = (Arc::new(Event::new()), Arc::new(Event::new()));
+///     let (g, s) = (go.clone(), saved.clone());
+///     let write = shield(async move {
+///         g.wait_async().await;
+///         s.set(); // must not be cut short
+///     });
+///     assert!(timeout(Duration::from_millis(1), write).await.is_err()); // the caller gives up
+///     go.set();
+///     saved.wait_async().await; // the shielded work did not
+/// });
+/// ```
+pub fn shield<F>(future: F) -> Shielded<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    Shielded {
+        task: Some(spawn(future)),
+    }
+}
+
+/// The future of [`shield`]: the task's outcome; dropping it detaches the
+/// task instead of cancelling it.
+#[must_use = "futures do nothing unless awaited; the shielded task runs either way"]
+pub struct Shielded<T> {
+    task: Option<Task<T>>,
+}
+
+impl<T> fmt::Debug for Shielded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shielded")
+            .field(
+                "finished",
+                &self.task.as_ref().is_none_or(Task::is_finished),
+            )
+            .finish()
+    }
+}
+
+impl<T> Future for Shielded<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(task) = this.task.as_mut() else {
+            return Poll::Ready(Err(TaskError::Cancelled));
+        };
+        let out = Pin::new(task).poll(cx);
+        if out.is_ready() {
+            this.task = None;
+        }
+        out
+    }
+}
+
+impl<T> Drop for Shielded<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.detach();
         }
     }
 }

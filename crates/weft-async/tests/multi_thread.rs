@@ -713,3 +713,166 @@ fn many_runtimes_come_and_go() {
         assert_eq!(threads_named("mtchurn-"), 0);
     });
 }
+
+#[test]
+fn task_set_takes_results_in_completion_order_and_cancels_on_drop() {
+    within(|| {
+        let rt = mt(2);
+        rt.block_on(async {
+            let mut set = multi::TaskSet::new();
+            assert!(set.join_next().await.is_none());
+            // Results come in the order the tasks finish, not the spawn
+            // order: each task waits for its own go-ahead.
+            let gates: Vec<Arc<weft_sync::Event>> =
+                (0..3).map(|_| Arc::new(weft_sync::Event::new())).collect();
+            let ids: Vec<u64> = gates
+                .iter()
+                .enumerate()
+                .map(|(i, gate)| {
+                    let gate = gate.clone();
+                    set.spawn(async move {
+                        gate.wait_async().await;
+                        i * 100
+                    })
+                })
+                .collect();
+            assert_eq!(ids, [0, 1, 2]);
+            assert_eq!(set.len(), 3);
+            let mut order = Vec::new();
+            for i in [1, 2, 0] {
+                gates[i].set();
+                let (id, out) = set.join_next_with_id().await.unwrap();
+                order.push((id, out.unwrap()));
+            }
+            assert_eq!(order, [(1, 100), (2, 200), (0, 0)]);
+            assert!(set.join_next().await.is_none());
+            assert!(set.is_empty());
+            // A panic is one task's outcome; the set goes on.
+            set.spawn(async { panic!("one bad task") });
+            set.spawn(async { 7 });
+            let mut outcomes = [
+                set.join_next().await.unwrap(),
+                set.join_next().await.unwrap(),
+            ];
+            outcomes.sort_by_key(|o| o.is_ok());
+            assert!(outcomes[0].as_ref().unwrap_err().is_panic());
+            assert_eq!(outcomes[1], Ok(7));
+            // Dropping the set (in a task: it is Send) cancels what is left.
+            let dropped = Arc::new(AtomicBool::new(false));
+            struct SetOnDrop(Arc<AtomicBool>);
+            impl Drop for SetOnDrop {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+            let flag = SetOnDrop(dropped.clone());
+            let owner = multi::spawn(async move {
+                let mut set = multi::TaskSet::new();
+                set.spawn(async move {
+                    let _flag = flag;
+                    multi::sleep(Duration::from_secs(3600)).await;
+                });
+                set.shutdown().await;
+                set.len()
+            });
+            assert_eq!(owner.await, Ok(0));
+            assert!(
+                dropped.load(Ordering::SeqCst),
+                "shutdown did not drop the task"
+            );
+        });
+    });
+}
+
+#[test]
+fn shield_lets_the_work_finish_when_the_caller_gives_up() {
+    within(|| {
+        let rt = mt(2);
+        rt.block_on(async {
+            let go = Arc::new(weft_sync::Event::new());
+            let done = Arc::new(weft_sync::Event::new());
+            let (g, d) = (go.clone(), done.clone());
+            let work = multi::shield(async move {
+                g.wait_async().await;
+                d.set();
+                5
+            });
+            // The caller gives up while the work still waits for `go`.
+            assert!(
+                multi::timeout(Duration::from_millis(1), work)
+                    .await
+                    .is_err()
+            );
+            go.set();
+            // The work was not cancelled with its caller: it finishes.
+            multi::timeout(LIMIT, done.wait_async())
+                .await
+                .expect("the shielded work was cancelled");
+            // Awaited to the end, it gives the outcome.
+            assert_eq!(multi::shield(async { 9 }).await, Ok(9));
+        });
+    });
+}
+
+multi::task_local! {
+    static REQUEST: u64;
+}
+
+#[test]
+fn task_locals_follow_their_task_across_workers() {
+    within(|| {
+        let rt = mt(2);
+        let seen = rt.block_on(async {
+            let tasks: Vec<_> = (0..200u64)
+                .map(|i| {
+                    multi::spawn(REQUEST.scope(i, async move {
+                        let mut seen = Vec::new();
+                        for _ in 0..20 {
+                            // Each yield may resume on the other worker.
+                            multi::yield_now().await;
+                            seen.push(REQUEST.get());
+                        }
+                        (i, seen)
+                    }))
+                })
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.push(t.await.unwrap());
+            }
+            assert!(
+                REQUEST.try_get().is_err(),
+                "the value leaked out of its scope"
+            );
+            all
+        });
+        for (i, seen) in seen {
+            assert!(seen.iter().all(|&v| v == i), "task {i} saw {seen:?}");
+        }
+    });
+}
+
+#[test]
+fn scoped_task_group_runs_in_block_on() {
+    within(|| {
+        let rt = mt(2);
+        let out = rt.block_on(async {
+            let names = vec!["a".to_string(), "b".to_string()];
+            let names = &names; // borrowed by the children
+            weft_async::TaskGroup::<usize, String>::scope(|tg| async move {
+                for n in names {
+                    tg.spawn(async move {
+                        // Children can await the multi flavour's tasks.
+                        let len = n.len();
+                        multi::spawn(async move { len * 10 })
+                            .await
+                            .map_err(|e| e.to_string())
+                    });
+                }
+                "body"
+            })
+            .await
+        });
+        assert_eq!(out.unwrap(), ("body", vec![10, 10]));
+    });
+}
