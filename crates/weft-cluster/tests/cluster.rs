@@ -65,6 +65,14 @@ fn mark_and_kill_worker(path: String) -> u64 {
     0
 }
 
+/// Aborts its process on 13, returns anything else.
+fn abort_on_13(x: u64) -> u64 {
+    if x == 13 {
+        std::process::abort();
+    }
+    x
+}
+
 fn nap(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -83,6 +91,7 @@ weft_process::register!(
     mark_and_nap,
     mark_and_abort,
     mark_and_kill_worker,
+    abort_on_13,
     nap,
     boom
 );
@@ -348,6 +357,23 @@ fn a_poison_task_ends_as_worker_lost_after_the_delivery_limit() {
     );
     let count = std::fs::read_to_string(&runs).unwrap().lines().count();
     assert_eq!(count, 3, "run once per delivery, up to the limit");
+    // In a map chunk, the poison item fails alone once the chunk's
+    // deliveries are spent; its neighbours' results come back.
+    let out: Vec<_> = cluster.map_chunked(abort_on_13, 10..16u64, 6).collect();
+    for (x, item) in (10..16u64).zip(out) {
+        match item {
+            Ok(v) => assert_eq!(v, x),
+            Err(error) => {
+                assert_eq!(x, 13, "{error:?}");
+                assert_eq!(
+                    error,
+                    TaskError::WorkerLost {
+                        exit: WorkerExit::Signal(libc::SIGABRT)
+                    }
+                );
+            }
+        }
+    }
     // The workers are fine.
     assert_eq!(join(cluster.submit(double, 4)).unwrap(), 8);
 }
@@ -459,4 +485,23 @@ fn a_task_that_never_reaches_the_server_fails_after_the_publish_timeout() {
     let handle = cluster.submit(double, 2);
     drop(cluster);
     assert_eq!(join(handle), Err(TaskError::Abandoned));
+}
+
+#[test]
+fn a_stopped_worker_leaves_waiting_tasks_to_the_next_one() {
+    let nats = Nats::start();
+    let cluster = client(&nats);
+    // A worker in this very process, started and stopped through the API.
+    let worker = Worker::builder()
+        .url(nats.url())
+        .processes(1)
+        .start()
+        .expect("the worker starts");
+    assert_eq!(join(cluster.submit(double, 5)).unwrap(), 10);
+    worker.stop();
+    // No worker now: the task waits in the stream, it is not lost.
+    let handle = cluster.submit(whoami, 7);
+    assert!(!handle.wait_timeout(Duration::from_millis(1500)));
+    let next = WorkerProc::start(&nats.url(), &[]);
+    assert_eq!(join(handle).unwrap(), (7, next.pid));
 }

@@ -55,8 +55,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Where `nats-server` is: on the PATH, or in an sbin directory (where
+/// Debian puts daemons, often off a user's PATH).
+pub fn nats_server() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
 /// A running `nats-server -js` of this test's own.
 pub struct Nats {
+    program: PathBuf,
     child: Option<Child>,
     pub port: u16,
     store: TempDir,
@@ -64,16 +75,15 @@ pub struct Nats {
 
 impl Nats {
     pub fn start() -> Nats {
-        let found = std::env::var_os("PATH")
-            .map(|path| std::env::split_paths(&path).any(|dir| dir.join("nats-server").is_file()))
-            .unwrap_or(false);
+        let found = nats_server();
         assert!(
-            found,
+            found.is_some(),
             "nats-server is not on the PATH: weft-cluster's tests run against a real NATS \
              server (JetStream). Install it: `apt-get install nats-server` (Debian/Ubuntu), \
              or put the binary from https://github.com/nats-io/nats-server/releases on the PATH"
         );
         let mut nats = Nats {
+            program: found.unwrap(),
             child: None,
             port: free_port(),
             store: TempDir::new("nats"),
@@ -92,7 +102,7 @@ impl Nats {
             .append(true)
             .open(self.store.path().join("server.log"))
             .expect("server log");
-        let child = Command::new("nats-server")
+        let child = Command::new(&self.program)
             .args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
