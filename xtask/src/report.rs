@@ -192,6 +192,104 @@ struct Goal {
 
 const GOALS: &[Goal] = &[
     Goal {
+        krate: "weft-sync",
+        bench: "mutex_critical_section_100ns_2_threads",
+        peer: Some("parking_lot"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "mutex_critical_section_100ns_4_threads",
+        peer: Some("parking_lot"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "mutex_critical_section_100ns_4_threads_wait_p99",
+        peer: Some("parking_lot"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "mutex_critical_section_100ns_4_threads_wait_p999",
+        peer: Some("parking_lot"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "rlock_critical_section_100ns_2_threads",
+        peer: Some("parking_lot"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "rlock_critical_section_100ns_4_threads",
+        peer: Some("parking_lot"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "queue_mpmc_4p_4c_bounded_1024",
+        peer: Some("async-channel"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "async_mutex_uncontended",
+        peer: Some("async-lock"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "async_mutex_contended_4_tasks",
+        peer: Some("async-lock"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "async_mutex_held_across_yield_4_tasks",
+        peer: Some("async-lock"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "event_ping_pong_round_trip",
+        peer: Some("parking_lot (Condvar)"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "event_wake_parked_p50",
+        peer: Some("parking_lot (Condvar)"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "condition_ping_pong_round_trip",
+        peer: Some("parking_lot (Condvar)"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
+        krate: "weft-sync",
+        bench: "condition_wake_parked_p50",
+        peer: Some("parking_lot (Condvar)"),
+        at_most: 1.0,
+        issue: 16,
+    },
+    Goal {
         krate: "weft-cluster",
         bench: "throughput_1k_tiny_tasks",
         peer: Some("celery-5-redis"),
@@ -475,7 +573,42 @@ const NOTES: &[(&str, &str)] = &[
          `async-lock`, whose `Semaphore` has weft's policy (a free permit goes to whoever \
          takes it first, \"barging\"; waiters are woken in order). `tokio (fair FIFO \
          policy)` hands a released permit to the oldest waiter: that row compares \
-         policies, not implementations.",
+         policies, not implementations; so do the `tokio (fair FIFO policy)` rows of \
+         `async_mutex_contended_4_tasks` and `async_mutex_held_across_yield_4_tasks` \
+         (async-lock's `Mutex` barges as weft's does, with eventual fairness: a lock \
+         starved for 0.5 ms is handed over). The async mutex rows run 4 tasks on a \
+         multi-threaded tokio runtime with a worker per core (the uncontended row on \
+         `futures_lite::block_on`); the second yields to the runtime with the lock \
+         held.\n\n\
+         `*_critical_section_100ns_*`: N threads take the lock back to back and do ~100 ns \
+         of dependent arithmetic on one shared cache line inside it (one never-inlined \
+         function for every lock; the reentrant rows put a `RefCell` in both locks, as \
+         their docs do). The row is the time per acquisition, all threads together. \
+         `*_wait_p50`/`_p99`/`_p999` are percentiles of each acquisition's wait (from \
+         just before `lock` to the first instruction inside; median over 11 runs of 100k \
+         acquisitions per thread, the locks taking turns). All three locks let a running \
+         thread take a free lock ahead of parked ones, so most acquisitions are the \
+         holder relocking at once: p50 and usually p99 are the two clock reads (~30-40 \
+         ns), and the waits of threads that queued show in p99.9. parking_lot adds \
+         eventual fairness (a fair hand-over when a waiter has waited 0.5 ms); weft and \
+         std have none.\n\n\
+         `queue_mpmc_4p_4c_bounded_1024`: 4 producers and 4 consumers, blocking put/get; \
+         `async-channel` (through `send_blocking`/`recv_blocking`) is built on the same \
+         concurrent-queue and event-listener as weft's `Queue`. std's `sync_channel` has \
+         one receiver: its consumers share it behind a `Mutex`, as the Rust book's \
+         thread pool does, and the row is named so.\n\n\
+         `event_*` and `condition_*`: weft's `Event` (`wait` then `clear`, Python's \
+         idiom) and `Condition` over a weft `Mutex<bool>` (notifying after the guard \
+         drops, as its docs do) against parking_lot's and std's `Condvar` with a \
+         `Mutex<bool>` (notifying with the guard held, as their docs do; parking_lot \
+         requeues the waiter onto the mutex for it). `*_ping_pong_round_trip`: two \
+         threads hand a flag back and forth. `*_wake_parked_p50`/`_p99`: the notifier \
+         waits 200 µs (the waiter is parked, past any spinning), reads the clock and \
+         notifies; the row is the time until the waiter runs (median over 7 runs of 400 \
+         wake-ups). The peers' `wake_parked` rows come from the same runs under both \
+         names. No peer shares the primitive under weft's `Event` and `Condition` \
+         (event-listener, whose blocking waiters park through the `parking` crate); \
+         their goals are set against parking_lot, the crate weft-sync is built on.",
     ),
     (
         "weft-async",

@@ -42,7 +42,11 @@
 //!   `async_mutex_held_across_yield_4_tasks` (4 tasks on a multi-threaded
 //!   tokio runtime with a worker per core; the second yields to the
 //!   runtime with the lock held): weft's `lock_async` against
-//!   `tokio::sync::Mutex` and `async_lock::Mutex`.
+//!   `tokio::sync::Mutex` and `async_lock::Mutex`. weft's lock lets any
+//!   caller take a free lock (barging), as async-lock's does (which adds
+//!   eventual fairness: a waiter starved for 0.5 ms gets the lock handed
+//!   over); tokio's hands the lock to the oldest waiter, so its contended
+//!   rows are named `tokio (fair FIFO policy)`: they compare policies.
 //! - `event_ping_pong_round_trip` / `condition_ping_pong_round_trip`: two
 //!   threads hand a flag back and forth (weft `Event`: `wait` then `clear`;
 //!   weft `Condition` over a weft `Mutex<bool>`, notifying after the guard
@@ -882,7 +886,7 @@ fn async_mutex(c: &mut Criterion) {
                 async_contended::<weft_sync::Mutex<u64>>(&rt, iters, across_yield)
             })
         });
-        g.bench_function("tokio", |b| {
+        g.bench_function("tokio (fair FIFO policy)", |b| {
             b.iter_custom(|iters| {
                 async_contended::<tokio::sync::Mutex<u64>>(&rt, iters, across_yield)
             })
