@@ -157,19 +157,55 @@ impl<'c, T> Reducer<CollectResult<'c, T>> for CollectReducer {
 }
 
 /// Collects an iterator of unknown length: a `Vec` per piece, the pieces
-/// linked in order, then appended into one.
+/// linked in order, then moved into one `Vec`, the pieces in parallel
+/// (rayon appends them one after the other on the calling thread).
 pub(super) fn collect_pieces<I, T>(pi: I) -> Vec<T>
 where
     I: ParallelIterator<Item = T>,
     T: Send,
 {
-    let list = pi.drive(ListVecConsumer(PhantomData));
-    let total = list.iter().map(Vec::len).sum();
-    let mut out = Vec::with_capacity(total);
-    for mut v in list {
-        out.append(&mut v);
+    let mut list = pi.drive(ListVecConsumer(PhantomData));
+    if list.len() <= 1 {
+        // One piece (or none) is already the answer: no copy.
+        return list.pop_front().unwrap_or_default();
     }
+    let mut pieces: Vec<Vec<T>> = list.into_iter().collect();
+    let total = pieces.iter().map(Vec::len).sum();
+    let mut out: Vec<T> = Vec::with_capacity(total);
+    let dest = &mut out.spare_capacity_mut()[..total];
+    super::plumbing::in_worker(|| move_pieces(&mut pieces, dest));
+    // SAFETY: `move_pieces` moved every item of every piece (`total` in
+    // all) into `dest`, the first `total` slots of `out`, each slot once,
+    // and emptied the pieces (so they do not drop those items again).
+    unsafe { out.set_len(total) };
     out
+}
+
+/// Moves the items of `pieces`, in order, into `dest` (exactly as long as
+/// all of them together), splitting the pieces in halves with `join`; leaves
+/// every piece empty.
+fn move_pieces<T: Send>(pieces: &mut [Vec<T>], dest: &mut [std::mem::MaybeUninit<T>]) {
+    if let [piece] = pieces {
+        debug_assert_eq!(piece.len(), dest.len());
+        // SAFETY: `dest` has room for exactly `piece.len()` items and does
+        // not overlap the piece's buffer; after the bitwise copy the items
+        // belong to `dest`, so the piece forgets them (length 0) and only
+        // frees its buffer when dropped. Moving runs no user code, so
+        // nothing can panic between the copy and `set_len`.
+        unsafe {
+            ptr::copy_nonoverlapping(piece.as_ptr(), dest.as_mut_ptr().cast::<T>(), piece.len());
+            piece.set_len(0);
+        }
+        return;
+    }
+    if pieces.is_empty() {
+        return;
+    }
+    let mid = pieces.len() / 2;
+    let (left, right) = pieces.split_at_mut(mid);
+    let at = left.iter().map(Vec::len).sum();
+    let (dl, dr) = dest.split_at_mut(at);
+    crate::join(|| move_pieces(left, dl), || move_pieces(right, dr));
 }
 
 struct ListVecConsumer<T>(PhantomData<fn() -> T>);
