@@ -273,6 +273,34 @@ mod tests {
         assert!(ticks.get() >= 5, "the timer ticked {} times", ticks.get());
     }
 
+    /// A resolver that knows no name (as for `no-such-host.invalid`,
+    /// without asking a DNS server that may be slow or absent).
+    fn failing_lookup(_host: &str, _port: u16) -> io::Result<Vec<SocketAddr>> {
+        Err(io::Error::other("failed to lookup address information"))
+    }
+
+    fn empty_lookup(_host: &str, _port: u16) -> io::Result<Vec<SocketAddr>> {
+        Ok(Vec::new())
+    }
+
+    #[test]
+    fn a_name_that_does_not_resolve_is_named_in_the_error() {
+        crate::run(async {
+            let err = resolve_with("no-such-host.invalid:80", failing_lookup)
+                .await
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("no-such-host.invalid") && msg.contains("port 80"),
+                "{msg}"
+            );
+            let err = resolve_with(("empty.example", 1), empty_lookup)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        });
+    }
+
     #[test]
     fn literals_resolve_at_once_and_bad_strings_are_clear_errors() {
         crate::run(async {
