@@ -505,3 +505,45 @@ fn a_stopped_worker_leaves_waiting_tasks_to_the_next_one() {
     let next = WorkerProc::start(&nats.url(), &[]);
     assert_eq!(join(handle).unwrap(), (7, next.pid));
 }
+
+#[test]
+fn credentials_are_presented_and_wrong_ones_are_a_clear_error() {
+    let nats = Nats::start_with(&["--user", "weft", "--pass", "s3cret"]);
+    let error = Cluster::builder()
+        .url(nats.url())
+        .user_and_password("weft", "wrong")
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, ClusterError::Connect { .. }), "{error:?}");
+    let error = Cluster::builder()
+        .url(nats.url())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, ClusterError::Connect { .. }), "{error:?}");
+    let cluster = Cluster::builder()
+        .url(nats.url())
+        .user_and_password("weft", "s3cret")
+        .build()
+        .expect("the right password is accepted");
+    let worker = Worker::builder()
+        .url(nats.url())
+        .user_and_password("weft", "s3cret")
+        .processes(1)
+        .start()
+        .expect("the worker's password is accepted");
+    assert_eq!(join(cluster.submit(double, 21)).unwrap(), 42);
+    worker.stop();
+
+    let nats = Nats::start_with(&["--auth", "t0ken"]);
+    assert!(
+        Cluster::builder()
+            .url(nats.url())
+            .token("nope")
+            .build()
+            .is_err()
+    );
+    let cluster = Cluster::builder().url(nats.url()).token("t0ken").build();
+    assert!(cluster.is_ok(), "{cluster:?}");
+}

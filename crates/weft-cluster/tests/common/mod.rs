@@ -68,6 +68,7 @@ pub fn nats_server() -> Option<PathBuf> {
 /// A running `nats-server -js` of this test's own.
 pub struct Nats {
     program: PathBuf,
+    extra: Vec<String>,
     child: Option<Child>,
     pub port: u16,
     store: TempDir,
@@ -75,6 +76,12 @@ pub struct Nats {
 
 impl Nats {
     pub fn start() -> Nats {
+        Nats::start_with(&[])
+    }
+
+    /// A server started with these extra command-line arguments
+    /// (`--user`, `--pass`, `--auth`...).
+    pub fn start_with(extra: &[&str]) -> Nats {
         let found = nats_server();
         assert!(
             found.is_some(),
@@ -84,6 +91,7 @@ impl Nats {
         );
         let mut nats = Nats {
             program: found.unwrap(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             port: free_port(),
             store: TempDir::new("nats"),
@@ -107,6 +115,7 @@ impl Nats {
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(self.store.path().join("js"))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
