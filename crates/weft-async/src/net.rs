@@ -32,7 +32,8 @@
 //! the tasks of this runtime). It registers with the runtime that first
 //! polls it; if that runtime ends, the next runtime on the thread that polls
 //! it takes it over. `bind`, `connect` and `from_std` work anywhere, but
-//! reads, writes, `accept` and `peek` need [`run`](crate::run) on the
+//! the operations that wait (reads, writes, `accept`, `send`, `recv`,
+//! `peek`) need [`run`](crate::run) on the
 //! current thread: polled elsewhere they fail with an error that says so
 //! (inside another executor's `block_on` within a task they would wait for
 //! events that only weft's loop collects). To hand a socket to another

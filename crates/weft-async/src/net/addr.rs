@@ -7,7 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 /// What an address argument turns into: addresses at once, or a host name to
 /// look up.
 pub enum Lookup {
-    /// Resolved without a lookup (a socket address or an IP literal).
+    /// One address, known without a lookup (no allocation).
+    One(SocketAddr),
+    /// Resolved without a lookup (a list, or a string that is not an
+    /// address).
     Ready(io::Result<Vec<SocketAddr>>),
     /// A host name and a port, for the system resolver.
     Name(String, u16),
@@ -42,8 +45,8 @@ pub trait ToSocketAddrs: sealed::Sealed {}
 
 impl<T: sealed::Sealed> ToSocketAddrs for T {}
 
-fn ready(addrs: impl IntoIterator<Item = SocketAddr>) -> Lookup {
-    Lookup::Ready(Ok(addrs.into_iter().collect()))
+fn ready([addr]: [SocketAddr; 1]) -> Lookup {
+    Lookup::One(addr)
 }
 
 impl sealed::Sealed for SocketAddr {
@@ -90,7 +93,7 @@ impl sealed::Sealed for (Ipv6Addr, u16) {
 
 impl sealed::Sealed for &[SocketAddr] {
     fn lookup(self) -> Lookup {
-        ready(self.iter().copied())
+        Lookup::Ready(Ok(self.to_vec()))
     }
 }
 
@@ -191,12 +194,34 @@ pub(crate) async fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAd
     resolve_with(addr, system_lookup).await
 }
 
+/// The first address `addr` resolves to; one known at once costs no
+/// allocation (a datagram's `send_to` calls this every time).
+pub(crate) async fn resolve_first(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    match sealed::Sealed::lookup(addr) {
+        Lookup::One(addr) => Ok(addr),
+        other => {
+            let addrs = match other {
+                Lookup::Ready(addrs) => addrs?,
+                Lookup::Name(host, port) => resolve((host.as_str(), port)).await?,
+                Lookup::One(_) => unreachable!("handled above"),
+            };
+            addrs.first().copied().ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "weft-async: the address resolved to no socket address",
+                )
+            })
+        }
+    }
+}
+
 /// [`resolve`], with the lookup function given (tests give a slow one).
 pub(crate) async fn resolve_with(
     addr: impl ToSocketAddrs,
     lookup: fn(&str, u16) -> io::Result<Vec<SocketAddr>>,
 ) -> io::Result<Vec<SocketAddr>> {
     let addrs = match sealed::Sealed::lookup(addr) {
+        Lookup::One(addr) => return Ok(vec![addr]),
         Lookup::Ready(addrs) => addrs?,
         Lookup::Name(host, port) => {
             blocking::unblock(move || {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::task::{Context, Poll};
 
+use super::addr::resolve_first;
 use super::{ToSocketAddrs, each_addr, resolve};
 use crate::reactor::{READ, Source, WRITE};
 
@@ -98,8 +99,7 @@ impl UdpSocket {
     /// Sends `buf` as one datagram to `addr` (the first address it
     /// resolves to); returns how many bytes were sent.
     pub async fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
-        let addrs = resolve(addr).await?;
-        let target = addrs[0];
+        let target = resolve_first(addr).await?;
         std::future::poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
     }
 
