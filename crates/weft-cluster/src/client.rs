@@ -472,6 +472,31 @@ impl Cluster {
         handle
     }
 
+    /// Runs `f(arg)` on a worker and waits for the result (Python's
+    /// `pool.apply`, Celery's `f.delay(x).get()`): [`submit`](Self::submit)
+    /// then `join`.
+    ///
+    /// ```no_run
+    /// fn inc(x: u32) -> u32 {
+    ///     x + 1
+    /// }
+    /// weft_process::register!(inc);
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cluster = weft_cluster::Cluster::builder().build()?;
+    /// assert_eq!(cluster.apply(inc, 41)?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, TaskError>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit(f, arg).join()
+    }
+
     /// Runs `f` on every item across the workers and yields the results in
     /// the items' order (Python's `pool.map`). Items travel in chunks (one
     /// task each), chosen automatically; see

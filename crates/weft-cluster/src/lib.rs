@@ -13,7 +13,7 @@
 //! # Map of the crate
 //!
 //! - [`Cluster`] (built with [`Cluster::builder`] → [`ClusterBuilder`]):
-//!   `submit`, `submit_with_timeout`, `map`/`map_chunked`,
+//!   `submit`, `submit_with_timeout`, `apply`, `map`/`map_chunked`,
 //!   `map_unordered`/`map_unordered_chunked` → [`MapResults`].
 //! - [`Worker`] (built with [`Worker::builder`] → [`WorkerBuilder`]):
 //!   `run()` in a worker binary, or `start()` → `stop()`.
@@ -28,6 +28,7 @@
 //! | `@app.task def f(x): ...` | `fn f(x: A) -> R { ... }` + `weft_process::register!(f);` |
 //! | `Celery(broker="redis://…")` | `Cluster::builder().url("nats://…").build()?` |
 //! | `f.delay(x)` / `f.apply_async((x,))` | `cluster.submit(f, x)` → [`TaskHandle`] |
+//! | `f.delay(x).get()` | `cluster.apply(f, x)` |
 //! | `apply_async(time_limit=t)` | `cluster.submit_with_timeout(f, x, t)` |
 //! | `result.get(timeout=t)` | `handle.join()` / `handle.join_timeout(t)` / `handle.await` |
 //! | `group(f.s(x) for x in xs)()` / `chunks` | `cluster.map(f, xs)` / `map_chunked(f, xs, n)` |

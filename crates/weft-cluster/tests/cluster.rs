@@ -215,6 +215,7 @@ fn a_panicking_task_fails_alone_and_the_handle_is_awaitable() {
     assert!(matches!(&error, TaskError::Panicked { message } if message.contains("unlucky")));
     let handle = cluster.submit(double, 21);
     assert_eq!(futures_lite_block_on(handle).unwrap(), 42);
+    assert_eq!(cluster.apply(double, 50), Ok(100));
 }
 
 /// Polls a future to completion on this thread (the handle is a `Future`).
