@@ -548,3 +548,53 @@ fn credentials_are_presented_and_wrong_ones_are_a_clear_error() {
     let cluster = Cluster::builder().url(nats.url()).token("t0ken").build();
     assert!(cluster.is_ok(), "{cluster:?}");
 }
+
+/// `tests/tls/`: a CA (its key discarded) and a server certificate for
+/// 127.0.0.1 / localhost it signed, valid until 2126: test material only.
+fn tls_file(name: &str) -> String {
+    format!("{}/tests/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn tls_with_a_private_ca_and_refusals_without_it() {
+    let nats = Nats::start_with(&[
+        "--tls",
+        "--tlscert",
+        &tls_file("server.pem"),
+        "--tlskey",
+        &tls_file("server-key.pem"),
+    ]);
+    let tls_url = format!("tls://127.0.0.1:{}", nats.port);
+    // The server's certificate is not signed by a public CA: refused.
+    let error = Cluster::builder()
+        .url(&tls_url)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, ClusterError::Connect { .. }), "{error:?}");
+    // Trusting the test CA: a whole task round trip over TLS.
+    let cluster = Cluster::builder()
+        .url(&tls_url)
+        .root_certificate(tls_file("ca.pem"))
+        .build()
+        .expect("TLS with the test CA");
+    let worker = Worker::builder()
+        .url(nats.url())
+        .require_tls(true)
+        .root_certificate(tls_file("ca.pem"))
+        .processes(1)
+        .start()
+        .expect("the worker connects over TLS");
+    assert_eq!(join(cluster.submit(double, 8)).unwrap(), 16);
+    worker.stop();
+
+    // require_tls against a server without TLS: refused.
+    let plain = Nats::start();
+    let error = Cluster::builder()
+        .url(plain.url())
+        .require_tls(true)
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_err();
+    assert!(matches!(error, ClusterError::Connect { .. }), "{error:?}");
+}
