@@ -71,6 +71,67 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// Starts `mariadbd` under a watchdog shell: once the shell's stdin closes
+/// (the [`MariaDb`] is dropped, or this process dies) it kills the server
+/// and removes `dir` (only a server it killed: one that exited by itself
+/// leaves its files, and its log, for the error message).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call, every argument a path or flag"
+)]
+fn launch(
+    mariadbd: &Path,
+    dir: &Path,
+    data: &Path,
+    socket: &Path,
+    log: &Path,
+    init: &Path,
+    port: u16,
+    root: bool,
+) -> Result<(Child, ChildStdin), String> {
+    let mut args: Vec<String> = vec![
+        "--no-defaults".into(),
+        format!("--datadir={}", data.display()),
+        format!("--socket={}", socket.display()),
+        format!("--port={port}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--pid-file={}", dir.join("mariadbd.pid").display()),
+        format!("--log-error={}", log.display()),
+        format!("--init-file={}", init.display()),
+        "--skip-name-resolve".into(),
+        "--innodb-buffer-pool-size=16M".into(),
+        "--max-connections=50".into(),
+    ];
+    if root {
+        // mariadbd refuses to run as root unless told to.
+        args.push("--user=root".into());
+    }
+    // (A background job's stdin is /dev/null, hence the copy on fd 3.)
+    let script = r#"server="$1"; dir="$2"; shift 2
+exec 3<&0
+"$server" "$@" 3<&- &
+pid=$!
+( read _ <&3
+  if kill -9 "$pid" 2>/dev/null; then
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -rf "$dir"
+  fi ) &
+wait "$pid""#;
+    let mut watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg("weft-mariadb")
+        .arg(mariadbd)
+        .arg(dir)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", mariadbd.display()))?;
+    let stdin = watchdog.stdin.take().expect("stdin was piped");
+    Ok((watchdog, stdin))
+}
+
 #[allow(dead_code, reason = "the example and the test use different parts")]
 impl MariaDb {
     /// Makes a data directory, starts `mariadbd` on it and waits until it
@@ -123,7 +184,7 @@ impl MariaDb {
             &init,
             format!(
                 "CREATE DATABASE IF NOT EXISTS weft;\n\
-                 CREATE USER 'weft'@'%' IDENTIFIED BY '{password}';\n\
+                 CREATE USER IF NOT EXISTS 'weft'@'%' IDENTIFIED BY '{password}';\n\
                  GRANT ALL PRIVILEGES ON weft.* TO 'weft'@'%';\n"
             ),
         )
@@ -131,86 +192,60 @@ impl MariaDb {
 
         // 3. The server, on a free port. Between releasing the probe and
         //    the server binding, another program could take the port: the
-        //    start then fails with the log saying so, and a retry works.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
+        //    server then exits saying so, and the next attempt takes
+        //    another port.
         let socket = dir.join("mysqld.sock");
         let log = dir.join("error.log");
-        let mut args: Vec<String> = vec![
-            "--no-defaults".into(),
-            format!("--datadir={}", data.display()),
-            format!("--socket={}", socket.display()),
-            format!("--port={port}"),
-            "--bind-address=127.0.0.1".into(),
-            format!("--pid-file={}", dir.join("mariadbd.pid").display()),
-            format!("--log-error={}", log.display()),
-            format!("--init-file={}", init.display()),
-            "--skip-name-resolve".into(),
-            "--innodb-buffer-pool-size=16M".into(),
-            "--max-connections=50".into(),
-        ];
-        if root {
-            // mariadbd refuses to run as root unless told to.
-            args.push("--user=root".into());
-        }
-        // The watchdog: runs the server, and once its stdin closes (we
-        // drop our end, or this process dies) kills it and removes its
-        // files.
-        // (A background job's stdin is /dev/null, hence the copy on fd 3.)
-        let script = r#"server="$1"; dir="$2"; shift 2
-exec 3<&0
-"$server" "$@" 3<&- &
-pid=$!
-( read _ <&3; kill -9 "$pid" 2>/dev/null
-  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done; rm -rf "$dir" ) &
-wait "$pid""#;
-        let mut watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg("weft-mariadb")
-            .arg(&mariadbd)
-            .arg(&dir)
-            .args(&args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", mariadbd.display()))?;
-        let stdin = watchdog.stdin.take();
-        let server = MariaDb {
-            watchdog,
-            stdin,
-            dir,
-            port,
-            socket,
-            user: "weft".into(),
-            password,
-            database: "weft".into(),
-        };
-
-        // 4. Ready when the port accepts connections (the init file has
-        //    run by then).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut server = server;
+        let mut attempt = 0;
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(server);
+            attempt += 1;
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("no free port: {e}"))?
+                .port();
+            let (watchdog, stdin) =
+                launch(&mariadbd, &dir, &data, &socket, &log, &init, port, root)?;
+            let mut server = MariaDb {
+                watchdog,
+                stdin: Some(stdin),
+                dir: dir.clone(),
+                port,
+                socket: socket.clone(),
+                user: "weft".into(),
+                password: password.clone(),
+                database: "weft".into(),
+            };
+            // 4. Ready when our own socket accepts connections (nobody
+            //    else can listen there) and so does the port; the init
+            //    file has run by then.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let exited = loop {
+                if std::os::unix::net::UnixStream::connect(&socket).is_ok()
+                    && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                {
+                    return Ok(server);
+                }
+                if let Ok(Some(status)) = server.watchdog.try_wait() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "mariadbd did not accept connections within 60 s; its log:\n{}",
+                        tail(&log)
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let log_text = tail(&log);
+            if attempt < 3 && log_text.contains("Address already in use") {
+                // Keep the files for the next attempt: the watchdog
+                // removes them only when it kills a live server.
+                server.dir = PathBuf::new();
+                continue;
             }
-            if let Ok(Some(status)) = server.watchdog.try_wait() {
-                return Err(format!(
-                    "mariadbd exited during start-up ({status}); its log:\n{}",
-                    tail(&log)
-                ));
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "mariadbd did not accept connections within 60 s; its log:\n{}",
-                    tail(&log)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            return Err(format!(
+                "mariadbd exited during start-up ({exited}); its log:\n{log_text}"
+            ));
         }
     }
 
