@@ -756,6 +756,13 @@ impl WorkerThread {
         steal_loop(|| self.registry.injector.steal())
     }
 
+    /// Whether an idle worker has asked this one for work and not been
+    /// given any yet (the share request `join` answers).
+    #[inline]
+    pub(crate) fn share_requested(&self) -> bool {
+        self.share.load(Ordering::Relaxed)
+    }
+
     /// Runs one job any idle worker could take (as the main loop finds
     /// them), if there is one: `yield_now`.
     pub(crate) fn run_one_pending(&self) -> bool {

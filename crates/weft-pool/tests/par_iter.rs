@@ -1,7 +1,8 @@
 //! The parallel iterators against their sequential results, on empty,
 //! one-item and large inputs; panics inside closures; running inside a
 //! custom pool; `Vec` by value and `collect` dropping what they own exactly
-//! once (these run under Miri: `cargo xtask miri weft-pool`).
+//! once. Miri (`cargo xtask miri weft-pool`) runs the tests that go through
+//! the unsafe paths (`collect`, `Vec` by value), with small inputs.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -106,6 +107,10 @@ fn enumerate_zip_chunks_with_min_len() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn with_min_len_bounds_the_pieces() {
     let pool = pool(2);
     let n: usize = if cfg!(miri) { 64 } else { 10_000 };
@@ -127,6 +132,10 @@ fn with_min_len_bounds_the_pieces() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn sum_product_reduce_fold_count() {
     for &n in SIZES {
         let v = input(n);
@@ -179,6 +188,10 @@ fn sum_product_reduce_fold_count() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn min_max_and_by_key_match_std_on_ties() {
     for &n in SIZES {
         // Keyed records with many equal keys: which of equal ones comes
@@ -206,6 +219,10 @@ fn min_max_and_by_key_match_std_on_ties() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn any_all_find() {
     for &n in SIZES {
         let v = input(n);
@@ -254,6 +271,10 @@ impl<'a, I: ParallelIterator<Item = &'a u64>> PositionFirst for I {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn find_first_returns_the_first_of_many_matches() {
     let n: usize = if cfg!(miri) { 64 } else { 200_000 };
     let pool = pool(2);
@@ -266,6 +287,10 @@ fn find_first_returns_the_first_of_many_matches() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn for_each_and_par_iter_mut_visit_every_item_once() {
     for &n in SIZES {
         let mut v = input(n);
@@ -303,6 +328,10 @@ fn cloned_copied_into_par_iter_of_vec() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn runs_inside_install_on_a_custom_pool() {
     let pool = pool(3);
     let workers = std::sync::Mutex::new(std::collections::HashSet::new());
@@ -324,6 +353,10 @@ fn runs_inside_install_on_a_custom_pool() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn runs_from_outside_any_pool_on_the_global_pool() {
     let on_worker = (0..10u32)
         .into_par_iter()
@@ -516,6 +549,10 @@ fn chunks_of_zero_panics() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
 fn randomized_pipelines_match_sequential() {
     // A hand-rolled property test: random lengths, pool sizes and
     // thresholds.

@@ -249,7 +249,55 @@ where
         );
         reducer.reduce(l, r)
     } else {
-        producer.fold_with(consumer.into_folder()).complete()
+        fold_lazily(len, splitter, min, producer, consumer)
+    }
+}
+
+/// How many pieces a leaf is folded in: between two, the leaf looks
+/// whether an idle worker is asking for work.
+const LEAF_CHUNKS: usize = 8;
+
+/// Folds a leaf (a piece the split budget does not split) in
+/// [`LEAF_CHUNKS`] chunks, in order. After each chunk, if an idle worker
+/// has asked this one for work (weft's share request), the rest of the leaf
+/// is split again with a fresh budget, as if stolen: a leaf that turns out
+/// to hold most of the work (a heavy stretch of Mandelbrot rows) is not
+/// left to one worker while the others wait. Asked by nobody, a leaf costs
+/// a few more consumer splits than one fold.
+fn fold_lazily<P, C>(
+    len: usize,
+    splitter: Splitter,
+    min: usize,
+    producer: P,
+    consumer: C,
+) -> C::Result
+where
+    P: Producer,
+    C: Consumer<P::Item>,
+{
+    let chunk = (len / LEAF_CHUNKS).max(min);
+    let (mut len, mut producer, mut consumer) = (len, producer, consumer);
+    let mut done: Option<(C::Result, C::Reducer)> = None;
+    let result = loop {
+        if len <= chunk || consumer.full() {
+            break producer.fold_with(consumer.into_folder()).complete();
+        }
+        if len / 2 >= min && WorkerThread::current().is_some_and(WorkerThread::share_requested) {
+            break helper(len, true, splitter, min, producer, consumer);
+        }
+        let (head, rest) = producer.split_at(chunk);
+        let (head_c, rest_c, reducer) = consumer.split_at(chunk);
+        let r = head.fold_with(head_c.into_folder()).complete();
+        // Fold this chunk's result into those before it (in order).
+        done = Some(match done {
+            None => (r, reducer),
+            Some((acc, prev)) => (prev.reduce(acc, r), reducer),
+        });
+        (len, producer, consumer) = (len - chunk, rest, rest_c);
+    };
+    match done {
+        None => result,
+        Some((acc, reducer)) => reducer.reduce(acc, result),
     }
 }
 
