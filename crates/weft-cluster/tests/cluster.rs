@@ -266,15 +266,15 @@ fn a_task_past_its_timeout_fails_and_the_worker_goes_on() {
 #[test]
 fn a_long_task_keeps_its_claim_alive_and_runs_once() {
     let nats = Nats::start();
-    // ack_wait 1 s; the task runs 3.5 s: only progress acks keep it from
-    // being redelivered to the second worker.
-    let _a = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1000")]);
-    let _b = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1000")]);
+    // ack_wait 1.5 s (a progress ack every 0.5 s); the task runs 4.5 s:
+    // only the progress acks keep it from being redelivered.
+    let _a = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1500")]);
+    let _b = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1500")]);
     let cluster = client(&nats);
     let dir = TempDir::new("claim");
     let runs = dir.file("runs");
-    join(cluster.submit(mark_and_nap, (runs.clone(), 3500))).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    join(cluster.submit(mark_and_nap, (runs.clone(), 4500))).unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
     let lines = std::fs::read_to_string(&runs).unwrap().lines().count();
     assert_eq!(lines, 1, "the task ran {lines} times");
 }
@@ -282,7 +282,7 @@ fn a_long_task_keeps_its_claim_alive_and_runs_once() {
 #[test]
 fn sigkill_of_a_worker_mid_task_and_the_task_completes_elsewhere() {
     let nats = Nats::start();
-    let mut first = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1000")]);
+    let mut first = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1500")]);
     let cluster = client(&nats);
     let dir = TempDir::new("sigkill");
     let runs = dir.file("runs");
@@ -293,7 +293,7 @@ fn sigkill_of_a_worker_mid_task_and_the_task_completes_elsewhere() {
         "the task never started"
     );
     first.kill();
-    let second = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1000")]);
+    let second = WorkerProc::start(&nats.url(), &[("ACK_WAIT_MS", "1500")]);
     let ran_on = join(handle).expect("the task completes on the second worker");
     assert_eq!(ran_on, second.pid);
     let runs: Vec<u32> = std::fs::read_to_string(&runs)
