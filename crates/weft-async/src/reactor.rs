@@ -622,6 +622,7 @@ pub(crate) use stub::Reactor;
 pub(crate) fn outside_runtime() -> std::io::Error {
     std::io::Error::other(
         "weft-async: a weft_async::net socket was used outside weft_async::run; \
-         it is driven by the runtime of the thread that polls it",
+         it is driven by the runtime of the thread that polls it (on \
+         weft_async::multi, use async-net's sockets instead)",
     )
 }

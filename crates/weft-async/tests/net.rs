@@ -208,6 +208,17 @@ fn a_socket_used_outside_run_fails_clearly() {
         err.to_string().contains("outside weft_async::run"),
         "unexpected error: {err}"
     );
+    // On the multi-threaded flavour too, and the error says what to use.
+    let rt = weft_async::multi::Runtime::builder()
+        .threads(1)
+        .build()
+        .unwrap();
+    let udp = UdpSocket::from_std(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    let err = rt.block_on(udp.recv(&mut buf)).unwrap_err();
+    assert!(
+        err.to_string().contains("async-net"),
+        "unexpected error: {err}"
+    );
     // Nothing was lost: inside a runtime the same socket works.
     let (mut server, _) = listener.accept().unwrap();
     server.write_all(b"x").unwrap();
