@@ -22,7 +22,11 @@
 //! the pool has workers (each split halves the budget) and, when a half is
 //! stolen by an idle worker, the thief's budget is reset to that number
 //! again. Work that is balanced splits only a few times; work that is not
-//! keeps splitting where workers go hungry. Nobody tunes a chunk size;
+//! keeps splitting where workers go hungry. Where rayon then folds a leaf
+//! in one go, weft folds it in eight chunks and, between two, looks at the
+//! pool's share request (raised by idle workers, answered by `join`): if a
+//! worker is hungry, the rest of the leaf is split again, so one heavy leaf
+//! does not keep the others waiting. Nobody tunes a chunk size;
 //! [`IndexedParallelIterator::with_min_len`] may still bound it from below.
 //!
 //! [`ParallelIterator`]: super::ParallelIterator
