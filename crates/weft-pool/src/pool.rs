@@ -108,9 +108,24 @@ impl ThreadPoolBuilder {
     }
 
     /// Runs `f(index)` on each worker thread when it starts (Python's
-    /// `initializer`). A panic in it is reported on stderr and ignored: the
-    /// worker goes on and runs tasks as if the hook had returned (unlike
-    /// Python, which marks the pool broken).
+    /// `initializer`); [`build`](Self::build) returns once every worker
+    /// has run it (so a hook must not wait for something done after
+    /// `build`). A panic in it breaks the pool, as in Python
+    /// (`BrokenThreadPool`): it is reported on stderr, and every later
+    /// [`spawn`](ThreadPool::spawn) and [`broadcast`](ThreadPool::broadcast)
+    /// returns [`PoolError::Broken`] with its message. The workers stay
+    /// alive, so work already inside the pool (and `install`, `join`,
+    /// `scope`) still runs, and the pool shuts down normally.
+    ///
+    /// ```
+    /// let pool = weft_pool::ThreadPool::builder()
+    ///     .num_threads(1)
+    ///     .start_handler(|_| panic!("no database"))
+    ///     .build()?;
+    /// let err = pool.spawn(|| ()).unwrap_err();
+    /// assert!(err.to_string().contains("no database"));
+    /// # Ok::<(), weft_pool::PoolError>(())
+    /// ```
     pub fn start_handler(mut self, f: impl Fn(usize) + Send + Sync + 'static) -> Self {
         self.start_handler = Some(Arc::new(f));
         self
