@@ -85,7 +85,31 @@ fn boom(x: u64) -> u64 {
     x
 }
 
+/// A result whose `Deserialize` panics on 666 (in the client, which
+/// decodes it).
+#[derive(Debug, PartialEq)]
+struct Touchy(u64);
+
+impl serde::Serialize for Touchy {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Touchy, D::Error> {
+        let value = <u64 as serde::Deserialize>::deserialize(d)?;
+        assert!(value != 666, "Touchy will not be 666");
+        Ok(Touchy(value))
+    }
+}
+
+fn touchy(x: u64) -> Touchy {
+    Touchy(x)
+}
+
 weft_process::register!(
+    touchy,
     double,
     whoami,
     mark_and_nap,
@@ -597,4 +621,27 @@ fn tls_with_a_private_ca_and_refusals_without_it() {
         .build()
         .unwrap_err();
     assert!(matches!(error, ClusterError::Connect { .. }), "{error:?}");
+}
+
+#[test]
+fn user_code_that_panics_in_the_client_fails_only_its_own_task() {
+    let nats = Nats::start();
+    let _worker = WorkerProc::start(&nats.url(), &[]);
+    let cluster = client(&nats);
+    // The result's Deserialize panics in the client's receiving thread.
+    let error = join(cluster.submit(touchy, 666)).unwrap_err();
+    assert!(
+        matches!(&error, TaskError::Serialization { message } if message.contains("666")),
+        "{error:?}"
+    );
+    // A done-callback that panics there too (added while the task naps).
+    let handle = cluster.submit(nap, 500);
+    handle.add_done_callback(|_| panic!("a callback that panics"));
+    assert!(handle.wait_timeout(LONG));
+    // The client still receives results.
+    assert_eq!(join(cluster.submit(touchy, 7)).unwrap(), Touchy(7));
+    let items: Vec<_> = cluster.map_chunked(touchy, [1, 666, 3], 3).collect();
+    assert_eq!(items[0], Ok(Touchy(1)));
+    assert!(matches!(items[1], Err(TaskError::Serialization { .. })));
+    assert_eq!(items[2], Ok(Touchy(3)));
 }
