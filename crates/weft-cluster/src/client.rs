@@ -362,7 +362,9 @@ async fn results_loop(inner: Arc<Inner>, mut consumer: consumer::PullConsumer, i
 ///
 /// Dropping the client fails its unfinished handles with
 /// [`TaskError::Abandoned`] (their tasks may still run) and deletes its
-/// result consumer.
+/// result consumer. [`TaskHandle::cancel`] gives the handle
+/// [`TaskError::Cancelled`] at once, but a task already in the stream
+/// cannot be recalled: a worker may still run it (its result is dropped).
 pub struct Cluster {
     inner: Arc<Inner>,
     runtime: Option<tokio::runtime::Runtime>,
