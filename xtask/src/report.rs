@@ -517,8 +517,8 @@ in the same process. Every time is the **median** of the samples with the **95%
 confidence interval of that median** in brackets (criterion's
 `median.confidence_interval`; the Python peers and the percentile rows compute the
 same from their own runs). Times are per iteration of the workload, except rows
-named `*_per_task` / `*_per_handle` (time per task or handle) and `*_p50` / `*_p99`
-(percentiles of single measurements; `timers_lateness_p99`: the median over runs of
+named `*_per_task` / `*_per_handle` (time per task or handle) and `*_p50` / `*_p99` /
+`*_p999` (percentiles of single measurements; `timers_lateness_p99`: the median over runs of
 each run's 99th-percentile lateness).
 
 The ratio is weft's time divided by the peer's, so **below 1.00 means weft is
