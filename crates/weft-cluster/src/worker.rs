@@ -135,7 +135,7 @@ impl WorkerBuilder {
             settings: self.settings,
             names,
             js,
-            _client: client,
+            client,
             pool,
             fingerprint: self
                 .fingerprint
@@ -153,6 +153,7 @@ impl WorkerBuilder {
             self.prefetch
         };
         let serving = runtime.spawn(serve(state.clone(), consumer, prefetch));
+        runtime.spawn(watch_max_deliveries(state.clone()));
         Ok(Worker {
             state,
             serving: Some(serving),
@@ -220,7 +221,7 @@ struct State {
     settings: Settings,
     names: Names,
     js: jetstream::Context,
-    _client: async_nats::Client,
+    client: async_nats::Client,
     pool: ProcessPool,
     fingerprint: u64,
     limit: i64,
@@ -276,6 +277,55 @@ async fn serve(state: Arc<State>, mut consumer: consumer::PullConsumer, prefetch
     }
     // Let the tasks in hand finish.
     let _ = room.acquire_many(prefetch as u32).await;
+}
+
+/// The backstop of the delivery limit: when the server gives up on a task
+/// (its last delivery was not acknowledged either, say its worker died
+/// too), it says so on an advisory subject; every worker listens, reads the
+/// task from the stream, reports it lost to its client (the message id and
+/// the client drop copies) and deletes it.
+async fn watch_max_deliveries(state: Arc<State>) {
+    #[derive(serde::Deserialize)]
+    struct Advisory {
+        stream_seq: u64,
+        deliveries: u64,
+    }
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.{}",
+        state.names.tasks_stream, state.names.workers_consumer
+    );
+    let Ok(mut advisories) = state.client.subscribe(subject).await else {
+        return;
+    };
+    while let Some(advisory) = advisories.next().await {
+        let Ok(advisory) = serde_json::from_slice::<Advisory>(&advisory.payload) else {
+            continue;
+        };
+        let Ok(stream) = state.js.get_stream(&state.names.tasks_stream).await else {
+            continue;
+        };
+        // Gone already: acknowledged by a late worker, or another
+        // worker's backstop came first.
+        let Ok(stored) = stream.get_raw_message(advisory.stream_seq).await else {
+            continue;
+        };
+        let Ok(task) = decode::<TaskMsg>(&stored.payload) else {
+            continue;
+        };
+        if task.reply.starts_with(&state.names.results_prefix) {
+            let lost = WireError::Lost(format!(
+                "the task was delivered {} times and every worker that held it died or went \
+                 silent before reporting a result (the delivery limit, max_deliver; reported \
+                 from the server's max-deliveries advisory)",
+                advisory.deliveries
+            ));
+            let outcomes = task.args.iter().map(|_| Err(lost.clone())).collect();
+            if !publish_result(&state, &task, outcomes).await {
+                continue;
+            }
+        }
+        let _ = stream.delete_message(advisory.stream_seq).await;
+    }
 }
 
 /// Runs one delivered task and reports it, or hands it back.
@@ -380,6 +430,23 @@ async fn report(
     task: &TaskMsg,
     outcomes: Vec<Result<Vec<u8>, WireError>>,
 ) {
+    if publish_result(state, task, outcomes).await {
+        let _ = message.ack().await;
+    } else {
+        // The result could not be stored: leave the task to be run again.
+        let _ = message
+            .ack_with(AckKind::Nak(Some(state.retry_delay)))
+            .await;
+    }
+}
+
+/// Stores a task's result in the results stream (retried for a while);
+/// `false` if it could not be.
+async fn publish_result(
+    state: &Arc<State>,
+    task: &TaskMsg,
+    outcomes: Vec<Result<Vec<u8>, WireError>>,
+) -> bool {
     let result = ResultMsg {
         id: task.id,
         outcomes,
@@ -388,10 +455,7 @@ async fn report(
         Ok(payload) => payload,
         Err(error) => {
             eprintln!("weft-cluster worker: could not encode a result: {error}");
-            let _ = message
-                .ack_with(AckKind::Nak(Some(state.retry_delay)))
-                .await;
-            return;
+            return false;
         }
     };
     let message_id = format!("{}-{}", task.reply, task.id);
@@ -409,22 +473,13 @@ async fn report(
                 .await?
                 .await
         };
-        match attempt.await {
-            Ok(_) => {
-                let _ = message.ack().await;
-                return;
-            }
-            Err(_) => {
-                let _ = message.ack_with(AckKind::Progress).await;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(500));
-            }
+        if attempt.await.is_ok() {
+            return true;
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
     }
-    // The result could not be stored: leave the task to be run again.
-    let _ = message
-        .ack_with(AckKind::Nak(Some(state.retry_delay)))
-        .await;
+    false
 }
 
 fn hostname() -> String {

@@ -645,3 +645,53 @@ fn user_code_that_panics_in_the_client_fails_only_its_own_task() {
     assert!(matches!(items[1], Err(TaskError::Serialization { .. })));
     assert_eq!(items[2], Ok(Touchy(3)));
 }
+
+#[test]
+fn a_task_the_server_gives_up_on_is_reported_lost_from_the_advisory() {
+    let nats = Nats::start();
+    let cluster = client(&nats); // creates the streams
+    // The workers' consumer made beforehand (by an admin tool, say) with a
+    // single delivery: no reporting delivery follows a lost one, so only
+    // the server's max-deliveries advisory tells the workers.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream("WEFT").await.unwrap();
+        stream
+            .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("workers".to_string()),
+                filter_subject: "weft.tasks".to_string(),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_millis(700),
+                max_deliver: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+    let settings = [("PROCESSES", "1")];
+    let mut workers: Vec<_> = (0..2)
+        .map(|_| WorkerProc::start(&nats.url(), &settings))
+        .collect();
+    let dir = TempDir::new("advisory");
+    let runs = dir.file("runs");
+    let error = join(cluster.submit(mark_and_kill_worker, runs.clone())).unwrap_err();
+    match &error {
+        TaskError::WorkerLost {
+            exit: WorkerExit::Unknown(text),
+        } => assert!(text.contains("advisory"), "{text}"),
+        other => panic!("expected WorkerLost from the advisory, got {other:?}"),
+    }
+    let killed = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(killed, 1, "delivered once");
+    assert_eq!(
+        workers
+            .iter_mut()
+            .filter_map(|w| w.has_exited().then_some(()))
+            .count(),
+        1
+    );
+    // The task is gone from the stream: the survivor serves the next one.
+    assert_eq!(join(cluster.submit(double, 2)).unwrap(), 4);
+}
