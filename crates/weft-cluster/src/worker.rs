@@ -406,19 +406,22 @@ async fn run_args(
                 .submit_encoded(&task.function, arg.clone(), timeout)
         })
         .collect();
-    let beat = {
-        let message = message.clone();
-        let every = state.heartbeat;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let _ = message.ack_with(AckKind::Progress).await;
-            }
-        })
-    };
+    let beat = heartbeat(state, message);
     let outcomes = futures_util::future::join_all(handles).await;
     beat.abort();
     outcomes
+}
+
+/// Confirms the claim on a task every third of `ack_wait` until aborted.
+fn heartbeat(state: &Arc<State>, message: &Arc<jetstream::Message>) -> tokio::task::JoinHandle<()> {
+    let message = message.clone();
+    let every = state.heartbeat;
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let _ = message.ack_with(AckKind::Progress).await;
+        }
+    })
 }
 
 /// Publishes the task's result and acknowledges the task, in that order:
@@ -426,11 +429,16 @@ async fn run_args(
 /// the client drops the second result.
 async fn report(
     state: &Arc<State>,
-    message: &jetstream::Message,
+    message: &Arc<jetstream::Message>,
     task: &TaskMsg,
     outcomes: Vec<Result<Vec<u8>, WireError>>,
 ) {
-    if publish_result(state, task, outcomes).await {
+    // Keep the claim while the result is being stored (through a server
+    // restart, say).
+    let beat = heartbeat(state, message);
+    let stored = publish_result(state, task, outcomes).await;
+    beat.abort();
+    if stored {
         let _ = message.ack().await;
     } else {
         // The result could not be stored: leave the task to be run again.
