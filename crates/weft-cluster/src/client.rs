@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use weft_process::{Function, decode, encode};
 use weft_sync::{TaskError, TaskHandle, WorkerExit};
 
-use crate::connect::{Settings, unique_id};
+use crate::connect::{Settings, block_on, unique_id};
 use crate::error::ClusterError;
 use crate::options::connection_options;
 use crate::wire::{Names, ResultMsg, TaskMsg, WIRE_VERSION};
@@ -94,11 +94,17 @@ impl ClusterBuilder {
         let settings = self.settings.clone();
         let client_id = unique_id();
         let idle = self.idle_timeout;
-        let (client, js, names, consumer) = runtime.block_on(async {
+        let id = client_id.clone();
+        let (client, js, names, consumer) = block_on(&runtime, async move {
             let (client, js) = settings.connect().await?;
             let names = settings.ensure_streams(&js).await?;
-            let consumer = results_consumer(&settings, &js, &names, &client_id, idle).await?;
+            let consumer = results_consumer(&settings, &js, &names, &id, idle).await?;
             Ok::<_, ClusterError>((client, js, names, consumer))
+        })
+        .unwrap_or_else(|| {
+            Err(ClusterError::Runtime(std::io::Error::other(
+                "the runtime stopped",
+            )))
         })?;
         let (publish_tx, publish_rx) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -689,19 +695,17 @@ impl Drop for Cluster {
             let _ = catch_unwind(AssertUnwindSafe(|| deliver(Err(TaskError::Abandoned))));
         }
         if let Some(runtime) = self.runtime.take() {
-            if tokio::runtime::Handle::try_current().is_err() {
-                let inner = self.inner.clone();
-                runtime.block_on(async move {
-                    let name = format!("client-{}", inner.client_id);
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        inner
-                            .js
-                            .delete_consumer_from_stream(name, &inner.names.results_stream),
-                    )
-                    .await;
-                });
-            }
+            let inner = self.inner.clone();
+            block_on(&runtime, async move {
+                let name = format!("client-{}", inner.client_id);
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    inner
+                        .js
+                        .delete_consumer_from_stream(name, &inner.names.results_stream),
+                )
+                .await;
+            });
             runtime.shutdown_background();
         }
     }

@@ -175,6 +175,22 @@ impl Settings {
     }
 }
 
+/// Runs `future` on `runtime` and blocks this thread until it is done.
+/// Unlike `Runtime::block_on`, this works from inside another async
+/// runtime too (a user's `#[tokio::main]`): the future runs on our own
+/// runtime's thread, this thread only waits.
+pub(crate) fn block_on<T, F>(runtime: &tokio::runtime::Runtime, future: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime.spawn(async move {
+        let _ = tx.send(future.await);
+    });
+    rx.recv().ok()
+}
+
 /// A process-unique, hard-to-guess id (for a client's result subject).
 pub(crate) fn unique_id() -> String {
     use std::hash::{BuildHasher, Hasher};

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use weft_process::{ProcessPool, decode, encode};
 use weft_sync::{TaskError, TaskHandle};
 
-use crate::connect::Settings;
+use crate::connect::{Settings, block_on};
 use crate::error::ClusterError;
 use crate::options::connection_options;
 use crate::wire::{Names, ResultMsg, TaskMsg, WIRE_VERSION, WireError};
@@ -119,12 +119,17 @@ impl WorkerBuilder {
         let pool = pool.build()?;
         let runtime = self.settings.runtime()?;
         let settings = self.settings.clone();
-        let (js, names, consumer, client) = runtime.block_on(async {
+        let (ack_wait, max_deliver) = (self.ack_wait, self.max_deliver);
+        let (js, names, consumer, client) = block_on(&runtime, async move {
             let (client, js) = settings.connect().await?;
             let names = settings.ensure_streams(&js).await?;
-            let consumer =
-                workers_consumer(&settings, &js, &names, self.ack_wait, self.max_deliver).await?;
+            let consumer = workers_consumer(&settings, &js, &names, ack_wait, max_deliver).await?;
             Ok::<_, ClusterError>((js, names, consumer, client))
+        })
+        .unwrap_or_else(|| {
+            Err(ClusterError::Runtime(std::io::Error::other(
+                "the runtime stopped",
+            )))
         })?;
         let info = consumer.cached_info();
         // The consumer delivers each task once more than the limit: that
@@ -556,7 +561,7 @@ impl Worker {
     /// another handle, i.e. never for a plain worker binary).
     pub fn wait(mut self) {
         if let (Some(serving), Some(runtime)) = (self.serving.take(), self.runtime.as_ref()) {
-            let _ = runtime.block_on(serving);
+            let _ = block_on(runtime, serving);
         }
     }
 
@@ -566,7 +571,7 @@ impl Worker {
         self.state.stopping.store(true, Ordering::Relaxed);
         self.state.stop.notify_waiters();
         if let (Some(serving), Some(runtime)) = (self.serving.take(), self.runtime.as_ref()) {
-            let _ = runtime.block_on(serving);
+            let _ = block_on(runtime, serving);
         }
     }
 }

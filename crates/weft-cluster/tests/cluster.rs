@@ -695,3 +695,22 @@ fn a_task_the_server_gives_up_on_is_reported_lost_from_the_advisory() {
     // The task is gone from the stream: the survivor serves the next one.
     assert_eq!(join(cluster.submit(double, 2)).unwrap(), 4);
 }
+
+#[test]
+fn clients_and_workers_are_usable_from_inside_a_tokio_runtime() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        // Building, submitting, awaiting and dropping inside another
+        // runtime: no "runtime within a runtime" panic.
+        let worker = Worker::builder().url(&url).processes(1).start().unwrap();
+        let cluster = Cluster::builder().url(&url).build().unwrap();
+        let answer = tokio::time::timeout(LONG, cluster.submit(double, 21))
+            .await
+            .expect("the handle is awaitable in tokio");
+        assert_eq!(answer, Ok(42));
+        drop(cluster);
+        worker.stop();
+    });
+}
