@@ -1,14 +1,18 @@
 //! [`Condition`]: Python's `threading.Condition`, over a weft [`Mutex`] or
 //! [`RLock`](crate::RLock).
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-
-use event_listener::{Event, IntoNotification, Listener};
 
 use crate::mutex::{Mutex, MutexGuard};
 use crate::rlock::RLockGuard;
-use crate::waker::deadline_after;
+use crate::shim::{AtomicUsize, Ordering};
+use crate::waker::{ThreadWaker, deadline_after};
 
 /// A condition variable: threads and tasks wait on it, holding a
 /// [`Mutex`]'s guard, until another notifies them (Python's
@@ -21,9 +25,33 @@ use crate::waker::deadline_after;
 ///
 /// Waiting releases the lock and takes it again before returning. As with
 /// every condition variable, wake-ups may be spurious: wait in a loop, or
-/// use [`wait_for`](Condition::wait_for) with a predicate. `notify(n)` wakes
-/// exactly `n` of the waiters present at that moment (fewer if fewer wait),
-/// never a waiter that starts waiting afterwards.
+/// use [`wait_for`](Condition::wait_for) with a predicate.
+///
+/// # Order and counting
+///
+/// Threads and tasks wait in one first-in, first-out queue (CPython's
+/// `Condition` keeps one deque of waiters too): a waiter joins it before
+/// its wait releases the lock, and `notify(n)` takes the `n` oldest
+/// waiters present at that moment off it (fewer if fewer wait), whichever
+/// kind they are, never a waiter that starts waiting afterwards;
+/// `notify_all` takes all of them. Each notification is counted once:
+///
+/// - A timed wait whose time runs out just as it is notified returns
+///   `true` if the notification took it off the queue first (the
+///   notification is its own), and `false` only if it left the queue
+///   first, in which case the notification goes to the next waiter.
+///   (CPython can return `False` from a wait whose notification it
+///   consumed; weft never does.)
+/// - A task whose [`wait_async`](Condition::wait_async) future is dropped
+///   before it was notified leaves the queue; one dropped after it was
+///   notified, before it returned, passes the notification to the oldest
+///   waiter then present.
+///
+/// A waiting thread spins and yields briefly (a few microseconds) before
+/// it parks, so a notification that comes at once costs no system call;
+/// notifying with nobody waiting takes no lock. Threads are woken after
+/// the queue's lock is released, so a woken thread never waits for its
+/// notifier to finish with the queue.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -44,17 +72,45 @@ use crate::waker::deadline_after;
 /// cond.notify_one();
 /// assert_eq!(consumer.join().unwrap(), "work");
 /// ```
-#[derive(Default)]
 pub struct Condition {
-    event: Event,
+    /// The waiters, oldest first: threads and tasks in one queue.
+    waiters: crate::shim::Mutex<Waiters>,
+    /// `waiters.queue.len()`, stored under the lock and read without it,
+    /// so that a notification with nobody waiting takes no lock.
+    len: AtomicUsize,
 }
+
+/// The wait queue of a [`Condition`].
+struct Waiters {
+    /// Oldest first; ids increase from front to back.
+    queue: VecDeque<Waiter>,
+    /// The id the next waiter gets.
+    next_id: u64,
+}
+
+/// A thread or task waiting on a [`Condition`]: a waiter that is no longer
+/// in the queue has been notified (removed by `notify`).
+struct Waiter {
+    id: u64,
+    /// A thread's [`ThreadWaker`] (sets its flag, then unparks it) or a
+    /// task's waker.
+    waker: Waker,
+}
+
+/// How many waiters one turn of `notify` takes off the queue before it
+/// releases the queue's lock and wakes them.
+const WAKE_BATCH: usize = 8;
 
 impl Condition {
     crate::shim::const_unless_loom! {
         /// A new condition variable.
         pub fn new() -> Condition {
             Condition {
-                event: Event::new(),
+                waiters: crate::shim::Mutex::new(Waiters {
+                    queue: VecDeque::new(),
+                    next_id: 0,
+                }),
+                len: AtomicUsize::new(0),
             }
         }
     }
@@ -62,13 +118,15 @@ impl Condition {
     /// Releases the guard's mutex, blocks until notified, and locks it again.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>) {
-        let listener = self.event.listen();
+        // In the queue before the mutex is released: a notifier that takes
+        // the mutex after this thread released it finds this thread there.
+        let waiting = ThreadWait::register(self);
         #[cfg(feature = "deadlock-detection")]
         let site = std::panic::Location::caller();
         MutexGuard::unlocked(guard, || {
             #[cfg(feature = "deadlock-detection")]
             let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
-            listener.wait()
+            waiting.park(None)
         });
     }
 
@@ -92,13 +150,13 @@ impl Condition {
     /// As [`wait`](Self::wait), giving up at `deadline`.
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_until<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Instant) -> bool {
-        let listener = self.event.listen();
+        let waiting = ThreadWait::register(self);
         #[cfg(feature = "deadlock-detection")]
         let site = std::panic::Location::caller();
         MutexGuard::unlocked(guard, || {
             #[cfg(feature = "deadlock-detection")]
             let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
-            listener.wait_deadline(deadline).is_some()
+            waiting.park(Some(deadline))
         })
     }
 
@@ -167,13 +225,19 @@ impl Condition {
     /// ```
     pub async fn wait_async<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let mutex: &'a Mutex<T> = MutexGuard::mutex(&guard);
-        let listener = self.event.listen();
+        // Queued before the mutex is released, as a thread is; the real
+        // waker replaces the no-op one at the first poll.
+        let notified = Notified {
+            cond: self,
+            id: self.register(Waker::noop().clone()),
+            done: false,
+        };
         drop(guard);
-        // Dropped here, a notified listener passes its notification on.
-        listener.await;
+        // Dropped here, a notified waiter passes its notification on.
+        notified.await;
         // Notified: from here until the mutex is ours again, a drop must
         // hand the notification to another waiter, or it would be lost.
-        let pass_on = PassOn(Some(&self.event));
+        let pass_on = PassOn(Some(self));
         let guard = mutex.lock_async().await;
         pass_on.disarm();
         guard
@@ -219,13 +283,13 @@ impl Condition {
     /// ```
     #[cfg_attr(feature = "deadlock-detection", track_caller)]
     pub fn wait_rlock<T: ?Sized>(&self, guard: &mut RLockGuard<'_, T>) {
-        let listener = self.event.listen();
+        let waiting = ThreadWait::register(self);
         #[cfg(feature = "deadlock-detection")]
         let site = std::panic::Location::caller();
         RLockGuard::rlock(guard).unlocked_fully(|| {
             #[cfg(feature = "deadlock-detection")]
             let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
-            listener.wait()
+            waiting.park(None)
         });
     }
 
@@ -271,13 +335,13 @@ impl Condition {
         guard: &mut RLockGuard<'_, T>,
         deadline: Instant,
     ) -> bool {
-        let listener = self.event.listen();
+        let waiting = ThreadWait::register(self);
         #[cfg(feature = "deadlock-detection")]
         let site = std::panic::Location::caller();
         RLockGuard::rlock(guard).unlocked_fully(|| {
             #[cfg(feature = "deadlock-detection")]
             let _wait = crate::deadlock::wait_begins(crate::deadlock::Primitive::Condition, site);
-            listener.wait_deadline(deadline).is_some()
+            waiting.park(Some(deadline))
         })
     }
 
@@ -342,25 +406,185 @@ impl Condition {
         }
     }
 
-    /// Wakes one waiter, if any.
+    /// Wakes the oldest waiter, if any.
     pub fn notify_one(&self) {
         self.notify(1);
     }
 
-    /// Wakes up to `n` of the current waiters (Python's `notify(n)`).
+    /// Wakes the `n` oldest of the current waiters, threads and tasks alike
+    /// (fewer if fewer wait): Python's `notify(n)`.
     pub fn notify(&self, n: usize) {
-        self.event.notify(n.additional());
+        // No lock when nobody waits. A waiter joins the queue before it
+        // releases the mutex, so a notifier that took the mutex after it
+        // (as a notifier must, to have changed what the waiter waits for)
+        // sees its `len` store.
+        if n == 0 || self.len.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut left = n;
+        // Only the waiters present at the first look: a notification never
+        // reaches a waiter that arrives while the batches are woken.
+        let mut limit = None;
+        loop {
+            let mut batch: [Option<Waker>; WAKE_BATCH] = Default::default();
+            let mut taken = 0;
+            {
+                let mut w = self.waiters.lock();
+                let limit = *limit.get_or_insert(w.next_id);
+                while taken < WAKE_BATCH && left > 0 {
+                    match w.queue.front() {
+                        Some(first) if first.id < limit => {
+                            batch[taken] = w.queue.pop_front().map(|waiter| waiter.waker);
+                            taken += 1;
+                            left -= 1;
+                        }
+                        _ => break,
+                    }
+                }
+                self.len.store(w.queue.len(), Ordering::Relaxed);
+            }
+            // Woken outside the lock: a woken thread needs nothing of the
+            // queue (its own flag says it was notified), and a woken task
+            // that polls at once finds the lock free.
+            for waker in batch.into_iter().flatten() {
+                waker.wake();
+            }
+            if taken < WAKE_BATCH || left == 0 {
+                return;
+            }
+        }
     }
 
     /// Wakes every current waiter.
     pub fn notify_all(&self) {
-        self.event.notify(usize::MAX);
+        self.notify(usize::MAX);
+    }
+
+    /// Queues a waiter; returns its id.
+    fn register(&self, waker: Waker) -> u64 {
+        let mut w = self.waiters.lock();
+        let id = w.next_id;
+        w.next_id += 1;
+        w.queue.push_back(Waiter { id, waker });
+        self.len.store(w.queue.len(), Ordering::Relaxed);
+        id
+    }
+
+    /// Takes waiter `id` off the queue if it is still there (it timed out
+    /// or was cancelled). Returns `false` if it was not: a notification
+    /// took it off first, and the waiter holds that notification.
+    fn withdraw(&self, id: u64) -> bool {
+        let mut w = self.waiters.lock();
+        match w.queue.binary_search_by_key(&id, |waiter| waiter.id) {
+            Ok(i) => {
+                w.queue.remove(i);
+                self.len.store(w.queue.len(), Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether waiter `id` still waits; if so, `waker` will wake it.
+    fn still_waiting(&self, id: u64, waker: &Waker) -> bool {
+        let mut w = self.waiters.lock();
+        match w.queue.binary_search_by_key(&id, |waiter| waiter.id) {
+            Ok(i) => {
+                w.queue[i].waker.clone_from(waker);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Condition::new()
+    }
+}
+
+/// A thread's place in a [`Condition`]'s queue, from before it releases
+/// the lock until it has been notified or has withdrawn.
+///
+/// Dropped without [`park`](ThreadWait::park) having returned (a panic in
+/// between, as from a deadlock hook), it withdraws, passing on a
+/// notification it had already received.
+struct ThreadWait<'a> {
+    cond: &'a Condition,
+    id: u64,
+    thread: Arc<ThreadWaker>,
+    done: bool,
+}
+
+impl<'a> ThreadWait<'a> {
+    fn register(cond: &'a Condition) -> ThreadWait<'a> {
+        let (thread, waker) = ThreadWaker::current();
+        let id = cond.register(waker);
+        ThreadWait {
+            cond,
+            id,
+            thread,
+            done: false,
+        }
+    }
+
+    /// Parks until notified, or until `deadline`. Returns whether it was
+    /// notified: a notification that took this waiter off the queue before
+    /// the time ran out counts, even if the thread sees it only after.
+    fn park(mut self, deadline: Option<Instant>) -> bool {
+        self.done = true;
+        if self.thread.spin_then_park_until(deadline) {
+            return true;
+        }
+        // Timed out: leave the queue, unless a notification took this
+        // waiter off it first; then that notification is ours (its wake-up
+        // only sets a flag that nobody reads again).
+        !self.cond.withdraw(self.id)
+    }
+}
+
+impl Drop for ThreadWait<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.cond.withdraw(self.id) {
+            self.cond.notify(1);
+        }
+    }
+}
+
+/// An async waiter's place in a [`Condition`]'s queue: ready once a
+/// notification has taken it off. Dropped before that, it withdraws; dropped
+/// after (before it was polled to completion), it passes the notification
+/// on.
+struct Notified<'a> {
+    cond: &'a Condition,
+    id: u64,
+    done: bool,
+}
+
+impl Future for Notified<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done || !self.cond.still_waiting(self.id, cx.waker()) {
+            self.done = true;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Notified<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.cond.withdraw(self.id) {
+            self.cond.notify(1);
+        }
     }
 }
 
 /// Notifies one more waiter when dropped armed: the notification an async
 /// waiter received, given up because the waiter was cancelled.
-struct PassOn<'a>(Option<&'a Event>);
+struct PassOn<'a>(Option<&'a Condition>);
 
 impl PassOn<'_> {
     fn disarm(mut self) {
@@ -370,8 +594,8 @@ impl PassOn<'_> {
 
 impl Drop for PassOn<'_> {
     fn drop(&mut self) {
-        if let Some(event) = self.0 {
-            event.notify(1.additional());
+        if let Some(cond) = self.0 {
+            cond.notify(1);
         }
     }
 }

@@ -13,7 +13,9 @@
 //! run in any executor and are cancel-safe when dropped. Waiting threads
 //! park; nothing spins for long. Built on `parking_lot_core` (thread parking
 //! for the locks) and `event-listener` (wait lists shared by threads and
-//! tasks).
+//! tasks); [`Condition`] keeps its own first-in, first-out queue of threads
+//! and tasks, so that `notify(n)` wakes the `n` oldest waiters of either
+//! kind.
 //!
 //! ## Map of the crate
 //!
