@@ -121,7 +121,15 @@ impl Settings {
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis((50 * attempts as u64).min(1000))
             });
-        let client = tokio::time::timeout(self.connect_timeout, options.connect(self.url.as_str()))
+        // `a,b,c`: the servers of one NATS cluster, any of which will do.
+        let urls: Vec<String> = self
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect();
+        let client = tokio::time::timeout(self.connect_timeout, options.connect(urls))
             .await
             .map_err(|_| self.connect_error("timed out"))?
             .map_err(|e| self.connect_error(e))?;

@@ -457,7 +457,7 @@ fn a_worker_built_from_different_code_refuses_the_task() {
 }
 
 #[test]
-fn an_unreachable_server_is_a_clear_error_within_the_connect_timeout() {
+fn an_unreachable_server_is_a_clear_error_and_a_list_skips_it() {
     let port = free_port();
     let started = Instant::now();
     let error = Cluster::builder()
@@ -483,6 +483,17 @@ fn an_unreachable_server_is_a_clear_error_within_the_connect_timeout() {
         .start()
         .unwrap_err();
     assert!(matches!(error, ClusterError::Connect { .. }), "{error:?}");
+
+    // A list of servers (tried in a random order): one that is down does
+    // not stop the connection.
+    let nats = Nats::start();
+    let cluster = Cluster::builder()
+        .url(format!("nats://127.0.0.1:{port}, {}", nats.url()))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("the second server of the list answers");
+    let _worker = WorkerProc::start(&format!("nats://127.0.0.1:{port},{}", nats.url()), &[]);
+    assert_eq!(join(cluster.submit(double, 3)).unwrap(), 6);
 
     // Bad settings are refused before connecting.
     let error = Cluster::builder().stream("no.dots").build().unwrap_err();
