@@ -725,3 +725,121 @@ fn clients_and_workers_are_usable_from_inside_a_tokio_runtime() {
         worker.stop();
     });
 }
+
+/// Three `nats-server`s of one JetStream cluster (docs/cluster.md's
+/// setup, on one machine), each killed and reaped on drop.
+struct ThreeNodes {
+    nodes: Vec<Option<std::process::Child>>,
+    ports: Vec<u16>,
+    _dir: TempDir,
+}
+
+impl ThreeNodes {
+    fn start() -> ThreeNodes {
+        let program = common::nats_server().expect(
+            "nats-server is not on the PATH: weft-cluster's tests run against a real NATS \
+             server; install it with `apt-get install nats-server`",
+        );
+        let dir = TempDir::new("three-nodes");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let route_list = routes
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let nodes = (0..3)
+            .map(|i| {
+                let config = dir.file(&format!("n{i}.conf"));
+                std::fs::write(
+                    &config,
+                    format!(
+                        "server_name: n{i}\nlisten: 127.0.0.1:{}\n\
+                         jetstream {{ store_dir: \"{}\" }}\n\
+                         cluster {{ name: weft-test, listen: 127.0.0.1:{}, routes: [{route_list}] }}\n",
+                        ports[i],
+                        dir.file(&format!("n{i}")),
+                        routes[i]
+                    ),
+                )
+                .unwrap();
+                Some(
+                    std::process::Command::new(&program)
+                        .args(["-c", &config])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .expect("start nats-server"),
+                )
+            })
+            .collect();
+        ThreeNodes {
+            nodes,
+            ports,
+            _dir: dir,
+        }
+    }
+
+    fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut node) = self.nodes[i].take() {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+    }
+}
+
+impl Drop for ThreeNodes {
+    fn drop(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+    }
+}
+
+#[test]
+fn a_three_node_cluster_with_replicated_streams_survives_a_lost_server() {
+    let mut nats = ThreeNodes::start();
+    // The cluster elects its JetStream leaders first: retry until it can
+    // create the replicated streams.
+    let deadline = Instant::now() + LONG;
+    let cluster = loop {
+        match Cluster::builder()
+            .url(nats.urls())
+            .replicas(3)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+        {
+            Ok(cluster) => break cluster,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "no JetStream cluster: {error}");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    };
+    let _a = WorkerProc::start(&nats.urls(), &[]);
+    let _b = WorkerProc::start(&nats.urls(), &[]);
+    let handles: Vec<_> = (0..400u64)
+        .map(|x| cluster.submit(nap, x % 5 + 1))
+        .collect();
+    assert!(wait_until(LONG, || handles
+        .iter()
+        .filter(|h| h.is_finished())
+        .count()
+        >= 40));
+    nats.kill(0);
+    for (x, handle) in handles.into_iter().enumerate() {
+        assert_eq!(
+            join(handle).expect("every task completes"),
+            x as u64 % 5 + 1
+        );
+    }
+    assert_eq!(join(cluster.submit(double, 5)).unwrap(), 10);
+}
