@@ -227,6 +227,24 @@ fn test_all(root: &Path) -> Result<(), String> {
                 "--examples",
             ],
         ),
+        // The umbrella's `cluster` feature is off by default: its example
+        // is checked (and built) here.
+        Step::new(
+            "cluster-example",
+            cargo(),
+            &[
+                "clippy",
+                "-p",
+                "weft",
+                "--features",
+                "cluster",
+                "--example",
+                "cluster",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
         Step::new("doctest", cargo(), &["test", "--workspace", "--doc"]),
         Step::new("doc", cargo(), &["doc", "--workspace", "--no-deps"])
             .env("RUSTDOCFLAGS", "-D warnings"),
