@@ -19,7 +19,10 @@
 //!
 //! Quick run: `cargo bench -p weft-pool --bench par_iter -- --warm-up-time 1
 //! --measurement-time 3` (a criterion name filter, such as `par_sort`, runs
-//! only the matching rows).
+//! only the matching rows). On a machine shared with other work, where the
+//! load changes between weft's samples and rayon's, check a ratio with
+//! `cargo run --release -p weft-pool --example par_iter_interleaved`, which
+//! times the same workloads taking turns.
 
 use std::hint::black_box;
 use std::num::Wrapping;
@@ -77,7 +80,7 @@ fn mandel_row(y: usize) -> u64 {
 /// About 20 ns of dependent arithmetic (a multiply-rotate chain).
 #[inline]
 fn work(mut x: u64) -> u64 {
-    for _ in 0..48 {
+    for _ in 0..26 {
         x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23) ^ 0x5bd1;
     }
     x
