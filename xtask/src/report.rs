@@ -564,7 +564,10 @@ const NOTES: &[(&str, &str)] = &[
          (bench `par_iter`) are one source text compiled twice, under weft's and under \
          rayon's prelude, each in its own pool's `install`; LLVM turns each leaf of \
          `par_iter_sum_squares_100m_u64` into a closed form for both, so that row times \
-         the dispatch and splitting around nearly empty leaves. chili has only `join`. \
+         the dispatch and splitting around nearly empty leaves (wake-up latency, which \
+         swings with the machine's load). On a shared machine, check their ratios with \
+         `cargo run --release -p weft-pool --example par_iter_interleaved` (weft and \
+         rayon taking turns). chili has only `join`. \
          Threads: `WEFT_BENCH_THREADS` (default: all cores).",
     ),
     (
