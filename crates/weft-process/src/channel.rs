@@ -13,9 +13,9 @@
 //!   `recv`; a panic there fails that receive alone.
 //! - A marker ([`in_send`]) that lets weft's handles (pipe ends, queue
 //!   handles) serialize only inside those sends: anywhere else (a
-//!   `ProcessPool` task's argument, which still travels on the pool's own
-//!   channel) their descriptors would be lost, so they refuse with a clear
-//!   error instead.
+//!   `ProcessPool` task's argument, which the pool encodes to bytes before
+//!   a worker is chosen) their descriptors would be lost, so they refuse
+//!   with a clear error instead.
 
 use std::any::type_name;
 use std::cell::Cell;

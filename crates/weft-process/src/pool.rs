@@ -20,7 +20,7 @@ use crate::supervisor::{
     Job, Loss, Recv, SendError, Worker, deadline, recv_from, supervise, take_reply,
 };
 use crate::sys;
-use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, Raw, Status};
+use crate::wire::{ErrKind, FromWorkerIn, ItemOut, Status};
 
 /// Why a pool could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +148,53 @@ pub(crate) struct Config {
     pub(crate) start_timeout: Duration,
     pub(crate) max_result_bytes: usize,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdout: Output,
+    pub(crate) stderr: Output,
+}
+
+/// Where a worker's standard output or error goes
+/// ([`ProcessPoolBuilder::stdout`], [`ProcessPoolBuilder::stderr`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// The parent's (the default, as Python's workers do).
+    #[default]
+    Inherit,
+    /// Nowhere (`/dev/null`).
+    Null,
+    /// Appended to this file (created if missing), shared by every worker.
+    File(PathBuf),
+}
+
+impl Output {
+    fn stdio(&self) -> std::io::Result<Option<std::process::Stdio>> {
+        Ok(match self {
+            Output::Inherit => None,
+            Output::Null => Some(std::process::Stdio::null()),
+            Output::File(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?
+                    .into(),
+            ),
+        })
+    }
+
+    pub(crate) fn apply_stdout(&self, cmd: &mut std::process::Command) -> std::io::Result<()> {
+        if let Some(s) = self.stdio()? {
+            cmd.stdout(s);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_stderr(&self, cmd: &mut std::process::Command) -> std::io::Result<()> {
+        if let Some(s) = self.stdio()? {
+            cmd.stderr(s);
+        }
+        Ok(())
+    }
 }
 
 /// Configures and builds a [`ProcessPool`]; made by [`ProcessPool::builder`].
@@ -177,6 +224,9 @@ pub struct ProcessPoolBuilder {
     start_timeout: Duration,
     max_result_bytes: usize,
     shutdown_grace: Duration,
+    cwd: Option<PathBuf>,
+    stdout: Output,
+    stderr: Output,
 }
 
 impl fmt::Debug for ProcessPoolBuilder {
@@ -203,6 +253,9 @@ impl Default for ProcessPoolBuilder {
             start_timeout: Duration::from_secs(30),
             max_result_bytes: 1 << 30,
             shutdown_grace: Duration::from_secs(5),
+            cwd: None,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
         }
     }
 }
@@ -310,6 +363,28 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// The working directory of the worker processes. Default: the
+    /// parent's. A directory that does not exist makes
+    /// [`build`](Self::build) fail with [`Error::Spawn`].
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Where the workers' standard output goes. Default:
+    /// [`Output::Inherit`]. (Their stdin is always `/dev/null`.)
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// Where the workers' standard error goes (panic messages included).
+    /// Default: [`Output::Inherit`].
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.stderr = output;
+        self
+    }
+
     /// Starts the workers and returns the pool once every one of them has
     /// completed its handshake (and initializer).
     pub fn build(self) -> Result<ProcessPool, Error> {
@@ -355,6 +430,9 @@ impl ProcessPoolBuilder {
             start_timeout: self.start_timeout,
             max_result_bytes: self.max_result_bytes,
             shutdown_grace: self.shutdown_grace,
+            cwd: self.cwd,
+            stdout: self.stdout,
+            stderr: self.stderr,
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
@@ -627,28 +705,16 @@ impl ProcessPool {
         let job = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
         let timeout = self.inner.config.task_timeout;
         let loss = match w.send_run(job, func, &[args.len() as u64], args) {
-            Err(SendError::Payload(message)) => {
-                return Some(Err(TaskError::Serialization { message }));
-            }
             Err(SendError::Channel) => None,
             Ok(()) => {
                 let deadline = timeout.and_then(|t| deadline(Instant::now(), t));
-                match recv_from(&mut w.link, &mut w.rbuf, deadline) {
-                    Recv::Msg(FromWorker::Done {
+                match recv_from(&w.link, deadline) {
+                    Recv::Msg(FromWorkerIn::Done {
                         job: id,
                         status,
                         data,
                     }) if id == job => {
                         let max = self.inner.config.max_result_bytes;
-                        // The usual reply to a small task (one result, in
-                        // the message): decoded where it was received.
-                        if let Some(bytes) = inline_single(&status, &data, max)
-                            && !w.link.has_fds()
-                        {
-                            w.link.release(job);
-                            registry::recycle(std::mem::take(args));
-                            return Some(decode_result(bytes));
-                        }
                         // The arguments are no longer needed: the result
                         // may reuse their buffer.
                         let spare = std::mem::take(args);
@@ -1077,22 +1143,6 @@ impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
     }
 }
 
-/// The result bytes of a reply that holds one successful result of at
-/// most `max` bytes, inline: what `check_reply` would accept, checked here
-/// without decoding the status list.
-fn inline_single<'a>(status: &Blob<'_>, data: &Blob<'a>, max: usize) -> Option<&'a [u8]> {
-    let (Blob::Inline(Raw(status)), Blob::Inline(Raw(data))) = (status, data) else {
-        return None;
-    };
-    let [1, 0, rest @ ..] = status else {
-        return None;
-    };
-    let (end, []) = postcard::take_from_bytes::<u64>(rest).ok()? else {
-        return None;
-    };
-    (end == data.len() as u64 && data.len() <= max).then_some(*data)
-}
-
 /// The value of a one-argument job's results.
 fn single_result<R: DeserializeOwned + 'static>(results: Results) -> Result<R, TaskError> {
     if let [ItemOut::Ok(end)] = results.status[..]
@@ -1208,37 +1258,5 @@ impl<R> Drop for ChunkSink<R> {
             let out = (0..self.count).map(|_| Err(TaskError::Abandoned)).collect();
             let _ = tx.send((self.index, out));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_inline_short_cut_accepts_only_what_check_reply_accepts() {
-        let one = |end: u64| postcard::to_stdvec(&vec![ItemOut::Ok(end)]).unwrap();
-        let data = [7u8, 8, 9];
-        let status = one(3);
-        let inline = |b: &'static [u8]| Blob::Inline(Raw(b));
-        let status: &'static [u8] = Box::leak(status.into_boxed_slice());
-        let data: &'static [u8] = Box::leak(Box::new(data));
-        assert_eq!(inline_single(&inline(status), &inline(data), 3), Some(data));
-        // Over max_result_bytes, an end that is not the data's length, a
-        // status that is not one success, a payload out of the message.
-        assert_eq!(inline_single(&inline(status), &inline(data), 2), None);
-        let short: &'static [u8] = Box::leak(one(2).into_boxed_slice());
-        assert_eq!(inline_single(&inline(short), &inline(data), 3), None);
-        let two: &'static [u8] = Box::leak(
-            postcard::to_stdvec(&vec![ItemOut::Ok(1), ItemOut::Ok(3)])
-                .unwrap()
-                .into_boxed_slice(),
-        );
-        assert_eq!(inline_single(&inline(two), &inline(data), 3), None);
-        assert_eq!(
-            inline_single(&inline(status), &Blob::OneShot { len: 3 }, 3),
-            None
-        );
-        assert!(crate::supervisor::check_reply(3, 1, status, 3).is_ok());
     }
 }
