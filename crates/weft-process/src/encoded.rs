@@ -168,6 +168,7 @@ impl ProcessPool {
                 completer: Some(completer),
             }),
             started: false,
+            cancel: None,
         });
         handle
     }

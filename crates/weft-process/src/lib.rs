@@ -267,9 +267,11 @@
 #![cfg(unix)]
 
 mod boot;
+mod cancel;
 mod channel;
 mod encoded;
 mod errtext;
+mod imap;
 mod link;
 mod mpqueue;
 mod pipe;
@@ -281,7 +283,9 @@ mod sys;
 mod wire;
 mod worker;
 
+pub use cancel::Canceller;
 pub use encoded::{Function, decode, encode, registry_fingerprint};
+pub use imap::Imap;
 pub use mpqueue::{Queue, QueueGetError, QueuePutError};
 pub use pipe::{Connection, Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 pub use pool::{Error, MapResults, Output, ProcessPool, ProcessPoolBuilder};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weft_sync::{Completer, TaskError, TaskHandle};
 
+use crate::cancel::{CancelCell, Canceller};
 use crate::registry::{self, decode, decode_owned, encode_into};
 use crate::supervisor::{
     Job, Loss, Recv, SendError, Worker, deadline, recv_from, supervise, take_reply,
@@ -450,6 +451,9 @@ impl ProcessPoolBuilder {
             nudge: (0..processes)
                 .map(|_| crossbeam_channel::bounded(1))
                 .collect(),
+            cancel_kills: (0..processes).map(|_| Mutex::new(None)).collect(),
+            running: (0..processes).map(|_| AtomicUsize::new(0)).collect(),
+            waiting: (0..processes).map(|_| AtomicUsize::new(0)).collect(),
         });
         let pool = ProcessPool {
             inner: inner.clone(),
@@ -523,6 +527,12 @@ pub(crate) struct Inner {
     /// Per slot: wakes its idle supervisor to look at its worker (it
     /// exited, or a direct call lost it). At most one notice is pending.
     pub(crate) nudge: Vec<(Sender<()>, Receiver<()>)>,
+    /// Per slot: the job its worker was killed to cancel (see `cancel.rs`).
+    pub(crate) cancel_kills: Vec<Mutex<Option<u64>>>,
+    /// Per slot: whether its worker is running a job (0 or 1), and how
+    /// many more jobs wait in its supervisor or behind that one.
+    pub(crate) running: Vec<AtomicUsize>,
+    pub(crate) waiting: Vec<AtomicUsize>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -601,6 +611,66 @@ impl ProcessPool {
     /// included.
     pub fn workers_started(&self) -> u64 {
         self.inner.started.load(Ordering::Relaxed)
+    }
+
+    /// How many tasks a worker is running now (at most
+    /// [`processes`](Self::processes); a `map` chunk counts as one).
+    pub fn running(&self) -> usize {
+        self.inner
+            .running
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How many tasks wait for a worker (submitted, not started; a `map`
+    /// chunk counts as one). With [`running`](Self::running), Python's
+    /// view of a pool's backlog, which `concurrent.futures` keeps private.
+    pub fn queued(&self) -> usize {
+        self.inner.jobs_rx.len()
+            + self
+                .inner
+                .waiting
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<usize>()
+    }
+
+    /// [`submit`](Self::submit), with a [`Canceller`] that can cancel the
+    /// task even while it runs: its worker is then killed and replaced
+    /// (pebble's `future.cancel()`), and the task fails with
+    /// [`TaskError::Cancelled`]. The handle's own
+    /// [`cancel`](TaskHandle::cancel) still cancels only a task that has not
+    /// started (Python's `Future.cancel()`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_process::{ProcessPool, TaskError};
+    ///
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    /// weft_process::register!(nap);
+    ///
+    /// let pool = ProcessPool::builder().processes(1).build().unwrap();
+    /// let (handle, canceller) = pool.submit_cancellable(nap, 60_000);
+    /// while !handle.is_running() {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// assert!(canceller.cancel());
+    /// assert_eq!(handle.join(), Err(TaskError::Cancelled));
+    /// assert_eq!(pool.apply(nap, 1), Ok(1)); // on the replacement
+    /// ```
+    pub fn submit_cancellable<F, A, R>(&self, f: F, arg: A) -> (TaskHandle<R>, Canceller)
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let cell = Arc::new(CancelCell::default());
+        let handle = self.submit_job(f, arg, self.inner.config.task_timeout, Some(cell.clone()));
+        (handle, Canceller::new(cell, self.inner.clone()))
     }
 
     /// Runs `f(arg)` in a worker (Python's `executor.submit` /
@@ -687,6 +757,7 @@ impl ProcessPool {
                 completer: Some(completer),
             }),
             started: false,
+            cancel: None,
         });
         handle.join()
     }
@@ -763,6 +834,21 @@ impl ProcessPool {
         A: Serialize + 'static,
         R: DeserializeOwned + Send + 'static,
     {
+        self.submit_job(f, arg, timeout, None)
+    }
+
+    fn submit_job<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        timeout: Option<Duration>,
+        cancel: Option<Arc<CancelCell>>,
+    ) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
         let _ = f;
         let Some(entry) = registry::lookup_type::<F>() else {
             return TaskHandle::ready(Err(TaskError::Serialization {
@@ -786,6 +872,7 @@ impl ProcessPool {
                 completer: Some(completer),
             }),
             started: false,
+            cancel,
         });
         handle
     }
@@ -929,6 +1016,7 @@ impl ProcessPool {
                 timeout: self.inner.config.task_timeout,
                 sink,
                 started: false,
+                cancel: None,
             });
         }
         MapResults {
@@ -965,6 +1053,32 @@ impl ProcessPool {
     pub fn shutdown(&self) {
         drop(lock(&self.inner.jobs_tx).take());
         self.join_supervisors();
+    }
+
+    /// Stops taking new tasks and returns at once (Python's `close()`, or
+    /// `executor.shutdown(wait=False)`): queued and running tasks go on,
+    /// and each worker exits when its slot has nothing left. Tasks
+    /// submitted afterwards fail with [`TaskError::Abandoned`].
+    /// [`shutdown`](Self::shutdown) (or dropping the pool) then waits for
+    /// the workers.
+    pub fn close(&self) {
+        drop(lock(&self.inner.jobs_tx).take());
+    }
+
+    /// Stops taking new tasks, cancels the queued ones (they fail with
+    /// [`TaskError::Cancelled`]), lets the running ones finish, then asks
+    /// every worker to exit and reaps it (Python's
+    /// `executor.shutdown(cancel_futures=True)`). With `wait == false` it
+    /// returns once the queued tasks are cancelled, without waiting for the
+    /// running ones (`shutdown(wait=False, cancel_futures=True)`).
+    pub fn shutdown_cancel_queued(&self, wait: bool) {
+        drop(lock(&self.inner.jobs_tx).take());
+        while let Ok(job) = self.inner.jobs_rx.try_recv() {
+            job.fail(TaskError::Cancelled);
+        }
+        if wait {
+            self.join_supervisors();
+        }
     }
 
     /// Kills every worker now (Python's `pool.terminate()`): running and

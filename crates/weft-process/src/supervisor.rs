@@ -23,6 +23,7 @@ use ipc_channel::ipc::IpcOneShotServer;
 use weft_sync::{TaskError, WorkerExit};
 
 use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq};
+use crate::cancel::CancelCell;
 use crate::channel::Incoming;
 use crate::link::{Link, Received};
 use crate::pool::{Error, Inner, Results, Sink, lock};
@@ -49,6 +50,8 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
     pub(crate) sink: Box<dyn Sink>,
     pub(crate) started: bool,
+    /// Set for a task that can be cancelled while it runs.
+    pub(crate) cancel: Option<Arc<CancelCell>>,
 }
 
 impl Job {
@@ -60,6 +63,9 @@ impl Job {
     /// result's `Deserialize` and `Drop`, done-callbacks) cannot take the
     /// calling thread down: a panic there is reported and ignored.
     pub(crate) fn finish(self, outcome: Result<Results, TaskError>) {
+        if let Some(cell) = &self.cancel {
+            cell.finished();
+        }
         let sink = self.sink;
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || sink.finish(outcome))) {
             eprintln!(
@@ -326,12 +332,23 @@ impl Supervisor {
         self.inner.terminating.load(Ordering::SeqCst)
     }
 
+    /// Publishes this slot's counts of running and waiting jobs (for
+    /// `ProcessPool::running` and `queued`).
+    fn publish(&self) {
+        let held = self.inflight.len();
+        self.inner.running[self.slot].store(held.min(1), Ordering::Relaxed);
+        self.inner.waiting[self.slot]
+            .store(held.saturating_sub(1) + self.retry.len(), Ordering::Relaxed);
+    }
+
     fn run(&mut self) {
         loop {
+            self.publish();
             if self.terminating() {
                 break;
             }
             self.fill();
+            self.publish();
             if self.terminating() {
                 break;
             }
@@ -351,6 +368,7 @@ impl Supervisor {
             self.wait_reply();
         }
         self.stop();
+        self.publish();
     }
 
     fn spent(&self, w: &Worker) -> bool {
@@ -450,6 +468,10 @@ impl Supervisor {
             job.fail(TaskError::Cancelled);
             return;
         }
+        if job.cancel.as_ref().is_some_and(|c| c.requested()) {
+            job.fail(TaskError::Cancelled);
+            return;
+        }
         if !job.started {
             if !job.sink.start() {
                 // Cancelled by its owner before it started.
@@ -476,6 +498,12 @@ impl Supervisor {
             return;
         };
         job.id = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
+        if let Some(cell) = &job.cancel
+            && !cell.claim(self.slot, job.id)
+        {
+            job.fail(TaskError::Cancelled);
+            return;
+        }
         match w.send_run(job.id, job.func, &job.ends, &job.args) {
             Ok(()) => {
                 let since = self.inflight.is_empty().then(Instant::now);
@@ -486,6 +514,9 @@ impl Supervisor {
                 // the replacement. If other jobs are in flight, reading
                 // from the worker reports the death and fails the one it
                 // was running.
+                if let Some(cell) = &job.cancel {
+                    cell.unsent();
+                }
                 self.retry.push_front(job);
                 self.broken = true;
             }
@@ -564,25 +595,42 @@ impl Supervisor {
         if self.terminating() {
             return;
         }
+        // Killed to cancel one of its jobs (see `cancel.rs`): only that
+        // job fails; the others were not at fault.
+        let killed_for = lock(&self.inner.cancel_kills[self.slot]).take();
         let mut inflight = std::mem::take(&mut self.inflight);
+        let mut again = Vec::new();
         if let Some(head) = inflight.pop_front() {
             let error = match loss {
-                Loss::Died => TaskError::WorkerLost { exit },
-                Loss::TimedOut => TaskError::TimedOut {
+                _ if killed_for == Some(head.job.id) => Some(TaskError::Cancelled),
+                Loss::Died if killed_for.is_some() => None,
+                Loss::Died => Some(TaskError::WorkerLost { exit }),
+                Loss::TimedOut => Some(TaskError::TimedOut {
                     timeout: head.job.timeout.unwrap_or_default(),
-                },
-                Loss::Bad(message) => TaskError::Serialization { message },
-                Loss::BadReply(message) => TaskError::WorkerLost {
+                }),
+                Loss::Bad(message) => Some(TaskError::Serialization { message }),
+                Loss::BadReply(message) => Some(TaskError::WorkerLost {
                     exit: WorkerExit::Unknown(format!(
                         "killed by the pool, after it broke the protocol in its reply to \
                          another task ({message}); it was running this task"
                     )),
-                },
+                }),
             };
-            head.job.fail(error);
+            match error {
+                Some(error) => head.job.fail(error),
+                None => again.push(head.job),
+            }
         }
-        for f in inflight.into_iter().rev() {
-            self.retry.push_front(f.job);
+        again.extend(inflight.into_iter().map(|f| f.job));
+        for job in again.into_iter().rev() {
+            if killed_for == Some(job.id) || job.cancel.as_ref().is_some_and(|c| c.requested()) {
+                job.fail(TaskError::Cancelled);
+                continue;
+            }
+            if let Some(cell) = &job.cancel {
+                cell.unsent();
+            }
+            self.retry.push_front(job);
         }
         if !self.closing || !self.retry.is_empty() {
             // Replace it now, so that the next task does not wait for a

@@ -79,7 +79,7 @@ static IS_WORKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 
 /// A test hook: makes the worker break its own handshake in the way named
 /// (`wrong-secret`, `wrong-pid`, `garbage`, `oversized`, `fds`, `silent`,
-/// `panic`), so that the tests can check the pool refuses it, or
+/// `panic`, `exit-before-connect`), so that the tests can check the pool refuses it, or
 /// (`bad-second-reply`) send an invalid status list in its second reply.
 /// It can only make this worker fail.
 const ENV_TEST_HELLO: &str = "WEFT_PROCESS_TEST_HELLO";
@@ -301,6 +301,7 @@ fn misbehave(server: &str, secret: &mut Vec<u8>, pid: &mut u32, how: &str) -> Op
             return Some(0);
         }
         "panic" => panic!("weft-process test hook: the worker's own code panicked"),
+        "exit-before-connect" => return Some(3),
         "silent" => {
             std::thread::sleep(Duration::from_secs(60));
             return Some(0);
