@@ -169,6 +169,8 @@ impl ProcessPool {
             }),
             started: false,
             cancel: None,
+            carrier: None,
+            carried: false,
         });
         handle
     }

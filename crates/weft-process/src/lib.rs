@@ -284,6 +284,7 @@ mod wire;
 mod worker;
 
 pub use cancel::Canceller;
+pub use channel::SharedMemory;
 pub use encoded::{Function, decode, encode, registry_fingerprint};
 pub use imap::Imap;
 pub use mpqueue::{Queue, QueueGetError, QueuePutError};

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use weft_sync::{Completer, TaskError, TaskHandle};
 
 use crate::cancel::{CancelCell, Canceller};
+use crate::channel;
 use crate::registry::{self, decode, decode_owned, encode_into};
 use crate::supervisor::{
     Job, Loss, Recv, SendError, Worker, deadline, recv_from, supervise, take_reply,
@@ -535,6 +536,26 @@ pub(crate) struct Inner {
     pub(crate) waiting: Vec<AtomicUsize>,
 }
 
+/// Encodes one task's argument into `out`; an argument that holds weft
+/// channel ends, queues or shared memory also gets the channel that
+/// carries them (see `channel::carry`).
+fn encode_arg<A: Serialize + 'static>(
+    arg: A,
+    out: &mut Vec<u8>,
+) -> Result<Option<ipc_channel::ipc::OpaqueIpcReceiver>, String> {
+    let (encoded, met) = channel::encode_counting(|| encode_into(arg, out));
+    match encoded {
+        Err(e) => {
+            if met > 0 {
+                channel::discard_stash();
+            }
+            Err(e)
+        }
+        Ok(()) if met == 0 => Ok(None),
+        Ok(()) => channel::carry(1, out).map(Some),
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -726,14 +747,18 @@ impl ProcessPool {
             });
         };
         let mut args = registry::small_buffer();
-        if let Err(e) = encode_into(arg, &mut args) {
-            return Err(TaskError::Serialization {
-                message: format!("the argument could not be serialized: {e}"),
-            });
-        }
+        let carrier = match encode_arg(arg, &mut args) {
+            Ok(carrier) => carrier,
+            Err(e) => {
+                return Err(TaskError::Serialization {
+                    message: format!("the argument could not be serialized: {e}"),
+                });
+            }
+        };
         // Direct path: run it on an idle worker from this thread, without a
-        // hand-off to the supervisor thread and back.
-        for slot in 0..self.inner.config.processes {
+        // hand-off to the supervisor thread and back (not for arguments
+        // with channels, which only the supervisor sends).
+        for slot in (0..self.inner.config.processes).filter(|_| carrier.is_none()) {
             let Ok(mut parked) = self.inner.parked[slot].try_lock() else {
                 continue;
             };
@@ -758,6 +783,8 @@ impl ProcessPool {
             }),
             started: false,
             cancel: None,
+            carried: carrier.is_some(),
+            carrier,
         });
         handle.join()
     }
@@ -775,7 +802,7 @@ impl ProcessPool {
         let w = parked.as_mut()?;
         let job = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
         let timeout = self.inner.config.task_timeout;
-        let loss = match w.send_run(job, func, &[args.len() as u64], args) {
+        let loss = match w.send_run(job, func, &[args.len() as u64], args, None) {
             Err(SendError::Channel) => None,
             Ok(()) => {
                 let deadline = timeout.and_then(|t| deadline(Instant::now(), t));
@@ -856,11 +883,14 @@ impl ProcessPool {
             }));
         };
         let mut args = Vec::new();
-        if let Err(e) = encode_into(arg, &mut args) {
-            return TaskHandle::ready(Err(TaskError::Serialization {
-                message: format!("the argument could not be serialized: {e}"),
-            }));
-        }
+        let carrier = match encode_arg(arg, &mut args) {
+            Ok(carrier) => carrier,
+            Err(e) => {
+                return TaskHandle::ready(Err(TaskError::Serialization {
+                    message: format!("the argument could not be serialized: {e}"),
+                }));
+            }
+        };
         let (completer, handle) = TaskHandle::pair();
         self.enqueue(Job {
             id: 0,
@@ -873,6 +903,8 @@ impl ProcessPool {
             }),
             started: false,
             cancel,
+            carried: carrier.is_some(),
+            carrier,
         });
         handle
     }
@@ -990,17 +1022,33 @@ impl ProcessPool {
             };
             let mut args = Vec::new();
             let mut ends = Vec::with_capacity(count);
-            for (i, item) in batch.into_iter().enumerate() {
-                match encode_into(item, &mut args) {
-                    Ok(()) => ends.push(args.len() as u64),
-                    Err(e) => sink.prefailed.push((
-                        i,
-                        TaskError::Serialization {
-                            message: format!("the argument could not be serialized: {e}"),
-                        },
-                    )),
+            let ((), met) = channel::encode_counting(|| {
+                for (i, item) in batch.into_iter().enumerate() {
+                    match encode_into(item, &mut args) {
+                        Ok(()) => ends.push(args.len() as u64),
+                        Err(e) => sink.prefailed.push((
+                            i,
+                            TaskError::Serialization {
+                                message: format!("the argument could not be serialized: {e}"),
+                            },
+                        )),
+                    }
                 }
-            }
+            });
+            let carrier = if met == 0 {
+                None
+            } else if ends.is_empty() {
+                channel::discard_stash();
+                None
+            } else {
+                match channel::carry(ends.len(), &args) {
+                    Ok(carrier) => Some(carrier),
+                    Err(message) => {
+                        sink.finish(Err(TaskError::Serialization { message }));
+                        continue;
+                    }
+                }
+            };
             if ends.is_empty() {
                 sink.finish(Ok(Results {
                     status: Status::Many(Vec::new()),
@@ -1017,6 +1065,8 @@ impl ProcessPool {
                 sink,
                 started: false,
                 cancel: None,
+                carried: carrier.is_some(),
+                carrier,
             });
         }
         MapResults {

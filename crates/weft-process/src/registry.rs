@@ -48,6 +48,9 @@ pub struct Batch<'a> {
     pub(crate) ends: &'a [u64],
     pub(crate) out: Vec<u8>,
     pub(crate) status: Vec<ItemOut>,
+    /// The arguments with their channels, when they hold some (see
+    /// `channel::carry`): decoded from there instead of from `args`.
+    pub(crate) carrier: Option<ipc_channel::ipc::OpaqueIpcReceiver>,
 }
 
 impl<'a> Batch<'a> {
@@ -67,6 +70,7 @@ impl<'a> Batch<'a> {
             ends,
             out,
             status,
+            carrier: None,
         }
     }
 }
@@ -95,6 +99,25 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
+    // Arguments that hold channels come, with them, from their carrier.
+    let mut carried = batch.carrier.take().map(|rx| {
+        let rx = rx.to::<crate::channel::Incoming<Vec<A>>>();
+        let wait = crate::channel::Wait::For(std::time::Duration::from_secs(60));
+        let n = batch.ends.len();
+        let all_fail =
+            |why: String| -> Vec<Result<A, String>> { (0..n).map(|_| Err(why.clone())).collect() };
+        match crate::channel::recv_caught(&rx, wait) {
+            Ok(items) if items.len() == n => items.into_iter().map(Ok).collect(),
+            Ok(items) => all_fail(format!(
+                "the job's carrier held {} arguments for {n}",
+                items.len()
+            )),
+            Err(e) => all_fail(format!(
+                "its arguments with their channels did not arrive: {e:?}"
+            )),
+        }
+        .into_iter()
+    });
     let mut start = 0usize;
     for &end in batch.ends {
         let end = end as usize;
@@ -108,8 +131,14 @@ where
         start = end;
         let mark = batch.out.len();
         let out = &mut batch.out;
+        let from_carrier = carried.as_mut().map(Iterator::next);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let value: A = decode(arg).map_err(|e| {
+            let value: Result<A, String> = match from_carrier {
+                Some(Some(value)) => value,
+                Some(None) => Err("the job's carrier held too few arguments".into()),
+                None => decode(arg),
+            };
+            let value: A = value.map_err(|e| {
                 (
                     ErrKind::Serialization,
                     format!("the worker could not decode the argument: {e}"),

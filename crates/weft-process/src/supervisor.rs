@@ -19,7 +19,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{TryRecvError, select};
-use ipc_channel::ipc::IpcOneShotServer;
+use ipc_channel::ipc::{IpcOneShotServer, OpaqueIpcReceiver};
 use weft_sync::{TaskError, WorkerExit};
 
 use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq};
@@ -52,6 +52,11 @@ pub(crate) struct Job {
     pub(crate) started: bool,
     /// Set for a task that can be cancelled while it runs.
     pub(crate) cancel: Option<Arc<CancelCell>>,
+    /// The arguments with their channels (see `channel::carry`), until
+    /// sent: they can be sent once only.
+    pub(crate) carrier: Option<OpaqueIpcReceiver>,
+    /// Whether the arguments hold channels (`carrier` or not).
+    pub(crate) carried: bool,
 }
 
 impl Job {
@@ -145,6 +150,7 @@ impl Worker {
         func: &str,
         ends: &[u64],
         args: &[u8],
+        carrier: Option<OpaqueIpcReceiver>,
     ) -> Result<(), SendError> {
         self.scratch.clear();
         registry::encode_ends(ends, &mut self.scratch);
@@ -155,6 +161,7 @@ impl Worker {
             func,
             ends: self.link.blob(&placed_ends, &self.scratch),
             args: self.link.blob(&placed_args, args),
+            carrier: carrier.as_ref(),
         });
         if sent.is_err() {
             self.link.release(id);
@@ -504,7 +511,17 @@ impl Supervisor {
             job.fail(TaskError::Cancelled);
             return;
         }
-        match w.send_run(job.id, job.func, &job.ends, &job.args) {
+        if job.carried && job.carrier.is_none() {
+            job.fail(TaskError::WorkerLost {
+                exit: WorkerExit::Unknown(
+                    "the worker was lost after it was sent this task, whose argument holds \
+                     channels or shared memory: they travel once, so the task cannot run again"
+                        .into(),
+                ),
+            });
+            return;
+        }
+        match w.send_run(job.id, job.func, &job.ends, &job.args, job.carrier.take()) {
             Ok(()) => {
                 let since = self.inflight.is_empty().then(Instant::now);
                 self.inflight.push_back(InFlight { job, since });

@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use ipc_channel::ipc::{IpcSharedMemory, OpaqueIpcSender};
+use ipc_channel::ipc::{IpcSharedMemory, OpaqueIpcReceiver, OpaqueIpcSender};
 use serde::de::Visitor;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -242,6 +242,10 @@ pub(crate) enum ToWorker<'a> {
         ends: Blob<'a>,
         /// The encoded arguments, one after the other.
         args: Blob<'a>,
+        /// For arguments that hold channels or shared memory: a channel
+        /// with one message, the arguments as a `Vec` with those channels
+        /// (see `channel::carry`); `args` then holds the same bytes.
+        carrier: Option<&'a OpaqueIpcReceiver>,
     },
     /// The parent is done with the worker's region: it may write it again.
     Release,
@@ -269,6 +273,8 @@ pub(crate) enum ToWorkerIn {
         ends: BlobIn,
         /// The arguments.
         args: BlobIn,
+        /// The arguments with their channels, if they have any.
+        carrier: Option<OpaqueIpcReceiver>,
     },
     /// See [`ToWorker::Release`].
     Release,

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use ipc_channel::ipc::{self, IpcSender, IpcSharedMemory};
+use ipc_channel::ipc::{self, IpcSender, IpcSharedMemory, OpaqueIpcReceiver};
 
 use crate::boot::BootEnv;
 use crate::channel::{Incoming, send_ref};
@@ -217,6 +217,7 @@ fn serve() -> i32 {
                 func,
                 ends,
                 args,
+                carrier,
             } => {
                 let (Ok(ends), Ok(args)) = (
                     link.resolve(ends, usize::MAX),
@@ -228,7 +229,13 @@ fn serve() -> i32 {
                 else {
                     return EXIT_BOOTSTRAP;
                 };
-                run_job(func.as_bytes(), ends_bytes, args_bytes, &mut scratch);
+                run_job(
+                    func.as_bytes(),
+                    ends_bytes,
+                    args_bytes,
+                    carrier,
+                    &mut scratch,
+                );
                 drop((ends, args));
                 scratch.status_bytes.clear();
                 if let [ItemOut::Ok(end)] = scratch.status[..] {
@@ -324,7 +331,7 @@ struct FdsHello {
 fn run_initializer(func: &[u8], arg: &[u8], scratch: &mut Scratch) -> Option<String> {
     let mut ends = Vec::new();
     registry::encode_ends(&[arg.len() as u64], &mut ends);
-    run_job(func, &ends, arg, scratch);
+    run_job(func, &ends, arg, None, scratch);
     match scratch.status.pop() {
         Some(ItemOut::Ok(_)) => None,
         Some(ItemOut::Err(_, msg)) => Some(msg),
@@ -334,7 +341,13 @@ fn run_initializer(func: &[u8], arg: &[u8], scratch: &mut Scratch) -> Option<Str
 
 /// Runs a job; its per-item outcomes and encoded results are left in
 /// `scratch.status` and `scratch.out`.
-fn run_job(func: &[u8], ends: &[u8], args: &[u8], scratch: &mut Scratch) {
+fn run_job(
+    func: &[u8],
+    ends: &[u8],
+    args: &[u8],
+    carrier: Option<OpaqueIpcReceiver>,
+    scratch: &mut Scratch,
+) {
     scratch.status.clear();
     scratch.out.clear();
     if let Err(e) = registry::decode_ends(ends, &mut scratch.ends) {
@@ -367,6 +380,7 @@ fn run_job(func: &[u8], ends: &[u8], args: &[u8], scratch: &mut Scratch) {
     let status = std::mem::take(&mut scratch.status);
     let out = std::mem::take(&mut scratch.out);
     let mut batch = Batch::new(args, &scratch.ends, status, out);
+    batch.carrier = carrier;
     // `run_batch` catches each item's panic; this guards the rest.
     if catch_unwind(AssertUnwindSafe(|| (entry.run)(&mut batch))).is_err() {
         batch.status.clear();
