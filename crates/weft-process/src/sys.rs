@@ -303,10 +303,14 @@ pub(crate) fn signal(pid: u32, signal: libc::c_int) {
 /// transparent huge pages, which cuts the page faults of filling them (the
 /// main cost of receiving a large payload) by up to 512 times.
 pub(crate) fn byte_buffer(len: usize) -> Vec<u8> {
-    const HUGE: usize = 2 << 20;
+    #[cfg_attr(
+        not(any(target_os = "linux", target_os = "android")),
+        allow(unused_mut)
+    )]
     let mut v = Vec::with_capacity(len);
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if len >= 2 * HUGE {
+    if len >= 4 << 20 {
+        const HUGE: usize = 2 << 20;
         let start = v.as_mut_ptr() as usize;
         let aligned = start.next_multiple_of(HUGE);
         let usable = (start + len).saturating_sub(aligned) & !(HUGE - 1);
