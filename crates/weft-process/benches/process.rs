@@ -262,6 +262,23 @@ fn big_bytes(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
+    drop(pool);
+    // The first 64 MiB of a fresh pool: no region to reuse yet, each side
+    // creates its region (fresh pages) for it.
+    g.bench_function("weft (first, fresh regions)", |b| {
+        b.iter_batched(
+            || {
+                let pool = ProcessPool::builder().processes(1).build().unwrap();
+                (pool, payload.clone())
+            },
+            |(pool, bytes)| {
+                let back = pool.apply(echo_bytes, bytes).unwrap();
+                assert_eq!(back.len(), 64 << 20);
+                (pool, back)
+            },
+            BatchSize::PerIteration,
+        );
+    });
     g.finish();
 }
 

@@ -71,6 +71,29 @@ impl BootEnv {
     }
 }
 
+/// Sets (`Some`) or removes (`None`) each environment variable of `env`,
+/// in order, for the child `cmd` starts.
+pub(crate) fn apply_env(
+    cmd: &mut std::process::Command,
+    env: &[(std::ffi::OsString, Option<std::ffi::OsString>)],
+) {
+    for (key, value) in env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+}
+
+/// How a child ended, from [`sys::peek_exit`]'s report.
+pub(crate) fn exit_from((exited, status): (bool, i32)) -> weft_sync::WorkerExit {
+    if exited {
+        weft_sync::WorkerExit::Code(status)
+    } else {
+        weft_sync::WorkerExit::Signal(status)
+    }
+}
+
 /// Compares two secrets in time that depends only on their lengths.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -47,7 +47,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use weft_sync::{Completer, TaskError, TaskHandle, WorkerExit};
 
-use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq};
+use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq, exit_from};
 use crate::channel::{Incoming, RecvFail, SendFail, Wait, recv_caught, send_ref};
 use crate::pool::{Error, lock};
 use crate::registry;
@@ -230,15 +230,6 @@ pub(crate) fn serve_child(boot: OsString) -> i32 {
         rx: boot_rx,
         result: boot.result,
     })
-}
-
-/// How a child ended, from `waitid`'s report.
-fn exit_from((exited, status): (bool, i32)) -> WorkerExit {
-    if exited {
-        WorkerExit::Code(status)
-    } else {
-        WorkerExit::Signal(status)
-    }
 }
 
 /// What the parent knows of a started child.
@@ -679,12 +670,7 @@ where
     let mut cmd = Command::new(&program);
     cmd.env(ENV_PROCESS, BootEnv::encode(&server_name, &secret))
         .stdin(Stdio::null());
-    for (key, value) in &settings.env {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
+    crate::boot::apply_env(&mut cmd, &settings.env);
     sys::inherit_only_stdio(&mut cmd);
     let child = cmd.spawn().map_err(|source| Error::Spawn {
         program: program.clone(),

@@ -22,7 +22,7 @@ use crossbeam_channel::{TryRecvError, select};
 use ipc_channel::ipc::{IpcOneShotServer, OpaqueIpcReceiver};
 use weft_sync::{TaskError, WorkerExit};
 
-use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq};
+use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq, exit_from};
 use crate::cancel::CancelCell;
 use crate::channel::Incoming;
 use crate::link::{Link, Received};
@@ -726,12 +726,7 @@ impl Supervisor {
         // Its own process group: a terminal's Ctrl-C (SIGINT to the
         // foreground group) reaches the parent only, which decides.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        for (key, value) in &cfg.env {
-            match value {
-                Some(v) => cmd.env(key, v),
-                None => cmd.env_remove(key),
-            };
-        }
+        crate::boot::apply_env(&mut cmd, &cfg.env);
         if let Some(dir) = &cfg.cwd {
             cmd.current_dir(dir);
         }
@@ -812,13 +807,7 @@ impl Supervisor {
             Accepted::Hello(_, Hello::Died) => {
                 let exit = sys::peek_exit(pid).map_or_else(
                     || "it closed its channel".to_string(),
-                    |(exited, status)| {
-                        if exited {
-                            format!("exit code {status}")
-                        } else {
-                            format!("signal {status}")
-                        }
-                    },
+                    |report| exit_from(report).to_string(),
                 );
                 return Err(handshake(format!(
                     "the worker exited ({exit}) before connecting{hint}"
