@@ -32,7 +32,12 @@
 //! - [`ProcessPool`] (built with [`ProcessPool::builder`] →
 //!   [`ProcessPoolBuilder`]): `submit`, `submit_with_timeout`, `apply`,
 //!   `map`/`map_chunked`, `map_unordered`/`map_unordered_chunked`,
-//!   `shutdown`, `terminate`.
+//!   `imap`/`imap_bounded` (→ [`Imap`]), `submit_cancellable` (→
+//!   [`Canceller`]), `running`, `queued`, `close`,
+//!   `shutdown_cancel_queued`, `shutdown`, `terminate`; the builder's
+//!   `cwd`, `stdout` and `stderr` ([`Output`]).
+//! - [`SharedMemory`]: bytes in shared memory, that travel in task
+//!   arguments without a copy.
 //! - [`register!`]: marks a plain `fn(A) -> R` so that workers can run it.
 //! - [`main_hook`]: worker mode for platforms without the init hook.
 //! - [`MapResults`]: the iterator `map` returns.
@@ -55,8 +60,12 @@
 //! | (no per-task timeout) | `pool.submit_with_timeout(f, x, d)`, `.task_timeout(d)` |
 //! | `pool.apply(f, (x,))` | `pool.apply(f, x)` |
 //! | `pool.map(f, xs, chunksize)` / `executor.map(f, xs, chunksize=)` | `pool.map(f, xs)` / `pool.map_chunked(f, xs, n)` |
+//! | `pool.imap(f, xs)` | `pool.imap(f, xs)` (lazy: an endless `xs` works) |
 //! | `pool.imap_unordered(f, xs)` | `pool.map_unordered(f, xs)` |
-//! | `pool.close(); pool.join()` / `executor.shutdown()` / `with` block | `pool.shutdown()` / drop |
+//! | pebble's `future.cancel()` on a running task | `pool.submit_cancellable(f, x)` → `(handle, canceller)`; `canceller.cancel()` |
+//! | a `Queue` for a pool task (needs a `Manager`) | `pool.submit(f, (queue.clone(), x))`: weft's channels travel in task arguments |
+//! | `pool.close(); pool.join()` / `executor.shutdown()` / `with` block | `pool.close()` (returns at once), `pool.shutdown()` / drop |
+//! | `executor.shutdown(cancel_futures=True)` | `pool.shutdown_cancel_queued(true)` |
 //! | `pool.terminate()` / `shutdown(cancel_futures=True)` | `pool.terminate()` |
 //! | `BrokenProcessPool` | [`TaskError::WorkerLost`] for that task only |
 //! | `Process(target=f, args=(x,))`, `start()` | `Process::new(f, x)`, `.start()?` (or `Process::spawn(f, x)?`) |
@@ -110,6 +119,7 @@
 //! | it runs past its timeout | [`TaskError::TimedOut`] | killed, reaped and replaced |
 //! | argument or result will not (de)serialize, or its `Serialize` / `Deserialize` panics (in the worker or the parent) | [`TaskError::Serialization`] for that task (or `map` item) alone, naming the type and giving its own message | survives |
 //! | it sends a malformed, oversized or unexpected message | [`TaskError::Serialization`] | killed and replaced |
+//! | [`Canceller::cancel`] while it runs | [`TaskError::Cancelled`] (a task queued behind it on that worker runs on the replacement) | killed, reaped and replaced |
 //! | `terminate()` | running and queued tasks: [`TaskError::Cancelled`] | killed and reaped |
 //! | task submitted after `shutdown()` | [`TaskError::Abandoned`] | — |
 //!
