@@ -13,10 +13,10 @@
 //!   `recv`; a panic there fails that receive alone.
 //! - A marker ([`in_send`]) that lets weft's handles (pipe ends, queue
 //!   handles) serialize only inside those sends, or while the pool encodes
-//!   a task's argument ([`encode_counting`]), which then travels with its
-//!   channels through [`carry`]: anywhere else (a pool task's result, say)
-//!   their descriptors would be lost, so they refuse with a clear error
-//!   instead.
+//!   a task's argument or result ([`encode_counting`]), which then travels
+//!   with its channels through [`carry`]: anywhere else (bytes a program
+//!   encodes itself) their descriptors would be lost, so they refuse with a
+//!   clear error instead.
 
 use std::any::type_name;
 use std::cell::Cell;
@@ -56,7 +56,7 @@ pub(crate) fn in_send() -> bool {
         .unwrap_or(false)
 }
 
-/// Runs `encode` (the encoding of a pool task's argument) where weft's
+/// Runs `encode` (the encoding of a pool task's argument or result) where weft's
 /// handles may serialize, and says how many did: their channels and
 /// shared memory are then in ipc-channel's per-thread stash, and the
 /// encoded bytes must go out through [`carry`] on this thread, next.
@@ -125,7 +125,7 @@ pub(crate) fn discard_stash() {
 pub(crate) fn outside_send<E: serde::ser::Error>(what: &str) -> E {
     E::custom(format!(
         "a weft-process {what} can travel only inside a Process argument or result, a Pipe \
-         message, a Queue item or a ProcessPool task's argument (not a task's result)"
+         message, a Queue item or a ProcessPool task's argument or result"
     ))
 }
 
@@ -340,12 +340,12 @@ pub(crate) type Marker<T> = PhantomData<fn() -> T>;
 
 /// Shared memory (ipc-channel's [`IpcSharedMemory`](ipc_channel::ipc::IpcSharedMemory))
 /// that can travel inside a [`ProcessPool`](crate::ProcessPool) task's
-/// argument, a [`Process`](crate::Process)'s argument or result, a
-/// [`Pipe`](crate::Pipe) message or a [`Queue`](crate::Queue) item: the
-/// receiver maps the same pages, nothing is copied. (A bare
+/// argument or result, a [`Process`](crate::Process)'s argument or
+/// result, a [`Pipe`](crate::Pipe) message or a [`Queue`](crate::Queue)
+/// item: the receiver maps the same pages, nothing is copied. (A bare
 /// `IpcSharedMemory` travels in the last three too, but not in a pool
-/// task's argument, which the pool encodes before it is sent: there only
-/// weft's types are noticed and carried.)
+/// task's argument or result, which the pool encodes before it is sent:
+/// there only weft's types are noticed and carried.)
 ///
 /// ```
 /// use weft_process::{ProcessPool, SharedMemory};

@@ -230,9 +230,11 @@
 //!   type holds an `IpcSharedMemory`. A descriptor that cannot be mapped
 //!   makes ipc-channel panic, which weft catches.
 //! - **Exhaust descriptors or threads**: each message may carry up to 64
-//!   descriptors (ipc-channel closes those the message's type does not
-//!   take), and each [`Queue`] session opened from another process costs a
-//!   thread in the owner.
+//!   descriptors, and ipc-channel never closes the channels a message
+//!   carries beyond those its type takes (a release build leaks their
+//!   descriptors; a debug build panics on them, which weft catches, and
+//!   leaks them too); each [`Queue`] session opened from another process
+//!   costs a thread in the owner.
 //! - **Connect to a one-shot server first**: its socket is a file in a
 //!   fresh directory under the temporary directory, created with the
 //!   process's umask (with a umask that lets others write it, another
@@ -400,7 +402,9 @@ pub mod __fuzz {
         pub fn receive(&mut self, wait: Duration) -> Result<String, String> {
             let deadline = Instant::now().checked_add(wait);
             match recv_from(&self.parent, deadline) {
-                Recv::Msg(FromWorkerIn::Done { job, status, data }) => {
+                Recv::Msg(FromWorkerIn::Done {
+                    job, status, data, ..
+                }) => {
                     let results =
                         take_reply(&mut self.parent, job, 1 << 20, 8, status, data, Vec::new())
                             .map_err(|(why, _)| why)?;
@@ -459,6 +463,7 @@ mod tests {
             job: 1,
             status,
             data,
+            carriers: &[],
         }
     }
 

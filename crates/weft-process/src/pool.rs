@@ -811,13 +811,16 @@ impl ProcessPool {
                         job: id,
                         status,
                         data,
+                        carriers,
                     }) if id == job => {
                         let max = self.inner.config.max_result_bytes;
                         // The arguments are no longer needed: the result
                         // may reuse their buffer.
                         let spare = std::mem::take(args);
                         match take_reply(&mut w.link, job, max, 1, status, data, spare) {
-                            Ok(results) => return Some(single_result(results)),
+                            Ok(results) => {
+                                return Some(single_result(results.with_carriers(carriers)));
+                            }
                             Err((message, false)) => {
                                 return Some(Err(TaskError::Serialization { message }));
                             }
@@ -1053,6 +1056,7 @@ impl ProcessPool {
                 sink.finish(Ok(Results {
                     status: Status::Many(Vec::new()),
                     data: Vec::new(),
+                    carriers: Vec::new(),
                 }));
                 continue;
             }
@@ -1260,9 +1264,51 @@ impl<R> Drop for MapResults<R> {
 pub(crate) struct Results {
     pub(crate) status: Status,
     pub(crate) data: Vec<u8>,
+    /// The results that hold channels, with them, by item (see
+    /// `channel::carry`): decoded from there, not from `data`.
+    pub(crate) carriers: Vec<(u32, ipc_channel::ipc::OpaqueIpcReceiver)>,
 }
 
 impl Results {
+    pub(crate) fn with_carriers(
+        mut self,
+        carriers: Vec<(u32, ipc_channel::ipc::OpaqueIpcReceiver)>,
+    ) -> Results {
+        self.carriers = carriers;
+        self
+    }
+
+    /// The values of the results that came with their channels, by item
+    /// (`None` for the others, decoded from `data`). Each carrier's message
+    /// was sent before the reply, so it is there already: an honest
+    /// worker's never makes this wait.
+    fn carried<R: DeserializeOwned>(&mut self) -> Vec<Option<Result<R, TaskError>>> {
+        let carriers = std::mem::take(&mut self.carriers);
+        let mut values: Vec<Option<Result<R, TaskError>>> = Vec::new();
+        if carriers.is_empty() {
+            return values;
+        }
+        values.resize_with(self.status.len(), || None);
+        for (item, rx) in carriers {
+            let Some(slot) = values.get_mut(item as usize) else {
+                continue;
+            };
+            let rx = rx.to::<channel::Incoming<Vec<R>>>();
+            let error = |message| TaskError::Serialization { message };
+            *slot = Some(match channel::recv_caught(&rx, channel::Wait::Poll) {
+                Ok(mut one) if one.len() == 1 => Ok(one.remove(0)),
+                Ok(other) => Err(error(format!(
+                    "the worker's result came with {} values instead of one",
+                    other.len()
+                ))),
+                Err(e) => Err(error(format!(
+                    "the result with its channels did not arrive: {e:?}"
+                ))),
+            });
+        }
+        values
+    }
+
     fn items(&self) -> impl Iterator<Item = Result<&[u8], TaskError>> + '_ {
         let mut start = 0usize;
         self.status.iter().map(move |s| match s {
@@ -1308,7 +1354,12 @@ impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
 }
 
 /// The value of a one-argument job's results.
-fn single_result<R: DeserializeOwned + 'static>(results: Results) -> Result<R, TaskError> {
+fn single_result<R: DeserializeOwned + 'static>(mut results: Results) -> Result<R, TaskError> {
+    if let Some(Some(value)) = results.carried::<R>().into_iter().next()
+        && matches!(results.status.first(), Some(ItemOut::Ok(_)))
+    {
+        return value;
+    }
     if let [ItemOut::Ok(end)] = results.status[..]
         && end as usize == results.data.len()
     {
@@ -1335,6 +1386,13 @@ impl Results {
     /// The result bytes of a one-argument job, undecoded (moved, not
     /// copied, in the usual case).
     pub(crate) fn into_single_bytes(self) -> Result<Vec<u8>, TaskError> {
+        if !self.carriers.is_empty() {
+            return Err(TaskError::Serialization {
+                message: "the result holds weft channels or shared memory, which cannot be \
+                          returned encoded"
+                    .into(),
+            });
+        }
         if let [ItemOut::Ok(end)] = self.status[..]
             && end as usize == self.data.len()
         {
@@ -1379,15 +1437,17 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
         let mut prefailed = std::mem::take(&mut self.prefailed).into_iter().peekable();
         let mut out = Vec::with_capacity(self.count);
         match outcome {
-            Ok(results) => {
+            Ok(mut results) => {
+                let mut carried = results.carried::<R>().into_iter();
                 let mut items = results.items();
                 for i in 0..self.count {
                     if prefailed.peek().is_some_and(|(p, _)| *p == i) {
                         out.extend(prefailed.next().map(|(_, e)| Err(e)));
                         continue;
                     }
+                    let value = carried.next().flatten();
                     out.push(match items.next() {
-                        Some(Ok(bytes)) => decode_result(bytes),
+                        Some(Ok(bytes)) => value.unwrap_or_else(|| decode_result(bytes)),
                         Some(Err(e)) => Err(e),
                         None => Err(TaskError::Serialization {
                             message: "the worker returned too few results".into(),

@@ -51,6 +51,10 @@ pub struct Batch<'a> {
     /// The arguments with their channels, when they hold some (see
     /// `channel::carry`): decoded from there instead of from `args`.
     pub(crate) carrier: Option<ipc_channel::ipc::OpaqueIpcReceiver>,
+    /// For each result that holds channels, by item: a carrier with that
+    /// result and its channels (see `channel::carry`), which the parent
+    /// decodes it from.
+    pub(crate) result_carriers: Vec<(u32, ipc_channel::ipc::OpaqueIpcReceiver)>,
 }
 
 impl<'a> Batch<'a> {
@@ -71,6 +75,7 @@ impl<'a> Batch<'a> {
             out,
             status,
             carrier: None,
+            result_carriers: Vec::new(),
         }
     }
 }
@@ -132,6 +137,7 @@ where
         let mark = batch.out.len();
         let out = &mut batch.out;
         let from_carrier = carried.as_mut().map(Iterator::next);
+        let mut met = 0;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let value: Result<A, String> = match from_carrier {
                 Some(Some(value)) => value,
@@ -145,13 +151,34 @@ where
                 )
             })?;
             let result = f(value);
-            encode_into(result, out).map_err(|e| {
+            let (encoded, handles) = crate::channel::encode_counting(|| encode_into(result, out));
+            met = handles;
+            encoded.map_err(|e| {
                 (
                     ErrKind::Serialization,
                     format!("the worker could not encode the result: {e}"),
                 )
             })
         }));
+        // A result's channels leave ipc-channel's per-thread stash at once,
+        // in a carrier of their own: the next item's code may send on an
+        // ipc-channel channel itself, which would take them along.
+        let outcome = match outcome {
+            Ok(Ok(())) if met > 0 => match crate::channel::carry(1, &batch.out[mark..]) {
+                Ok(carrier) => {
+                    batch
+                        .result_carriers
+                        .push((batch.status.len() as u32, carrier));
+                    Ok(Ok(()))
+                }
+                Err(why) => Ok(Err((ErrKind::Serialization, why))),
+            },
+            Ok(Err(e)) if met > 0 => {
+                crate::channel::discard_stash();
+                Ok(Err(e))
+            }
+            other => other,
+        };
         match outcome {
             Ok(Ok(())) => batch.status.push(ItemOut::Ok(batch.out.len() as u64)),
             Ok(Err((kind, msg))) => {

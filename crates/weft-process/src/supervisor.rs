@@ -214,7 +214,11 @@ pub(crate) fn take_reply(
         let data = link.resolve(data, max).map_err(refused)?;
         let status = check_reply(max, count, link.bytes(&status).map_err(refused)?, data_len)?;
         let data = link.take_payload(data, spare).map_err(refused)?;
-        Ok(Results { status, data })
+        Ok(Results {
+            status,
+            data,
+            carriers: Vec::new(),
+        })
     })();
     if in_region && !matches!(outcome, Err((_, true))) {
         // Done with it, read or refused. A failed send means the worker
@@ -557,7 +561,12 @@ impl Supervisor {
             .timeout
             .and_then(|t| deadline(head.since.unwrap_or_else(Instant::now), t));
         match recv_from(&w.link, deadline) {
-            Recv::Msg(FromWorkerIn::Done { job, status, data }) if job == head_id => {
+            Recv::Msg(FromWorkerIn::Done {
+                job,
+                status,
+                data,
+                carriers,
+            }) if job == head_id => {
                 let Some(mut done) = self.inflight.pop_front() else {
                     return;
                 };
@@ -569,7 +578,9 @@ impl Supervisor {
                 let spare = std::mem::take(&mut done.job.args);
                 let max = self.inner.config.max_result_bytes;
                 let count = done.job.ends.len();
-                match take_reply(&mut w.link, job, max, count, status, data, spare) {
+                match take_reply(&mut w.link, job, max, count, status, data, spare)
+                    .map(|r| r.with_carriers(carriers))
+                {
                     Ok(results) => done.job.finish(Ok(results)),
                     Err((message, protocol)) => {
                         done.job.fail(TaskError::Serialization {

@@ -299,6 +299,10 @@ pub(crate) enum FromWorker<'a> {
         /// The encoded results of the items that succeeded, one after the
         /// other; each `ItemOut::Ok` gives where its result ends.
         data: Blob<'a>,
+        /// For each result that holds channels or shared memory, by item: a
+        /// channel with one message, that result (as a one-item `Vec`) with
+        /// its channels.
+        carriers: &'a [(u32, OpaqueIpcReceiver)],
     },
 }
 
@@ -318,6 +322,8 @@ pub(crate) enum FromWorkerIn {
         status: BlobIn,
         /// The results.
         data: BlobIn,
+        /// The results that hold channels, with them, by item.
+        carriers: Vec<(u32, OpaqueIpcReceiver)>,
     },
 }
 

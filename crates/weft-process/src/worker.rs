@@ -129,6 +129,8 @@ struct Scratch {
     status: Vec<ItemOut>,
     status_bytes: Vec<u8>,
     out: Vec<u8>,
+    /// The last job's results that hold channels, with them, by item.
+    carriers: Vec<(u32, OpaqueIpcReceiver)>,
 }
 
 fn serve() -> i32 {
@@ -258,10 +260,12 @@ fn serve() -> i32 {
                 }
                 let status = link.place(&scratch.status_bytes, None);
                 let data = link.place(&scratch.out, Some(job));
+                let carriers = std::mem::take(&mut scratch.carriers);
                 let sent = link.send(&FromWorker::Done {
                     job,
                     status: link.blob(&status, &scratch.status_bytes),
                     data: link.blob(&data, &scratch.out),
+                    carriers: &carriers,
                 });
                 // A large result buffer becomes the spare for the next
                 // large argument; a small one is reused for the next result.
@@ -394,4 +398,5 @@ fn run_job(
     }
     scratch.status = batch.status;
     scratch.out = batch.out;
+    scratch.carriers = std::mem::take(&mut batch.result_carriers);
 }

@@ -36,7 +36,17 @@ fn give_back(q: Queue<u64>) -> Queue<u64> {
     q
 }
 
-weft_process::register!(produce, consume, total, put_square, give_back);
+/// A pipe made in the worker, `n` numbers already sent into it.
+fn make_pipe(n: u32) -> PipeReceiver<u32> {
+    assert!(n < 50, "too many");
+    let (tx, rx) = Pipe::one_way().unwrap();
+    for i in 0..n {
+        tx.send(i).unwrap();
+    }
+    rx
+}
+
+weft_process::register!(produce, consume, total, put_square, give_back, make_pipe);
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -93,14 +103,32 @@ fn a_pipe_end_and_a_queue_in_a_task_argument_are_used_by_the_worker() {
 }
 
 #[test]
-fn a_handle_in_a_result_is_a_clear_error_not_a_lost_channel() {
+fn handles_in_results_come_back_usable() {
     let pool = ProcessPool::builder().processes(1).build().unwrap();
+    // A queue handle that went to the worker and back is the same queue.
     let q = Queue::<u64>::unbounded();
-    let err = get(pool.submit(give_back, q)).unwrap_err();
+    let back = get(pool.submit(give_back, q.clone())).unwrap();
+    back.put(7).unwrap();
+    assert_eq!(q.get_timeout(LIMIT), Ok(7));
+    // A pipe made in the worker: its receiving end comes back, and the
+    // worker's messages are there.
+    let rx = pool.apply(make_pipe, 3).unwrap();
+    let got: Vec<u32> = (0..3).map(|_| rx.recv_timeout(LIMIT).unwrap()).collect();
+    assert_eq!(got, [0, 1, 2]);
+    // Through map, several per chunk, with a failure among them.
+    let rxs: Vec<_> = pool.map_chunked(make_pipe, [1, 99, 2], 3).collect();
+    assert_eq!(rxs[0].as_ref().unwrap().recv_timeout(LIMIT), Ok(0));
     assert!(
-        matches!(&err, TaskError::Serialization { message } if message.contains("not a task's result")),
-        "{err:?}"
+        matches!(&rxs[1], Err(TaskError::Panicked { .. })),
+        "{:?}",
+        rxs[1].as_ref().err()
     );
+    assert_eq!(rxs[2].as_ref().unwrap().recv_timeout(LIMIT), Ok(0));
+    // Encoded arguments cannot hold channels: a clear error (the worker's
+    // decoding finds none), not a crash.
+    let name = weft_process::Function::of(give_back).unwrap().name();
+    let err = pool.submit_encoded(name, weft_process::encode(7u8).unwrap(), None);
+    assert!(matches!(get(err), Err(TaskError::Serialization { .. })));
     assert_eq!(
         get(pool.submit(total, SharedMemory::from_bytes(&[5]))),
         Ok(5)
