@@ -3,17 +3,21 @@
 //! Groups (one per workload; `weft` is weft-process, the others are peers):
 //! - `round_trip_tiny_task`: one tiny task there and back. Peers:
 //!   `raw-unix-seqpacket (floor)` (8-byte ping-pong between two processes
-//!   over a `SOCK_SEQPACKET` socket pair, the socket type weft's pool and
-//!   ipc-channel use, with the pattern weft's `apply` has: a blocking send
-//!   then a blocking receive on the caller's thread, and a child blocked in
-//!   its receive) and `ipc-channel` (bare typed ping-pong).
+//!   over a `SOCK_SEQPACKET` socket pair, the socket type ipc-channel uses
+//!   on Linux, with the pattern weft's `apply` has: a blocking send then a
+//!   blocking receive on the caller's thread, and a child blocked in its
+//!   receive) and `ipc-channel` (bare typed ping-pong: the transport weft's
+//!   pool runs on, so its floor).
 //! - `round_trip_tiny_task_one_cpu`: the same, with every process of the
 //!   row on one CPU (see [`round_trip_one_cpu`]).
 //! - `submit_10k_tiny_tasks`: 10,000 tiny tasks submitted one by one (no
 //!   chunking), then all results collected: the cost per submitted task
 //!   when submissions overlap, as `ProcessPoolExecutor.submit` is used.
 //! - `map_1m_tiny_tasks`: `map` over 1,000,000 tiny tasks (auto chunking).
-//! - `bytes_64mib_round_trip`: a 64 MiB `Vec<u8>` to a worker and back.
+//! - `bytes_64mib_round_trip`: a 64 MiB `Vec<u8>` to a worker and back,
+//!   with the shared-memory regions warm; `bytes_64mib_first_round_trip`:
+//!   the same as the first payload of a fresh pool (the pool's start is not
+//!   timed), before any region is reused.
 //! - `crash_to_replacement`: a worker aborts; time until the replacement
 //!   has served a task (includes the crashing task's round trip).
 //! - `pool_startup`: a 2-process pool's whole life: built, its first tiny
@@ -263,9 +267,12 @@ fn big_bytes(c: &mut Criterion) {
         );
     });
     drop(pool);
+    g.finish();
     // The first 64 MiB of a fresh pool: no region to reuse yet, each side
     // creates its region (fresh pages) for it.
-    g.bench_function("weft (first, fresh regions)", |b| {
+    let mut g = c.benchmark_group("bytes_64mib_first_round_trip");
+    g.sample_size(10);
+    g.bench_function("weft", |b| {
         b.iter_batched(
             || {
                 let pool = ProcessPool::builder().processes(1).build().unwrap();
