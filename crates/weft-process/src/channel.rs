@@ -299,11 +299,19 @@ where
             Wait::Poll => rx.try_recv(),
             Wait::For(d) => {
                 let left = deadline.map_or(d, |at| at.saturating_duration_since(Instant::now()));
-                rx.try_recv_timeout(left)
+                // ipc-channel's timed receive may block for ever past about
+                // 24 days (the poll timeout overflows): a day at a time.
+                rx.try_recv_timeout(left.min(Duration::from_secs(24 * 3600)))
             }
         }));
         return match got {
             Ok(Ok(Incoming(value))) => Ok(value),
+            Ok(Err(TryRecvError::Empty))
+                if matches!(wait, Wait::For(_))
+                    && deadline.is_some_and(|at| Instant::now() < at) =>
+            {
+                continue;
+            }
             Ok(Err(TryRecvError::Empty)) => Err(RecvFail::Empty),
             Ok(Err(TryRecvError::IpcError(IpcError::Disconnected))) => Err(RecvFail::Closed),
             Ok(Err(TryRecvError::IpcError(IpcError::Io(e)))) => match e.kind() {

@@ -159,21 +159,15 @@ impl<In: DeserializeOwned> Link<In> {
     /// until one comes or the peer is gone). A message that does not decode,
     /// or whose decoding panics inside ipc-channel, is [`Received::Bad`].
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Received<In> {
-        // ipc-channel's timed receive may block for ever past about 24 days
-        // (the poll timeout overflows): longer waits go a day at a time.
-        const SLICE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-        loop {
-            let wait = match deadline {
-                None => Wait::Block,
-                Some(at) => Wait::For(at.saturating_duration_since(Instant::now()).min(SLICE)),
-            };
-            return match recv_caught(&self.from, wait) {
-                Ok(msg) => Received::Msg(msg),
-                Err(RecvFail::Empty) if deadline.is_some_and(|at| Instant::now() < at) => continue,
-                Err(RecvFail::Empty) => Received::TimedOut,
-                Err(RecvFail::Closed) => Received::Closed,
-                Err(RecvFail::Serialization(why) | RecvFail::Io(why)) => Received::Bad(why),
-            };
+        let wait = match deadline {
+            None => Wait::Block,
+            Some(at) => Wait::For(at.saturating_duration_since(Instant::now())),
+        };
+        match recv_caught(&self.from, wait) {
+            Ok(msg) => Received::Msg(msg),
+            Err(RecvFail::Empty) => Received::TimedOut,
+            Err(RecvFail::Closed) => Received::Closed,
+            Err(RecvFail::Serialization(why) | RecvFail::Io(why)) => Received::Bad(why),
         }
     }
 
