@@ -194,10 +194,19 @@
 //! - Workers run in their own process group, so a terminal's Ctrl-C
 //!   (`SIGINT` to the foreground group) reaches the parent only, which
 //!   decides what happens to the pool (they still die with it).
-//! - Platforms: built and tested on Linux. ipc-channel's Unix backend
-//!   (and the rest of the crate) builds on the BSDs and macOS too, where
-//!   `PR_SET_PDEATHSIG` does not exist: a worker then exits when its
-//!   channel to the parent closes, which the parent's death does.
+//! - Platforms: built and tested on Linux; also checked to compile for
+//!   macOS (`x86_64-apple-darwin`, where ipc-channel uses Mach ports and
+//!   shared memory of its own, not Unix sockets and memfds). What differs
+//!   outside Linux: there is no `PR_SET_PDEATHSIG`, so a worker or child
+//!   exits when its channel to the parent closes, which the parent's death
+//!   does, but only once it reads it (between tasks; a task it runs is not
+//!   interrupted); inherited descriptors are marked close-on-exec one by
+//!   one up to the limit (no `close_range` or `/proc/self/fd`); large
+//!   buffers are not marked for transparent huge pages; on macOS, where
+//!   ipc-channel sends shared memory as a copy-on-write Mach region, a
+//!   region is never reused (every large payload gets shared memory of its
+//!   own, which costs its page faults each time). The crate does not
+//!   build on Windows (`#![cfg(unix)]`).
 //!
 //! # What a hostile worker or peer can still do
 //!

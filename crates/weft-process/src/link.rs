@@ -26,6 +26,14 @@ use crate::channel::{Incoming, RecvFail, SendFail, Wait, recv_caught, send_ref};
 use crate::sys::REGION_MAX;
 use crate::wire::{Blob, BlobIn, INLINE_MAX, Raw};
 
+/// Whether a region sent once is shared by both sides for good (so that
+/// it can be written again): true of ipc-channel's Unix backend (a
+/// `MAP_SHARED` mapping of one memfd or POSIX shared-memory object). On
+/// macOS ipc-channel sends shared memory as a copy-on-write Mach
+/// out-of-line region: the receiver would never see a later write, so
+/// every large payload travels in shared memory of its own there.
+const REUSE_REGIONS: bool = !cfg!(target_os = "macos");
+
 /// What [`Link::recv`] got.
 #[derive(Debug)]
 pub(crate) enum Received<M> {
@@ -107,6 +115,7 @@ impl<In: DeserializeOwned> Link<In> {
         }
         let len = bytes.len() as u64;
         if let Some(tag) = reuse
+            && REUSE_REGIONS
             && self.mine_busy.is_none()
             && bytes.len() <= REGION_MAX
         {
