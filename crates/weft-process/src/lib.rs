@@ -40,7 +40,8 @@
 //!   arguments without a copy.
 //! - [`register!`]: marks a plain `fn(A) -> R` so that workers can run it.
 //! - [`main_hook`]: worker mode for platforms without the init hook.
-//! - [`MapResults`]: the iterator `map` returns.
+//! - [`MapResults`]: the iterator `map` returns; [`MapStream`]: the same
+//!   as a `Stream` for async code (`into_stream`).
 //! - [`Error`]: why a pool could not be built. Task failures are
 //!   [`TaskError`]s, re-exported from `weft-sync` with [`TaskHandle`] and
 //!   [`WorkerExit`].
@@ -61,6 +62,7 @@
 //! | `pool.apply(f, (x,))` | `pool.apply(f, x)` |
 //! | `pool.map(f, xs, chunksize)` / `executor.map(f, xs, chunksize=)` | `pool.map(f, xs)` / `pool.map_chunked(f, xs, n)` |
 //! | `pool.imap(f, xs)` | `pool.imap(f, xs)` (lazy: an endless `xs` works) |
+//! | `asyncio.gather(*(loop.run_in_executor(ex, f, x) for x in xs))` | `pool.map(f, xs).into_stream()` (a `Stream`) |
 //! | `pool.imap_unordered(f, xs)` | `pool.map_unordered(f, xs)` |
 //! | pebble's `future.cancel()` on a running task | `pool.submit_cancellable(f, x)` → `(handle, canceller)`; `canceller.cancel()` |
 //! | a `Queue` for a pool task (needs a `Manager`) | `pool.submit(f, (queue.clone(), x))`: weft's channels travel in task arguments |
@@ -310,7 +312,7 @@ pub use encoded::{Function, decode, encode, registry_fingerprint};
 pub use imap::Imap;
 pub use mpqueue::{Queue, QueueGetError, QueuePutError};
 pub use pipe::{Connection, Pipe, PipeReceiver, PipeSender, RecvError, SendError};
-pub use pool::{Error, MapResults, Output, ProcessPool, ProcessPoolBuilder};
+pub use pool::{Error, MapResults, MapStream, Output, ProcessPool, ProcessPoolBuilder};
 pub use process::Process;
 pub use weft_sync::{TaskError, TaskHandle, WorkerExit};
 pub use worker::{is_worker, main_hook};

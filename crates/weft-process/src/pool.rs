@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::task::Poll;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -997,6 +999,7 @@ impl ProcessPool {
         let entry = registry::lookup_type::<F>();
         let (tx, rx) = crossbeam_channel::unbounded();
         let cancelled = Arc::new(AtomicBool::new(false));
+        let waker = Arc::new(Mutex::new(None));
         let mut chunks = 0;
         let mut counts = Vec::new();
         let mut it = items.into_iter();
@@ -1015,6 +1018,7 @@ impl ProcessPool {
                 prefailed: Vec::new(),
                 tx: Some(tx.clone()),
                 cancelled: cancelled.clone(),
+                waker: waker.clone(),
             });
             let Some(entry) = entry else {
                 let err = TaskError::Serialization {
@@ -1084,6 +1088,7 @@ impl ProcessPool {
             ordered,
             remaining: total,
             cancelled,
+            waker,
         }
     }
 
@@ -1187,6 +1192,8 @@ pub struct MapResults<R> {
     ordered: bool,
     remaining: usize,
     cancelled: Arc<AtomicBool>,
+    /// The task polling it as a `Stream`, woken when a chunk comes in.
+    waker: Arc<Mutex<Option<std::task::Waker>>>,
 }
 
 impl<R> fmt::Debug for MapResults<R> {
@@ -1202,10 +1209,84 @@ impl<R> Iterator for MapResults<R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        match self.poll_item(true) {
+            Poll::Ready(item) => item,
+            // A blocking poll is always ready.
+            Poll::Pending => None,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<R> MapResults<R> {
+    /// The same results as a `Stream`, for async code: each is yielded as
+    /// soon as it is in, without blocking the executor's thread (Python has
+    /// no async `map`; `asyncio` users wrap the executor's futures).
+    ///
+    /// ```
+    /// use futures_lite::StreamExt;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// weft_process::register!(square);
+    ///
+    /// let pool = weft_process::ProcessPool::builder().processes(2).build().unwrap();
+    /// let squares: Vec<u64> = futures_lite::future::block_on(
+    ///     pool.map(square, 1..=4).into_stream().map(Result::unwrap).collect(),
+    /// );
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// ```
+    pub fn into_stream(self) -> MapStream<R> {
+        MapStream(self)
+    }
+}
+
+/// [`MapResults`] as a `Stream` ([`MapResults::into_stream`]). Dropping it
+/// cancels the chunks that have not started yet.
+pub struct MapStream<R>(MapResults<R>);
+
+impl<R> fmt::Debug for MapStream<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MapStream").field(&self.0).finish()
+    }
+}
+
+// Results are moved out, never pinned in place.
+impl<R> Unpin for MapStream<R> {}
+
+impl<R> futures_core::Stream for MapStream<R> {
+    type Item = Result<R, TaskError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        let results = &mut self.0;
+        if let Poll::Ready(item) = results.poll_item(false) {
+            return Poll::Ready(item);
+        }
+        *lock(&results.waker) = Some(cx.waker().clone());
+        // A chunk that came in before the waker was set is seen here.
+        results.poll_item(false)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.remaining, Some(self.0.remaining))
+    }
+}
+
+impl<R> MapResults<R> {
+    /// The next result: `Pending` only when `block` is false and the next
+    /// result is not in yet.
+    fn poll_item(&mut self, block: bool) -> Poll<Option<Result<R, TaskError>>> {
         loop {
             if let Some(item) = self.current.next() {
                 self.remaining = self.remaining.saturating_sub(1);
-                return Some(item);
+                return Poll::Ready(Some(item));
             }
             if self.ordered {
                 if let Some(chunk) = self.pending.remove(&self.next) {
@@ -1214,14 +1295,23 @@ impl<R> Iterator for MapResults<R> {
                     continue;
                 }
                 if self.next >= self.chunks {
-                    return None;
+                    return Poll::Ready(None);
                 }
             } else if self.received >= self.chunks {
-                return None;
+                return Poll::Ready(None);
             }
             // Every chunk's sink sends exactly once, even when dropped, so
             // this cannot wait forever while chunks are outstanding.
-            let Ok((index, items)) = self.rx.recv() else {
+            let got = if block {
+                self.rx.recv().ok()
+            } else {
+                match self.rx.try_recv() {
+                    Ok(got) => Some(got),
+                    Err(crossbeam_channel::TryRecvError::Empty) => return Poll::Pending,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some((index, items)) = got else {
                 // Every sink is gone and some never sent (cannot happen; be
                 // safe): what is missing is abandoned, never left out.
                 let missing = if self.ordered {
@@ -1245,10 +1335,6 @@ impl<R> Iterator for MapResults<R> {
                 self.current = items.into_iter();
             }
         }
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
     }
 }
 
@@ -1423,6 +1509,7 @@ struct ChunkSink<R> {
     prefailed: Vec<(usize, TaskError)>,
     tx: Option<Sender<ChunkOut<R>>>,
     cancelled: Arc<AtomicBool>,
+    waker: Arc<Mutex<Option<std::task::Waker>>>,
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
@@ -1473,6 +1560,21 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
             // pool's thread, and their `Drop` is user code.
             registry::drop_quietly(unsent.0);
         }
+        wake(&self.waker);
+    }
+}
+
+/// Wakes the task polling a [`MapResults`] stream, if any. An executor's
+/// waker that panics is reported and ignored: it cannot take a pool thread
+/// down.
+fn wake(waker: &Mutex<Option<std::task::Waker>>) {
+    if let Some(w) = lock(waker).take()
+        && let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| w.wake()))
+    {
+        eprintln!(
+            "weft-process: waking a task panicked (ignored): {}",
+            weft_sync::into_panic_message(payload)
+        );
     }
 }
 
@@ -1481,6 +1583,7 @@ impl<R> Drop for ChunkSink<R> {
         if let Some(tx) = self.tx.take() {
             let out = (0..self.count).map(|_| Err(TaskError::Abandoned)).collect();
             let _ = tx.send((self.index, out));
+            wake(&self.waker);
         }
     }
 }

@@ -227,3 +227,31 @@ fn a_worker_that_dies_before_connecting_does_not_hang_build() {
     );
     assert!(started.elapsed() < LIMIT);
 }
+
+#[test]
+fn map_results_are_a_stream_for_async_code() {
+    use futures_lite::StreamExt;
+    let pool = Arc::new(ProcessPool::builder().processes(2).build().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        futures_lite::future::block_on(async move {
+            // Chunks that take a while: the stream is polled before they
+            // are in, and must be woken when they come.
+            let slow: Vec<_> = p
+                .map_chunked(sleep_ms, [80, 40, 60, 20], 1)
+                .into_stream()
+                .collect()
+                .await;
+            let mut fast = p.map_unordered(square, 0..100u64).into_stream();
+            let mut sum = 0;
+            while let Some(r) = fast.next().await {
+                sum += r.unwrap();
+            }
+            let _ = tx.send((slow, sum));
+        });
+    });
+    let (slow, sum) = rx.recv_timeout(LIMIT).expect("the stream was never woken");
+    assert_eq!(slow, [Ok(80), Ok(40), Ok(60), Ok(20)]);
+    assert_eq!(sum, (0..100u64).map(|x| x * x).sum::<u64>());
+}
