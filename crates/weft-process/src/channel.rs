@@ -68,10 +68,16 @@ pub(crate) fn encode_counting<T>(encode: impl FnOnce() -> T) -> (T, u32) {
         }
     }
     let was = POOL_ENCODE.try_with(|c| c.replace(Some(0))).ok().flatten();
+    // Restores the mode if `encode` unwinds; otherwise the swap below does
+    // (two thread-local accesses per value: this runs once per result).
     let restore = Restore(was);
     let out = encode();
-    let met = POOL_ENCODE.try_with(Cell::get).ok().flatten().unwrap_or(0);
-    drop(restore);
+    let met = POOL_ENCODE
+        .try_with(|c| c.replace(was))
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    std::mem::forget(restore);
     (out, met)
 }
 
