@@ -31,12 +31,19 @@ fn pid(_: ()) -> u32 {
     std::process::id()
 }
 
+fn hang_or_len((hang, bytes): (bool, Vec<u8>)) -> usize {
+    if hang {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    bytes.len()
+}
+
 fn process_group(_: ()) -> i32 {
     // SAFETY: getpgrp takes no arguments and cannot fail.
     unsafe { libc::getpgrp() }
 }
 
-weft_process::register!(square, sleep_ms, cwd, say, pid, process_group);
+weft_process::register!(square, sleep_ms, cwd, say, pid, process_group, hang_or_len);
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -254,4 +261,31 @@ fn map_results_are_a_stream_for_async_code() {
     let (slow, sum) = rx.recv_timeout(LIMIT).expect("the stream was never woken");
     assert_eq!(slow, [Ok(80), Ok(40), Ok(60), Ok(20)]);
     assert_eq!(sum, (0..100u64).map(|x| x * x).sum::<u64>());
+}
+
+#[test]
+fn a_worker_that_stops_reading_never_blocks_the_pool() {
+    // The worker hangs in its task and reads nothing more. Twelve tasks of
+    // 30 KiB (carried inside the messages) would be far more than its
+    // socket holds: were they all sent, the pool's thread would block in a
+    // send and the hung task's timeout would never fire. The pool holds at
+    // most two jobs in a worker's channel, so the timeout fires, the worker
+    // is replaced, and every other task runs.
+    let pool = ProcessPool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // The first task keeps the worker busy while the others queue up, so
+    // that they are all waiting when the pool sends the next ones.
+    let first = pool.submit(sleep_ms, 300);
+    let hung = pool.submit(hang_or_len, (true, vec![1u8; 30 << 10]));
+    let rest: Vec<_> = (0..12)
+        .map(|_| pool.submit(hang_or_len, (false, vec![2u8; 30 << 10])))
+        .collect();
+    assert_eq!(get(first), Ok(300));
+    assert!(matches!(get(hung), Err(TaskError::TimedOut { .. })));
+    for h in rest {
+        assert_eq!(get(h), Ok(30 << 10));
+    }
 }
