@@ -2,8 +2,9 @@
 """Python peers for crates/weft-process/benches/process.rs.
 
 Runs the same workloads on multiprocessing.Pool (impl "python-mp-pool") and
-concurrent.futures.ProcessPoolExecutor (impl "python-process-pool-executor")
-and prints a JSON list of {"bench", "impl", "ns_per_iter", "lo", "hi"} rows
+concurrent.futures.ProcessPoolExecutor (impl "python-process-pool-executor"),
+multiprocessing.Process ("python-process-fork", "python-process-spawn") and
+multiprocessing.Queue ("python-mp-queue"), and prints a JSON list of {"bench", "impl", "ns_per_iter", "lo", "hi"} rows
 (the format of target/weft-bench/results.json: the median of the timed runs,
 and a 95% confidence interval of that median from order statistics) on
 stdout. Meant to be run by
@@ -40,6 +41,15 @@ def square(x):
 
 def echo(b):
     return b
+
+
+def empty():
+    pass
+
+
+def fill(q, n):
+    for i in range(n):
+        q.put(i)
 
 
 def median_ci(samples):
@@ -126,6 +136,34 @@ def main():
 
     row("pool_startup", "python-mp-pool", timed(start_pool, 5 * scale))
     row("pool_startup", "python-process-pool-executor", timed(start_executor, 5 * scale))
+
+    # process_start_join: an empty function's Process, started and joined,
+    # with each start method weft is compared with.
+    for method in ("fork", "spawn"):
+        ctx = multiprocessing.get_context(method)
+
+        def start_join(ctx=ctx):
+            p = ctx.Process(target=empty)
+            p.start()
+            p.join()
+
+        row("process_start_join", "python-process-" + method,
+            timed(start_join, 10 * scale))
+
+    # queue_100k_items: a forked Process fills a multiprocessing.Queue with
+    # 100,000 ints; this process gets them all.
+    n_items = 100_000
+
+    def queue_items():
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=fill, args=(q, n_items))
+        p.start()
+        total = sum(q.get() for _ in range(n_items))
+        p.join()
+        return total
+
+    row("queue_100k_items", "python-mp-queue", timed(queue_items, 3 * scale, warmup=0))
 
     json.dump(rows, sys.stdout, indent=2)
     print()

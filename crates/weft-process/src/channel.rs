@@ -12,10 +12,11 @@
 //!   the message's descriptors, which panics on a malformed message) inside
 //!   `recv`; a panic there fails that receive alone.
 //! - A marker ([`in_send`]) that lets weft's handles (pipe ends, queue
-//!   handles) serialize only inside those sends: anywhere else (a
-//!   `ProcessPool` task's argument, which still travels on the pool's own
-//!   channel) their descriptors would be lost, so they refuse with a clear
-//!   error instead.
+//!   handles) serialize only inside those sends, or while the pool encodes
+//!   a task's argument or result ([`encode_counting`]), which then travels
+//!   with its channels through [`carry`]: anywhere else (bytes a program
+//!   encodes itself) their descriptors would be lost, so they refuse with a
+//!   clear error instead.
 
 use std::any::type_name;
 use std::cell::Cell;
@@ -23,7 +24,7 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{self, IpcMessage, IpcReceiver, OpaqueIpcSender};
+use ipc_channel::ipc::{self, IpcMessage, IpcReceiver, OpaqueIpcReceiver, OpaqueIpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use serde::de::{DeserializeOwned, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
@@ -31,11 +32,98 @@ use serde::{Deserialize, Serialize, Serializer};
 thread_local! {
     /// Set while one of weft's sends serializes a message.
     static IN_SEND: Cell<bool> = const { Cell::new(false) };
+    /// Set (to the number of handles met so far) while the pool encodes a
+    /// task's argument ([`encode_counting`]).
+    static POOL_ENCODE: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
-/// Whether this thread is inside one of weft's ipc-channel sends.
+/// Whether a weft handle may serialize here: inside one of weft's
+/// ipc-channel sends, or while the pool encodes a task's argument (which
+/// then counts it: the argument must travel with its channels, see
+/// [`carry`]).
 pub(crate) fn in_send() -> bool {
-    IN_SEND.try_with(Cell::get).unwrap_or(false)
+    if IN_SEND.try_with(Cell::get).unwrap_or(false) {
+        return true;
+    }
+    POOL_ENCODE
+        .try_with(|c| match c.get() {
+            Some(n) => {
+                c.set(Some(n.saturating_add(1)));
+                true
+            }
+            None => false,
+        })
+        .unwrap_or(false)
+}
+
+/// Runs `encode` (the encoding of a pool task's argument or result) where weft's
+/// handles may serialize, and says how many did: their channels and
+/// shared memory are then in ipc-channel's per-thread stash, and the
+/// encoded bytes must go out through [`carry`] on this thread, next.
+pub(crate) fn encode_counting<T>(encode: impl FnOnce() -> T) -> (T, u32) {
+    struct Restore(Option<u32>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = POOL_ENCODE.try_with(|c| c.set(self.0));
+        }
+    }
+    let was = POOL_ENCODE.try_with(|c| c.replace(Some(0))).ok().flatten();
+    // Restores the mode if `encode` unwinds; otherwise the swap below does
+    // (two thread-local accesses per value: this runs once per result).
+    let restore = Restore(was);
+    let out = encode();
+    let met = POOL_ENCODE
+        .try_with(|c| c.replace(was))
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    std::mem::forget(restore);
+    (out, met)
+}
+
+/// Moves what ipc-channel's per-thread stash holds (the channels and
+/// shared memory of `count` encoded arguments, `args`, just encoded on this
+/// thread) into a message of their own, whose bytes are those of a
+/// `Vec<A>` of the arguments, in a fresh channel: its receiver travels in
+/// the job's message, and the worker decodes the arguments from it with
+/// their channels.
+pub(crate) fn carry(count: usize, args: &[u8]) -> Result<OpaqueIpcReceiver, String> {
+    struct AsVec<'a>(usize, &'a [u8]);
+    impl Serialize for AsVec<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeTuple;
+            // postcard writes a tuple without a length: the count (as a
+            // sequence's length is written), then the bytes as they are.
+            let mut t = s.serialize_tuple(1 + self.1.len())?;
+            t.serialize_element(&(self.0 as u64))?;
+            for b in self.1 {
+                t.serialize_element(b)?;
+            }
+            t.end()
+        }
+    }
+    let (tx, rx) = match ipc::channel::<Incoming<()>>() {
+        Ok(pair) => pair,
+        Err(e) => {
+            flush_send_stash();
+            return Err(format!("no channel to carry the argument's channels: {e}"));
+        }
+    };
+    let tx = tx.to_opaque().to::<ByRef<'_, AsVec<'_>>>();
+    match catch_unwind(AssertUnwindSafe(|| tx.send(ByRef(&AsVec(count, args))))) {
+        Ok(Ok(())) => Ok(rx.to_opaque()),
+        Ok(Err(e)) => Err(format!("the argument's channels could not be sent: {e}")),
+        Err(payload) => Err(format!(
+            "sending the argument's channels panicked: {}",
+            weft_sync::into_panic_message(payload)
+        )),
+    }
+}
+
+/// Drops whatever a failed encoding left in ipc-channel's per-thread
+/// stash (see [`flush_send_stash`]).
+pub(crate) fn discard_stash() {
+    flush_send_stash();
 }
 
 /// The error a weft handle gives when serialized outside an ipc-channel
@@ -43,7 +131,7 @@ pub(crate) fn in_send() -> bool {
 pub(crate) fn outside_send<E: serde::ser::Error>(what: &str) -> E {
     E::custom(format!(
         "a weft-process {what} can travel only inside a Process argument or result, a Pipe \
-         message or a Queue item (a ProcessPool task's argument does not carry it yet)"
+         message, a Queue item or a ProcessPool task's argument or result"
     ))
 }
 
@@ -217,11 +305,19 @@ where
             Wait::Poll => rx.try_recv(),
             Wait::For(d) => {
                 let left = deadline.map_or(d, |at| at.saturating_duration_since(Instant::now()));
-                rx.try_recv_timeout(left)
+                // ipc-channel's timed receive may block for ever past about
+                // 24 days (the poll timeout overflows): a day at a time.
+                rx.try_recv_timeout(left.min(Duration::from_secs(24 * 3600)))
             }
         }));
         return match got {
             Ok(Ok(Incoming(value))) => Ok(value),
+            Ok(Err(TryRecvError::Empty))
+                if matches!(wait, Wait::For(_))
+                    && deadline.is_some_and(|at| Instant::now() < at) =>
+            {
+                continue;
+            }
             Ok(Err(TryRecvError::Empty)) => Err(RecvFail::Empty),
             Ok(Err(TryRecvError::IpcError(IpcError::Disconnected))) => Err(RecvFail::Closed),
             Ok(Err(TryRecvError::IpcError(IpcError::Io(e)))) => match e.kind() {
@@ -255,3 +351,57 @@ where
 
 /// A marker for a type parameter held only for its type.
 pub(crate) type Marker<T> = PhantomData<fn() -> T>;
+
+/// Shared memory (ipc-channel's [`IpcSharedMemory`](ipc_channel::ipc::IpcSharedMemory))
+/// that can travel inside a [`ProcessPool`](crate::ProcessPool) task's
+/// argument or result, a [`Process`](crate::Process)'s argument or
+/// result, a [`Pipe`](crate::Pipe) message or a [`Queue`](crate::Queue)
+/// item: the receiver maps the same pages, nothing is copied. (A bare
+/// `IpcSharedMemory` travels in the last three too, but not in a pool
+/// task's argument or result, which the pool encodes before it is sent:
+/// there only weft's types are noticed and carried.)
+///
+/// ```
+/// use weft_process::{ProcessPool, SharedMemory};
+///
+/// fn sum(bytes: SharedMemory) -> u64 {
+///     bytes.iter().map(|&b| u64::from(b)).sum()
+/// }
+/// weft_process::register!(sum);
+///
+/// let pool = ProcessPool::builder().processes(1).build().unwrap();
+/// let shm = SharedMemory::from_bytes(&[1, 2, 3]);
+/// assert_eq!(pool.apply(sum, shm), Ok(6));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedMemory(pub ipc_channel::ipc::IpcSharedMemory);
+
+impl SharedMemory {
+    /// Shared memory holding a copy of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> SharedMemory {
+        SharedMemory(ipc_channel::ipc::IpcSharedMemory::from_bytes(bytes))
+    }
+}
+
+impl std::ops::Deref for SharedMemory {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !in_send() {
+            return Err(outside_send("SharedMemory"));
+        }
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ipc_channel::ipc::IpcSharedMemory::deserialize(d).map(SharedMemory)
+    }
+}

@@ -168,6 +168,9 @@ impl ProcessPool {
                 completer: Some(completer),
             }),
             started: false,
+            cancel: None,
+            carrier: None,
+            carried: false,
         });
         handle
     }

@@ -2,14 +2,17 @@
 //! `Pool`) and `concurrent.futures.ProcessPoolExecutor`, without their
 //! failure modes.
 //!
-//! [`Process`], [`Pipe`] and [`Queue`] run over ipc-channel, whose channels
-//! travel inside messages: a process's argument may carry pipe ends and
-//! queue handles (Python needs a `Manager` for that). The pool below runs
-//! on a channel of its own for now.
+//! Everything runs over ipc-channel (0.23), one transport for all:
+//! [`Process`], [`Pipe`], [`Queue`] and the [`ProcessPool`]'s tasks,
+//! results and control messages. Its channels travel inside messages: a
+//! process's argument may carry pipe ends and queue handles (Python needs a
+//! `Manager` for that).
 //!
 //! Workers are the current executable re-run in worker mode, each connected
-//! to the pool by its own Unix socket pair; arguments and results are
-//! `serde` values; large byte payloads travel through shared memory. A worker that
+//! to the pool by its own pair of ipc-channel channels; arguments and
+//! results are `serde` values; large byte payloads travel through
+//! ipc-channel shared memory (`IpcSharedMemory`), in a region per worker
+//! reused from task to task. A worker that
 //! segfaults, aborts, exits or is killed fails only the task it was running,
 //! is replaced, and the pool goes on (Python raises `BrokenProcessPool` and
 //! the whole pool is lost); a task can be given a timeout, past which its
@@ -29,10 +32,16 @@
 //! - [`ProcessPool`] (built with [`ProcessPool::builder`] →
 //!   [`ProcessPoolBuilder`]): `submit`, `submit_with_timeout`, `apply`,
 //!   `map`/`map_chunked`, `map_unordered`/`map_unordered_chunked`,
-//!   `shutdown`, `terminate`.
+//!   `imap`/`imap_bounded` (→ [`Imap`]), `submit_cancellable` (→
+//!   [`Canceller`]), `running`, `queued`, `close`,
+//!   `shutdown_cancel_queued`, `shutdown`, `terminate`; the builder's
+//!   `cwd`, `stdout` and `stderr` ([`Output`]).
+//! - [`SharedMemory`]: bytes in shared memory, that travel in task
+//!   arguments without a copy.
 //! - [`register!`]: marks a plain `fn(A) -> R` so that workers can run it.
 //! - [`main_hook`]: worker mode for platforms without the init hook.
-//! - [`MapResults`]: the iterator `map` returns.
+//! - [`MapResults`]: the iterator `map` returns; [`MapStream`]: the same
+//!   as a `Stream` for async code (`into_stream`).
 //! - [`Error`]: why a pool could not be built. Task failures are
 //!   [`TaskError`]s, re-exported from `weft-sync` with [`TaskHandle`] and
 //!   [`WorkerExit`].
@@ -52,8 +61,13 @@
 //! | (no per-task timeout) | `pool.submit_with_timeout(f, x, d)`, `.task_timeout(d)` |
 //! | `pool.apply(f, (x,))` | `pool.apply(f, x)` |
 //! | `pool.map(f, xs, chunksize)` / `executor.map(f, xs, chunksize=)` | `pool.map(f, xs)` / `pool.map_chunked(f, xs, n)` |
+//! | `pool.imap(f, xs)` | `pool.imap(f, xs)` (lazy: an endless `xs` works) |
+//! | `asyncio.gather(*(loop.run_in_executor(ex, f, x) for x in xs))` | `pool.map(f, xs).into_stream()` (a `Stream`) |
 //! | `pool.imap_unordered(f, xs)` | `pool.map_unordered(f, xs)` |
-//! | `pool.close(); pool.join()` / `executor.shutdown()` / `with` block | `pool.shutdown()` / drop |
+//! | pebble's `future.cancel()` on a running task | `pool.submit_cancellable(f, x)` → `(handle, canceller)`; `canceller.cancel()` |
+//! | a `Queue` for a pool task (needs a `Manager`) | `pool.submit(f, (queue.clone(), x))`: weft's channels travel in task arguments |
+//! | `pool.close(); pool.join()` / `executor.shutdown()` / `with` block | `pool.close()` (returns at once), `pool.shutdown()` / drop |
+//! | `executor.shutdown(cancel_futures=True)` | `pool.shutdown_cancel_queued(true)` |
 //! | `pool.terminate()` / `shutdown(cancel_futures=True)` | `pool.terminate()` |
 //! | `BrokenProcessPool` | [`TaskError::WorkerLost`] for that task only |
 //! | `Process(target=f, args=(x,))`, `start()` | `Process::new(f, x)`, `.start()?` (or `Process::spawn(f, x)?`) |
@@ -107,6 +121,7 @@
 //! | it runs past its timeout | [`TaskError::TimedOut`] | killed, reaped and replaced |
 //! | argument or result will not (de)serialize, or its `Serialize` / `Deserialize` panics (in the worker or the parent) | [`TaskError::Serialization`] for that task (or `map` item) alone, naming the type and giving its own message | survives |
 //! | it sends a malformed, oversized or unexpected message | [`TaskError::Serialization`] | killed and replaced |
+//! | [`Canceller::cancel`] while it runs | [`TaskError::Cancelled`] (a task queued behind it on that worker runs on the replacement) | killed, reaped and replaced |
 //! | `terminate()` | running and queued tasks: [`TaskError::Cancelled`] | killed and reaped |
 //! | task submitted after `shutdown()` | [`TaskError::Abandoned`] | — |
 //!
@@ -137,54 +152,111 @@
 //!   close-on-exec in the child before it runs the worker
 //!   (`close_range`, else a `/proc/self/fd` sweep, else every number up to
 //!   the limit), as CPython's spawn and forkserver workers get only theirs.
-//! - Only the processes the pool started can join it: each worker's channel
-//!   is a `SOCK_SEQPACKET` socket pair whose other end only that child
-//!   inherits (as its stdin, which the worker then points at `/dev/null`),
-//!   and the worker must echo the 256-bit secret of the pool's first
-//!   message, before any task is sent; its pid and its table of registered
-//!   functions must match too, so a worker binary that is not this build is
-//!   refused with a clear error.
-//! - Nothing a worker sends can panic, hang or exhaust the parent: each
-//!   message, the handshake included, is read whole by one `recvmsg` into
-//!   a buffer of fixed size (68 KiB) with a deadline where one applies; a
-//!   longer message, one with more than two file descriptors (the excess
-//!   are closed) or one that does not decode fails the task with a clear
-//!   error and the worker is killed and replaced (a job it was already
-//!   running behind that one fails as [`TaskError::WorkerLost`]). Result
-//!   payloads are capped by [`ProcessPoolBuilder::max_result_bytes`] before
-//!   anything is allocated for them, and a job's list of per-item outcomes
-//!   by its item count (error texts are cut to 4 KiB each, 1 MiB per
-//!   reply); shared memory from a worker is accepted only as a non-empty
-//!   memfd sealed against shrinking, mapped at exactly its size, so reading
-//!   it can never fault, and every length is checked against it. A worker
-//!   that stops reading its channel cannot block the parent either: a send
-//!   to it gives up after 5 s and the worker is replaced.
-//! - Payloads above 32 KiB (arguments, results, or a whole `map` chunk)
-//!   never travel inside messages. Arguments go through shared memory: the
-//!   pool keeps one sealed memfd region per worker, mapped in both
-//!   processes and reused while its pages are warm (a 64 MiB payload then
-//!   costs one `memcpy` into it, not 16,384 page faults); while it is in use
-//!   (two jobs in flight), a payload gets a memfd of its own. Results are
-//!   read by the parent straight from the worker's buffer with
-//!   `process_vm_readv` (one copy; the worker keeps the buffer until the
-//!   parent releases it) where the parent may read its workers' memory,
-//!   which it checks at start-up; elsewhere they come back through shared
-//!   memory the same way. A bad address from a worker is an error, never a
-//!   fault. If a read is denied later (task code made the worker
-//!   non-dumpable, or it exited), only that task fails and the worker
-//!   sends its results through shared memory from then on. A `Vec<u8>` argument or result is copied as is, not serialized
-//!   byte by byte, and a worker keeps its last large buffer (up to 256 MiB)
-//!   for the next large argument, so an idle worker may hold about three
-//!   times its largest payload until it is replaced or the pool is dropped.
-//! - Platforms: the channel and the shared memory are built and tested on
-//!   Linux (`SOCK_SEQPACKET` Unix sockets, sealed `memfd`s,
-//!   `process_vm_readv`). Elsewhere (untested) a system without
-//!   `SOCK_SEQPACKET` Unix sockets cannot build a pool (the error says
-//!   why), and one without `memfd_create` fails tasks whose payloads
-//!   exceed 32 KiB. Sends never raise `SIGPIPE` (`MSG_NOSIGNAL`; on Apple
-//!   systems, which lack it, `SO_NOSIGPIPE` on the sockets).
+//! - Only the processes the pool started can join it: a worker is started
+//!   with the name of an ipc-channel one-shot server, a 256-bit secret and
+//!   the parent's pid in its environment (removed before any user code
+//!   runs; its stdin is `/dev/null`), connects, and must present the secret,
+//!   its own pid and this build's table of registered functions before any
+//!   task is sent; a worker binary that is not this build is refused with a
+//!   clear error. ipc-channel's `accept` has no timeout: a watchdog thread
+//!   beside it connects in the worker's place when the worker dies before
+//!   connecting (`build()` then fails at once with its exit status), and
+//!   kills a worker that neither connects nor dies within the start
+//!   timeout.
+//! - A receive from a worker cannot take the parent down: it runs inside
+//!   `catch_unwind` (ipc-channel panics on some malformed messages, and
+//!   decoding is done there too), and a message that does not decode, or
+//!   whose decoding panics, fails the task with a clear error and the
+//!   worker is killed and replaced (a job it was already running behind
+//!   that one fails as [`TaskError::WorkerLost`]). Every length a worker
+//!   announces is checked against the shared memory it points into before a
+//!   byte is read; result payloads are capped by
+//!   [`ProcessPoolBuilder::max_result_bytes`] before they are copied, and a
+//!   job's list of per-item outcomes by its item count (error texts are cut
+//!   to 4 KiB each, 1 MiB per reply) before it is decoded.
+//! - No send can block the thread that must also read: the pool holds at
+//!   most two jobs in a worker's channel (the one it runs and the next,
+//!   plus at most one control message), and a message is at most about
+//!   70 KiB (larger payloads go through shared memory), so every message
+//!   fits the socket's buffer and a send never waits for the worker to
+//!   read, even a worker that has stopped reading. That is the credit
+//!   window.
+//! - Payloads above 32 KiB (arguments, results, a `map` chunk's offsets
+//!   and outcomes) never travel inside messages. Each side keeps one
+//!   `IpcSharedMemory` region, sent to the other once and mapped by both,
+//!   and reuses it while its pages are warm (a 64 MiB payload then costs
+//!   one `memcpy` into it, not 16,384 page faults); a region is written
+//!   again only once the other side is done with it (the worker has
+//!   answered the job; the parent has copied the result out and said so),
+//!   and while it is in use a payload gets shared memory of its own. A
+//!   `Vec<u8>` argument or result is copied as is, not serialized byte by
+//!   byte, and a worker keeps its last large buffer (up to 256 MiB) for the
+//!   next large argument, so an idle worker may hold about three times its
+//!   largest payload until it is replaced or the pool is dropped.
+//! - Workers run in their own process group, so a terminal's Ctrl-C
+//!   (`SIGINT` to the foreground group) reaches the parent only, which
+//!   decides what happens to the pool (they still die with it).
+//! - Platforms: built and tested on Linux; also checked to compile for
+//!   macOS (`x86_64-apple-darwin`, where ipc-channel uses Mach ports and
+//!   shared memory of its own, not Unix sockets and memfds). What differs
+//!   outside Linux: there is no `PR_SET_PDEATHSIG`, so a worker or child
+//!   exits when its channel to the parent closes, which the parent's death
+//!   does, but only once it reads it (between tasks; a task it runs is not
+//!   interrupted); inherited descriptors are marked close-on-exec one by
+//!   one up to the limit (no `close_range` or `/proc/self/fd`); large
+//!   buffers are not marked for transparent huge pages; on macOS, where
+//!   ipc-channel sends shared memory as a copy-on-write Mach region, a
+//!   region is never reused (every large payload gets shared memory of its
+//!   own, which costs its page faults each time). The crate does not
+//!   build on Windows (`#![cfg(unix)]`).
 //!
-//! # Processes, pipes and queues: what a peer can still do
+//! # What a hostile worker or peer can still do
+//!
+//! weft guards what it can around ipc-channel (above, and for
+//! [`Process`], [`Pipe`] and [`Queue`] below). What a hostile worker of
+//! the pool, a [`Process`] child, or any process holding a channel end,
+//! can still do to the receiving process through ipc-channel, which weft
+//! cannot prevent without replacing it:
+//!
+//! - **Abort the receiving process** by announcing a huge fragmented
+//!   message: ipc-channel reserves the announced size before reading it,
+//!   and an allocation failure aborts (one larger than `isize::MAX` only
+//!   panics, which weft catches). Short of that, make it allocate as much
+//!   as the message really is before weft sees it (the pool's message
+//!   limits apply after ipc-channel has received the message).
+//! - **Block a receive forever**, past any timeout: once the first
+//!   fragment of a large message has arrived, ipc-channel reads the rest
+//!   without a timeout. For the pool this blocks that worker's supervisor
+//!   thread (or an `apply` call on it): its tasks, the task timeout
+//!   included, wait until the worker exits, which `terminate` or killing it
+//!   ends; other workers go on. For a [`Process`]'s result it blocks only
+//!   the keeper thread; for a [`Pipe`] or a remote [`Queue`] operation it
+//!   blocks the caller until the sender's process exits.
+//! - **Fault the receiver** (`SIGBUS`) with shared memory: every
+//!   descriptor that is not a socket is mapped as shared memory at its
+//!   current size, and a sender that shrinks the file afterwards makes a
+//!   read of the mapping fault. The pool reads a worker's shared memory
+//!   (its region and large results), so a hostile worker can kill the
+//!   parent this way; a [`Pipe`] or [`Queue`] reads it only if the received
+//!   type holds an `IpcSharedMemory`. A descriptor that cannot be mapped
+//!   makes ipc-channel panic, which weft catches.
+//! - **Exhaust descriptors or threads**: each message may carry up to 64
+//!   descriptors, and ipc-channel never closes the channels a message
+//!   carries beyond those its type takes (a release build leaks their
+//!   descriptors; a debug build panics on them, which weft catches, and
+//!   leaks them too); each [`Queue`] session opened from another process
+//!   costs a thread in the owner.
+//! - **Connect to a one-shot server first**: its socket is a file in a
+//!   fresh directory under the temporary directory, created with the
+//!   process's umask (with a umask that lets others write it, another
+//!   user can connect). Such a connection cannot pass the secret check; it
+//!   only makes the start of that worker or child fail.
+//! - ipc-channel sends without `MSG_NOSIGNAL`: a process that writes to a
+//!   channel whose reader is gone gets `SIGPIPE`, which Rust's `main`, pool
+//!   workers and [`Process`] children ignore, but a program that restores
+//!   its default action dies of it.
+//!
+//! # Processes, pipes and queues: what weft guards
 //!
 //! [`Process`], [`Pipe`] and [`Queue`] trust ipc-channel (0.23) to carry
 //! their messages. weft guards what it can around it:
@@ -203,45 +275,13 @@
 //!   from its environment, its own pid and this build's table of
 //!   registered functions; anything else fails `start`. A child that dies
 //!   before connecting unblocks `accept` (ipc-channel's has no timeout)
-//!   through a keeper thread that connects in its place; one that neither
+//!   through a watchdog thread that connects in its place (the same one
+//!   the pool uses for its workers); one that neither
 //!   connects nor dies within the start timeout is killed, which also ends
 //!   an `accept` stuck on a half-sent first message.
 //!
-//! What a hostile peer (a child, or any process holding a channel end) can
-//! still do through ipc-channel, which weft cannot prevent without
-//! replacing it:
-//!
-//! - **Abort the receiving process** by announcing a huge fragmented
-//!   message: ipc-channel reserves the announced size before reading it,
-//!   and an allocation failure aborts (one larger than `isize::MAX` only
-//!   panics, which weft catches).
-//! - **Block a receive forever**, past any timeout: once the first
-//!   fragment of a large message has arrived, ipc-channel reads the rest
-//!   without a timeout. For a [`Process`]'s result this blocks only the
-//!   keeper thread, and killing the child ends it; for a [`Pipe`] or a
-//!   remote [`Queue`] operation it blocks the caller until the sender's
-//!   process exits.
-//! - **Fault the receiver** (`SIGBUS`) with shared memory: every
-//!   descriptor that is not a socket is mapped as shared memory at its
-//!   current size, and a sender that shrinks the file afterwards makes a
-//!   read of the mapping fault. It is read only if the received type holds
-//!   an `IpcSharedMemory`. A descriptor that cannot be mapped read-write
-//!   makes ipc-channel panic, which weft catches.
-//! - **Exhaust descriptors or threads**: each message may carry up to 64
-//!   descriptors, and each [`Queue`] session opened from another process
-//!   costs a thread in the owner.
-//! - **Connect to a one-shot server first**: its socket is a file in a
-//!   fresh directory under the temporary directory, created with the
-//!   process's umask (with a umask that lets others write it, another
-//!   user can connect). Such a connection cannot pass the secret check; it
-//!   only makes `start` fail.
-//! - ipc-channel sends without `MSG_NOSIGNAL`: a process that writes to a
-//!   channel whose reader is gone gets `SIGPIPE`, which Rust's `main`, pool
-//!   workers and [`Process`] children ignore, but a program that restores
-//!   its default action dies of it.
-//!
 //! A child's result is received by its keeper thread, so the worst a child
-//! can do to its parent beyond that list is never send a result: `join`
+//! can do to its parent beyond the list above is never send a result: `join`
 //! then waits until the child exits. Children are reaped only by their
 //! keeper; signals are sent under the same lock as the reap, so a pid that
 //! could have been reused is never signalled.
@@ -249,9 +289,12 @@
 #![deny(unsafe_code)]
 #![cfg(unix)]
 
+mod boot;
+mod cancel;
 mod channel;
 mod encoded;
 mod errtext;
+mod imap;
 mod link;
 mod mpqueue;
 mod pipe;
@@ -263,10 +306,13 @@ mod sys;
 mod wire;
 mod worker;
 
+pub use cancel::Canceller;
+pub use channel::SharedMemory;
 pub use encoded::{Function, decode, encode, registry_fingerprint};
+pub use imap::Imap;
 pub use mpqueue::{Queue, QueueGetError, QueuePutError};
 pub use pipe::{Connection, Pipe, PipeReceiver, PipeSender, RecvError, SendError};
-pub use pool::{Error, MapResults, ProcessPool, ProcessPoolBuilder};
+pub use pool::{Error, MapResults, MapStream, Output, ProcessPool, ProcessPoolBuilder};
 pub use process::Process;
 pub use weft_sync::{TaskError, TaskHandle, WorkerExit};
 pub use worker::{is_worker, main_hook};
@@ -280,68 +326,106 @@ pub mod __private {
 }
 
 /// The parent's decoding of what a worker sends, for the fuzz targets in
-/// `fuzz/` (`cargo xtask fuzz`); not part of the API. Each function runs
-/// the same checks and decoders, in the same order, as the pool does on a
-/// message from a worker, and returns what the pool would conclude: `Ok`
-/// with a description, or `Err` with the reason the message is refused.
-/// None may panic or hang, whatever the input.
+/// `fuzz/` (`cargo xtask fuzz`); not part of the API. `Channel` runs the
+/// same receive, checks and decoders, in the same order, as the pool does
+/// on a message from a worker, and returns what the pool would conclude:
+/// `Ok` with a description, or `Err` with the reason the message is
+/// refused. None may panic, whatever the message's bytes and shared
+/// memory (ipc-channel's own framing is not fuzzed: a peer that breaks it
+/// can block or abort a receive, as the crate documentation says).
 #[doc(hidden)]
 pub mod __fuzz {
-    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
     use std::time::{Duration, Instant};
 
-    use crate::link::{Link, Received};
-    use crate::supervisor::{check_reply, take_reply};
-    use crate::wire::FromWorker;
+    use ipc_channel::ipc::{self, IpcReceiver, IpcSharedMemory, OpaqueIpcSender};
+    use serde::ser::{SerializeTuple, Serializer};
+
+    use crate::channel::{Incoming, send_ref};
+    use crate::link::Link;
+    use crate::supervisor::{Recv, check_reply, recv_from, take_reply};
+    use crate::wire::FromWorkerIn;
 
     /// A pool–worker channel: the parent's end, as the pool holds it, and
-    /// the worker's end to write raw packets on.
-    #[derive(Debug)]
+    /// the worker's end to send arbitrary messages on.
     pub struct Channel {
-        parent: Link,
-        buf: Vec<u8>,
-        worker: OwnedFd,
+        parent: Link<FromWorkerIn>,
+        worker: OpaqueIpcSender,
+        /// Where the parent's messages to the worker (releases) go.
+        _to_worker: IpcReceiver<()>,
+    }
+
+    impl std::fmt::Debug for Channel {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Channel").finish_non_exhaustive()
+        }
+    }
+
+    /// A message whose encoding is `shm`'s indices, then `body` as is.
+    struct Frame<'a> {
+        shm: &'a [IpcSharedMemory],
+        body: &'a [u8],
+    }
+
+    impl serde::Serialize for Frame<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut t = s.serialize_tuple(self.shm.len() + self.body.len())?;
+            for shm in self.shm {
+                t.serialize_element(shm)?;
+            }
+            for b in self.body {
+                t.serialize_element(b)?;
+            }
+            t.end()
+        }
     }
 
     impl Channel {
         /// A fresh channel.
         pub fn new() -> std::io::Result<Channel> {
-            let (parent, worker) = crate::sys::socketpair()?;
+            let (worker, from) = ipc::channel::<Incoming<FromWorkerIn>>()?;
+            let (to, to_worker) = ipc::channel::<()>()?;
             Ok(Channel {
-                parent: Link::new(parent),
-                buf: Vec::new(),
-                worker,
+                parent: Link::new(to.to_opaque(), from),
+                worker: worker.to_opaque(),
+                _to_worker: to_worker,
             })
         }
 
-        /// The worker end's socket (a `SOCK_SEQPACKET` socket: one write is
-        /// one message).
-        pub fn sender_fd(&self) -> RawFd {
-            self.worker.as_raw_fd()
+        /// Sends, from the worker's end, one message whose bytes are one
+        /// small index per shared-memory region of `shm` (made from those
+        /// bytes), then `body`; `false` if it could not be sent.
+        pub fn send(&self, body: &[u8], shm: &[&[u8]]) -> bool {
+            let shm: Vec<IpcSharedMemory> =
+                shm.iter().map(|b| IpcSharedMemory::from_bytes(b)).collect();
+            send_ref(&self.worker, &Frame { shm: &shm, body }).is_ok()
         }
 
-        /// Receives the next message as the pool does (bounded receive,
-        /// decoding), and, for a job's reply, checks it and copies its
-        /// payload out as the pool does for a job of eight arguments and
-        /// a `max_result_bytes` of 1 MiB, then decodes the results as
-        /// [`reply`] does.
+        /// Sends a message as a worker would (for the crate's own tests).
+        #[cfg(test)]
+        pub(crate) fn send_msg(&self, msg: &crate::wire::FromWorker<'_>) {
+            send_ref(&self.worker, msg).unwrap();
+        }
+
+        /// Receives the next message as the pool does, and, for a job's
+        /// reply, checks it and copies its payload out as the pool does for
+        /// a job of eight arguments and a `max_result_bytes` of 1 MiB, then
+        /// decodes the results as [`reply`] does.
         pub fn receive(&mut self, wait: Duration) -> Result<String, String> {
             let deadline = Instant::now().checked_add(wait);
-            match self.parent.recv::<FromWorker<'_>>(&mut self.buf, deadline) {
-                Received::Msg(FromWorker::Done { job, status, data }) => {
+            match recv_from(&self.parent, deadline) {
+                Recv::Msg(FromWorkerIn::Done {
+                    job, status, data, ..
+                }) => {
                     let results =
                         take_reply(&mut self.parent, job, 1 << 20, 8, status, data, Vec::new())
                             .map_err(|(why, _)| why)?;
                     decode_items(&results.status, &results.data);
                     Ok(format!("a reply with {} results", results.status.len()))
                 }
-                Received::Msg(other) => {
-                    self.parent.no_spare_fds()?;
-                    Ok(format!("{other:?}"))
-                }
-                Received::Bad(why) => Err(why),
-                Received::TimedOut => Err("timed out".into()),
-                Received::Closed => Err("closed".into()),
+                Recv::Msg(other) => Ok(format!("{other:?}")),
+                Recv::Bad(why) => Err(why),
+                Recv::TimedOut => Err("timed out".into()),
+                Recv::Closed => Err("closed".into()),
             }
         }
     }
@@ -374,27 +458,30 @@ pub mod __fuzz {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsRawFd;
     use std::time::Duration;
 
-    use crate::__fuzz::Channel;
-    use crate::sys;
-    use crate::wire::{Blob, FromWorker, ItemOut, Raw, encode_to};
+    use ipc_channel::ipc::IpcSharedMemory;
 
-    fn encode(msg: &FromWorker<'_>) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_to(msg, &mut out).unwrap();
-        out
-    }
+    use crate::__fuzz::Channel;
+    use crate::wire::{Blob, FromWorker, ItemOut, Raw};
 
     fn status_of(items: usize) -> Vec<u8> {
         postcard::to_stdvec(&vec![ItemOut::Ok(0); items]).unwrap()
     }
 
-    /// What the parent concludes from one packet with these descriptors.
-    fn receive(packet: &[u8], fds: &[std::os::fd::RawFd]) -> Result<String, String> {
+    fn done<'a>(status: Blob<'a>, data: Blob<'a>) -> FromWorker<'a> {
+        FromWorker::Done {
+            job: 1,
+            status,
+            data,
+            carriers: &[],
+        }
+    }
+
+    /// What the parent concludes from one message.
+    fn receive(msg: &FromWorker<'_>) -> Result<String, String> {
         let mut channel = Channel::new().unwrap();
-        sys::send_msg(channel.sender_fd(), packet, fds).unwrap();
+        channel.send_msg(msg);
         channel.receive(Duration::from_secs(5))
     }
 
@@ -402,54 +489,53 @@ mod tests {
     #[cfg_attr(miri, ignore = "calls into the operating system")]
     fn malformed_messages_from_a_worker_are_refused_never_trusted() {
         let status = status_of(8);
-        let done = |data: Blob<'static>, status: &'static [u8]| {
-            encode(&FromWorker::Done {
-                job: 1,
-                status: Blob::Inline(Raw(status)),
-                data,
-            })
-        };
-        let status: &'static [u8] = Box::leak(status.into_boxed_slice());
+        let inline = |b| Blob::Inline(Raw(b));
         // A valid reply (8 empty results) is accepted.
-        assert!(receive(&done(Blob::Inline(Raw(&[])), status), &[]).is_ok());
+        assert!(receive(&done(inline(&status), inline(&[]))).is_ok());
         // Garbage, and a valid reply with a byte missing.
-        assert!(receive(&[0xff; 40], &[]).is_err());
-        let valid = done(Blob::Inline(Raw(&[])), status);
-        assert!(receive(&valid[..valid.len() - 1], &[]).is_err());
+        let mut channel = Channel::new().unwrap();
+        assert!(channel.send(&[0xff; 40], &[]));
+        assert!(channel.receive(Duration::from_secs(5)).is_err());
+        assert!(channel.send(&[2, 1, 0], &[b"not a channel"]));
+        assert!(channel.receive(Duration::from_secs(5)).is_err());
         // A region that was never sent.
-        let e = receive(&done(Blob::Region { len: 1 << 20 }, status), &[]).unwrap_err();
+        let e = receive(&done(inline(&status), Blob::Region { len: 1 << 10 })).unwrap_err();
         assert!(e.contains("region"), "{e}");
-        // Shared memory announced but no descriptor, or a descriptor no
-        // payload uses.
-        let e = receive(&done(Blob::OneShot { len: 100_000 }, status), &[]).unwrap_err();
-        assert!(e.contains("descriptor"), "{e}");
-        let shm = sys::memfd_with(&[0; 100_000]).unwrap();
-        let e = receive(&valid, &[shm.as_raw_fd()]).unwrap_err();
-        assert!(e.contains("descriptors"), "{e}");
+        // A status list in the worker's region.
+        let region = IpcSharedMemory::from_bytes(&status);
+        let e = receive(&done(
+            Blob::NewRegion {
+                shm: &region,
+                len: status.len() as u64,
+            },
+            inline(&[]),
+        ))
+        .unwrap_err();
+        assert!(e.contains("status"), "{e}");
         // A payload over max_result_bytes (1 MiB here) is refused before it
-        // is read; one longer than its memfd, or in a descriptor that is not
-        // a sealed memfd, is refused too.
-        let big = done(Blob::OneShot { len: 2 << 20 }, status);
-        let e = receive(&big, &[shm.as_raw_fd()]).unwrap_err();
+        // is read; one longer than its region too.
+        let big = IpcSharedMemory::from_byte(0, 2 << 20);
+        let e = receive(&done(inline(&status), Blob::OneShot(&big))).unwrap_err();
         assert!(e.contains("max_result_bytes"), "{e}");
-        let long = done(Blob::OneShot { len: 200_000 }, status);
-        assert!(receive(&long, &[shm.as_raw_fd()]).is_err());
-        let file = std::fs::File::open("/dev/zero").unwrap();
-        let not_memfd = done(Blob::NewRegion { len: 100_000 }, status);
-        assert!(receive(&not_memfd, &[file.as_raw_fd()]).is_err());
-        // The same payload in a proper memfd is read.
-        let ok = done(Blob::OneShot { len: 100_000 }, status);
-        assert!(receive(&ok, &[shm.as_raw_fd()]).is_ok());
+        let small = IpcSharedMemory::from_byte(0, 100);
+        let e = receive(&done(
+            inline(&status),
+            Blob::NewRegion {
+                shm: &small,
+                len: 200,
+            },
+        ))
+        .unwrap_err();
+        assert!(e.contains("does not fit"), "{e}");
+        // The same payload in proper shared memory is read.
+        let ok = IpcSharedMemory::from_byte(0, 100_000);
+        assert!(receive(&done(inline(&status), Blob::OneShot(&ok))).is_ok());
         // A status list that does not match the job, or offsets past the
         // data.
-        let short: &'static [u8] = Box::leak(status_of(3).into_boxed_slice());
-        assert!(receive(&done(Blob::Inline(Raw(&[])), short), &[]).is_err());
-        let past: &'static [u8] = Box::leak(
-            postcard::to_stdvec(&vec![ItemOut::Ok(9); 8])
-                .unwrap()
-                .into_boxed_slice(),
-        );
-        assert!(receive(&done(Blob::Inline(Raw(&[1])), past), &[]).is_err());
+        let short = status_of(3);
+        assert!(receive(&done(inline(&short), inline(&[]))).is_err());
+        let past = postcard::to_stdvec(&vec![ItemOut::Ok(9); 8]).unwrap();
+        assert!(receive(&done(inline(&past), inline(&[1]))).is_err());
         // Nothing at all within the deadline: a timeout, not a hang.
         let mut silent = Channel::new().unwrap();
         assert_eq!(

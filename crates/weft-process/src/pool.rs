@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::task::Poll;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -15,12 +17,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weft_sync::{Completer, TaskError, TaskHandle};
 
+use crate::cancel::{CancelCell, Canceller};
+use crate::channel;
 use crate::registry::{self, decode, decode_owned, encode_into};
 use crate::supervisor::{
     Job, Loss, Recv, SendError, Worker, deadline, recv_from, supervise, take_reply,
 };
 use crate::sys;
-use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, Raw, Status};
+use crate::wire::{ErrKind, FromWorkerIn, ItemOut, Status};
 
 /// Why a pool could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +152,53 @@ pub(crate) struct Config {
     pub(crate) start_timeout: Duration,
     pub(crate) max_result_bytes: usize,
     pub(crate) shutdown_grace: Duration,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) stdout: Output,
+    pub(crate) stderr: Output,
+}
+
+/// Where a worker's standard output or error goes
+/// ([`ProcessPoolBuilder::stdout`], [`ProcessPoolBuilder::stderr`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// The parent's (the default, as Python's workers do).
+    #[default]
+    Inherit,
+    /// Nowhere (`/dev/null`).
+    Null,
+    /// Appended to this file (created if missing), shared by every worker.
+    File(PathBuf),
+}
+
+impl Output {
+    fn stdio(&self) -> std::io::Result<Option<std::process::Stdio>> {
+        Ok(match self {
+            Output::Inherit => None,
+            Output::Null => Some(std::process::Stdio::null()),
+            Output::File(path) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?
+                    .into(),
+            ),
+        })
+    }
+
+    pub(crate) fn apply_stdout(&self, cmd: &mut std::process::Command) -> std::io::Result<()> {
+        if let Some(s) = self.stdio()? {
+            cmd.stdout(s);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_stderr(&self, cmd: &mut std::process::Command) -> std::io::Result<()> {
+        if let Some(s) = self.stdio()? {
+            cmd.stderr(s);
+        }
+        Ok(())
+    }
 }
 
 /// Configures and builds a [`ProcessPool`]; made by [`ProcessPool::builder`].
@@ -177,6 +228,9 @@ pub struct ProcessPoolBuilder {
     start_timeout: Duration,
     max_result_bytes: usize,
     shutdown_grace: Duration,
+    cwd: Option<PathBuf>,
+    stdout: Output,
+    stderr: Output,
 }
 
 impl fmt::Debug for ProcessPoolBuilder {
@@ -203,6 +257,9 @@ impl Default for ProcessPoolBuilder {
             start_timeout: Duration::from_secs(30),
             max_result_bytes: 1 << 30,
             shutdown_grace: Duration::from_secs(5),
+            cwd: None,
+            stdout: Output::Inherit,
+            stderr: Output::Inherit,
         }
     }
 }
@@ -310,6 +367,28 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// The working directory of the worker processes. Default: the
+    /// parent's. A directory that does not exist makes
+    /// [`build`](Self::build) fail with [`Error::Spawn`].
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// Where the workers' standard output goes. Default:
+    /// [`Output::Inherit`]. (Their stdin is always `/dev/null`.)
+    pub fn stdout(mut self, output: Output) -> Self {
+        self.stdout = output;
+        self
+    }
+
+    /// Where the workers' standard error goes (panic messages included).
+    /// Default: [`Output::Inherit`].
+    pub fn stderr(mut self, output: Output) -> Self {
+        self.stderr = output;
+        self
+    }
+
     /// Starts the workers and returns the pool once every one of them has
     /// completed its handshake (and initializer).
     pub fn build(self) -> Result<ProcessPool, Error> {
@@ -355,6 +434,9 @@ impl ProcessPoolBuilder {
             start_timeout: self.start_timeout,
             max_result_bytes: self.max_result_bytes,
             shutdown_grace: self.shutdown_grace,
+            cwd: self.cwd,
+            stdout: self.stdout,
+            stderr: self.stderr,
         };
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
@@ -372,6 +454,9 @@ impl ProcessPoolBuilder {
             nudge: (0..processes)
                 .map(|_| crossbeam_channel::bounded(1))
                 .collect(),
+            cancel_kills: (0..processes).map(|_| Mutex::new(None)).collect(),
+            running: (0..processes).map(|_| AtomicUsize::new(0)).collect(),
+            waiting: (0..processes).map(|_| AtomicUsize::new(0)).collect(),
         });
         let pool = ProcessPool {
             inner: inner.clone(),
@@ -445,6 +530,32 @@ pub(crate) struct Inner {
     /// Per slot: wakes its idle supervisor to look at its worker (it
     /// exited, or a direct call lost it). At most one notice is pending.
     pub(crate) nudge: Vec<(Sender<()>, Receiver<()>)>,
+    /// Per slot: the job its worker was killed to cancel (see `cancel.rs`).
+    pub(crate) cancel_kills: Vec<Mutex<Option<u64>>>,
+    /// Per slot: whether its worker is running a job (0 or 1), and how
+    /// many more jobs wait in its supervisor or behind that one.
+    pub(crate) running: Vec<AtomicUsize>,
+    pub(crate) waiting: Vec<AtomicUsize>,
+}
+
+/// Encodes one task's argument into `out`; an argument that holds weft
+/// channel ends, queues or shared memory also gets the channel that
+/// carries them (see `channel::carry`).
+fn encode_arg<A: Serialize + 'static>(
+    arg: A,
+    out: &mut Vec<u8>,
+) -> Result<Option<ipc_channel::ipc::OpaqueIpcReceiver>, String> {
+    let (encoded, met) = channel::encode_counting(|| encode_into(arg, out));
+    match encoded {
+        Err(e) => {
+            if met > 0 {
+                channel::discard_stash();
+            }
+            Err(e)
+        }
+        Ok(()) if met == 0 => Ok(None),
+        Ok(()) => channel::carry(1, out).map(Some),
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -525,6 +636,66 @@ impl ProcessPool {
         self.inner.started.load(Ordering::Relaxed)
     }
 
+    /// How many tasks a worker is running now (at most
+    /// [`processes`](Self::processes); a `map` chunk counts as one).
+    pub fn running(&self) -> usize {
+        self.inner
+            .running
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How many tasks wait for a worker (submitted, not started; a `map`
+    /// chunk counts as one). With [`running`](Self::running), Python's
+    /// view of a pool's backlog, which `concurrent.futures` keeps private.
+    pub fn queued(&self) -> usize {
+        self.inner.jobs_rx.len()
+            + self
+                .inner
+                .waiting
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<usize>()
+    }
+
+    /// [`submit`](Self::submit), with a [`Canceller`] that can cancel the
+    /// task even while it runs: its worker is then killed and replaced
+    /// (pebble's `future.cancel()`), and the task fails with
+    /// [`TaskError::Cancelled`]. The handle's own
+    /// [`cancel`](TaskHandle::cancel) still cancels only a task that has not
+    /// started (Python's `Future.cancel()`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_process::{ProcessPool, TaskError};
+    ///
+    /// fn nap(ms: u64) -> u64 {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    ///     ms
+    /// }
+    /// weft_process::register!(nap);
+    ///
+    /// let pool = ProcessPool::builder().processes(1).build().unwrap();
+    /// let (handle, canceller) = pool.submit_cancellable(nap, 60_000);
+    /// while !handle.is_running() {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// assert!(canceller.cancel());
+    /// assert_eq!(handle.join(), Err(TaskError::Cancelled));
+    /// assert_eq!(pool.apply(nap, 1), Ok(1)); // on the replacement
+    /// ```
+    pub fn submit_cancellable<F, A, R>(&self, f: F, arg: A) -> (TaskHandle<R>, Canceller)
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let cell = Arc::new(CancelCell::default());
+        let handle = self.submit_job(f, arg, self.inner.config.task_timeout, Some(cell.clone()));
+        (handle, Canceller::new(cell, self.inner.clone()))
+    }
+
     /// Runs `f(arg)` in a worker (Python's `executor.submit` /
     /// `pool.apply_async`). Uses the pool's default task timeout, if any.
     ///
@@ -578,14 +749,18 @@ impl ProcessPool {
             });
         };
         let mut args = registry::small_buffer();
-        if let Err(e) = encode_into(arg, &mut args) {
-            return Err(TaskError::Serialization {
-                message: format!("the argument could not be serialized: {e}"),
-            });
-        }
+        let carrier = match encode_arg(arg, &mut args) {
+            Ok(carrier) => carrier,
+            Err(e) => {
+                return Err(TaskError::Serialization {
+                    message: format!("the argument could not be serialized: {e}"),
+                });
+            }
+        };
         // Direct path: run it on an idle worker from this thread, without a
-        // hand-off to the supervisor thread and back.
-        for slot in 0..self.inner.config.processes {
+        // hand-off to the supervisor thread and back (not for arguments
+        // with channels, which only the supervisor sends).
+        for slot in (0..self.inner.config.processes).filter(|_| carrier.is_none()) {
             let Ok(mut parked) = self.inner.parked[slot].try_lock() else {
                 continue;
             };
@@ -609,6 +784,9 @@ impl ProcessPool {
                 completer: Some(completer),
             }),
             started: false,
+            cancel: None,
+            carried: carrier.is_some(),
+            carrier,
         });
         handle.join()
     }
@@ -626,34 +804,25 @@ impl ProcessPool {
         let w = parked.as_mut()?;
         let job = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
         let timeout = self.inner.config.task_timeout;
-        let loss = match w.send_run(job, func, &[args.len() as u64], args) {
-            Err(SendError::Payload(message)) => {
-                return Some(Err(TaskError::Serialization { message }));
-            }
+        let loss = match w.send_run(job, func, &[args.len() as u64], args, None) {
             Err(SendError::Channel) => None,
             Ok(()) => {
                 let deadline = timeout.and_then(|t| deadline(Instant::now(), t));
-                match recv_from(&mut w.link, &mut w.rbuf, deadline) {
-                    Recv::Msg(FromWorker::Done {
+                match recv_from(&w.link, deadline) {
+                    Recv::Msg(FromWorkerIn::Done {
                         job: id,
                         status,
                         data,
+                        carriers,
                     }) if id == job => {
                         let max = self.inner.config.max_result_bytes;
-                        // The usual reply to a small task (one result, in
-                        // the message): decoded where it was received.
-                        if let Some(bytes) = inline_single(&status, &data, max)
-                            && !w.link.has_fds()
-                        {
-                            w.link.release(job);
-                            registry::recycle(std::mem::take(args));
-                            return Some(decode_result(bytes));
-                        }
                         // The arguments are no longer needed: the result
                         // may reuse their buffer.
                         let spare = std::mem::take(args);
                         match take_reply(&mut w.link, job, max, 1, status, data, spare) {
-                            Ok(results) => return Some(single_result(results)),
+                            Ok(results) => {
+                                return Some(single_result(results.with_carriers(carriers)));
+                            }
                             Err((message, false)) => {
                                 return Some(Err(TaskError::Serialization { message }));
                             }
@@ -697,6 +866,21 @@ impl ProcessPool {
         A: Serialize + 'static,
         R: DeserializeOwned + Send + 'static,
     {
+        self.submit_job(f, arg, timeout, None)
+    }
+
+    fn submit_job<F, A, R>(
+        &self,
+        f: F,
+        arg: A,
+        timeout: Option<Duration>,
+        cancel: Option<Arc<CancelCell>>,
+    ) -> TaskHandle<R>
+    where
+        F: Fn(A) -> R + Copy + 'static,
+        A: Serialize + 'static,
+        R: DeserializeOwned + Send + 'static,
+    {
         let _ = f;
         let Some(entry) = registry::lookup_type::<F>() else {
             return TaskHandle::ready(Err(TaskError::Serialization {
@@ -704,11 +888,14 @@ impl ProcessPool {
             }));
         };
         let mut args = Vec::new();
-        if let Err(e) = encode_into(arg, &mut args) {
-            return TaskHandle::ready(Err(TaskError::Serialization {
-                message: format!("the argument could not be serialized: {e}"),
-            }));
-        }
+        let carrier = match encode_arg(arg, &mut args) {
+            Ok(carrier) => carrier,
+            Err(e) => {
+                return TaskHandle::ready(Err(TaskError::Serialization {
+                    message: format!("the argument could not be serialized: {e}"),
+                }));
+            }
+        };
         let (completer, handle) = TaskHandle::pair();
         self.enqueue(Job {
             id: 0,
@@ -720,6 +907,9 @@ impl ProcessPool {
                 completer: Some(completer),
             }),
             started: false,
+            cancel,
+            carried: carrier.is_some(),
+            carrier,
         });
         handle
     }
@@ -809,6 +999,7 @@ impl ProcessPool {
         let entry = registry::lookup_type::<F>();
         let (tx, rx) = crossbeam_channel::unbounded();
         let cancelled = Arc::new(AtomicBool::new(false));
+        let waker = Arc::new(Mutex::new(None));
         let mut chunks = 0;
         let mut counts = Vec::new();
         let mut it = items.into_iter();
@@ -827,6 +1018,7 @@ impl ProcessPool {
                 prefailed: Vec::new(),
                 tx: Some(tx.clone()),
                 cancelled: cancelled.clone(),
+                waker: waker.clone(),
             });
             let Some(entry) = entry else {
                 let err = TaskError::Serialization {
@@ -837,21 +1029,38 @@ impl ProcessPool {
             };
             let mut args = Vec::new();
             let mut ends = Vec::with_capacity(count);
-            for (i, item) in batch.into_iter().enumerate() {
-                match encode_into(item, &mut args) {
-                    Ok(()) => ends.push(args.len() as u64),
-                    Err(e) => sink.prefailed.push((
-                        i,
-                        TaskError::Serialization {
-                            message: format!("the argument could not be serialized: {e}"),
-                        },
-                    )),
+            let ((), met) = channel::encode_counting(|| {
+                for (i, item) in batch.into_iter().enumerate() {
+                    match encode_into(item, &mut args) {
+                        Ok(()) => ends.push(args.len() as u64),
+                        Err(e) => sink.prefailed.push((
+                            i,
+                            TaskError::Serialization {
+                                message: format!("the argument could not be serialized: {e}"),
+                            },
+                        )),
+                    }
                 }
-            }
+            });
+            let carrier = if met == 0 {
+                None
+            } else if ends.is_empty() {
+                channel::discard_stash();
+                None
+            } else {
+                match channel::carry(ends.len(), &args) {
+                    Ok(carrier) => Some(carrier),
+                    Err(message) => {
+                        sink.finish(Err(TaskError::Serialization { message }));
+                        continue;
+                    }
+                }
+            };
             if ends.is_empty() {
                 sink.finish(Ok(Results {
                     status: Status::Many(Vec::new()),
                     data: Vec::new(),
+                    carriers: Vec::new(),
                 }));
                 continue;
             }
@@ -863,6 +1072,9 @@ impl ProcessPool {
                 timeout: self.inner.config.task_timeout,
                 sink,
                 started: false,
+                cancel: None,
+                carried: carrier.is_some(),
+                carrier,
             });
         }
         MapResults {
@@ -876,6 +1088,7 @@ impl ProcessPool {
             ordered,
             remaining: total,
             cancelled,
+            waker,
         }
     }
 
@@ -899,6 +1112,32 @@ impl ProcessPool {
     pub fn shutdown(&self) {
         drop(lock(&self.inner.jobs_tx).take());
         self.join_supervisors();
+    }
+
+    /// Stops taking new tasks and returns at once (Python's `close()`, or
+    /// `executor.shutdown(wait=False)`): queued and running tasks go on,
+    /// and each worker exits when its slot has nothing left. Tasks
+    /// submitted afterwards fail with [`TaskError::Abandoned`].
+    /// [`shutdown`](Self::shutdown) (or dropping the pool) then waits for
+    /// the workers.
+    pub fn close(&self) {
+        drop(lock(&self.inner.jobs_tx).take());
+    }
+
+    /// Stops taking new tasks, cancels the queued ones (they fail with
+    /// [`TaskError::Cancelled`]), lets the running ones finish, then asks
+    /// every worker to exit and reaps it (Python's
+    /// `executor.shutdown(cancel_futures=True)`). With `wait == false` it
+    /// returns once the queued tasks are cancelled, without waiting for the
+    /// running ones (`shutdown(wait=False, cancel_futures=True)`).
+    pub fn shutdown_cancel_queued(&self, wait: bool) {
+        drop(lock(&self.inner.jobs_tx).take());
+        while let Ok(job) = self.inner.jobs_rx.try_recv() {
+            job.fail(TaskError::Cancelled);
+        }
+        if wait {
+            self.join_supervisors();
+        }
     }
 
     /// Kills every worker now (Python's `pool.terminate()`): running and
@@ -953,6 +1192,8 @@ pub struct MapResults<R> {
     ordered: bool,
     remaining: usize,
     cancelled: Arc<AtomicBool>,
+    /// The task polling it as a `Stream`, woken when a chunk comes in.
+    waker: Arc<Mutex<Option<std::task::Waker>>>,
 }
 
 impl<R> fmt::Debug for MapResults<R> {
@@ -968,10 +1209,84 @@ impl<R> Iterator for MapResults<R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        match self.poll_item(true) {
+            Poll::Ready(item) => item,
+            // A blocking poll is always ready.
+            Poll::Pending => None,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl<R> MapResults<R> {
+    /// The same results as a `Stream`, for async code: each is yielded as
+    /// soon as it is in, without blocking the executor's thread (Python has
+    /// no async `map`; `asyncio` users wrap the executor's futures).
+    ///
+    /// ```
+    /// use futures_lite::StreamExt;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    /// weft_process::register!(square);
+    ///
+    /// let pool = weft_process::ProcessPool::builder().processes(2).build().unwrap();
+    /// let squares: Vec<u64> = futures_lite::future::block_on(
+    ///     pool.map(square, 1..=4).into_stream().map(Result::unwrap).collect(),
+    /// );
+    /// assert_eq!(squares, [1, 4, 9, 16]);
+    /// ```
+    pub fn into_stream(self) -> MapStream<R> {
+        MapStream(self)
+    }
+}
+
+/// [`MapResults`] as a `Stream` ([`MapResults::into_stream`]). Dropping it
+/// cancels the chunks that have not started yet.
+pub struct MapStream<R>(MapResults<R>);
+
+impl<R> fmt::Debug for MapStream<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MapStream").field(&self.0).finish()
+    }
+}
+
+// Results are moved out, never pinned in place.
+impl<R> Unpin for MapStream<R> {}
+
+impl<R> futures_core::Stream for MapStream<R> {
+    type Item = Result<R, TaskError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        let results = &mut self.0;
+        if let Poll::Ready(item) = results.poll_item(false) {
+            return Poll::Ready(item);
+        }
+        *lock(&results.waker) = Some(cx.waker().clone());
+        // A chunk that came in before the waker was set is seen here.
+        results.poll_item(false)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.remaining, Some(self.0.remaining))
+    }
+}
+
+impl<R> MapResults<R> {
+    /// The next result: `Pending` only when `block` is false and the next
+    /// result is not in yet.
+    fn poll_item(&mut self, block: bool) -> Poll<Option<Result<R, TaskError>>> {
         loop {
             if let Some(item) = self.current.next() {
                 self.remaining = self.remaining.saturating_sub(1);
-                return Some(item);
+                return Poll::Ready(Some(item));
             }
             if self.ordered {
                 if let Some(chunk) = self.pending.remove(&self.next) {
@@ -980,14 +1295,23 @@ impl<R> Iterator for MapResults<R> {
                     continue;
                 }
                 if self.next >= self.chunks {
-                    return None;
+                    return Poll::Ready(None);
                 }
             } else if self.received >= self.chunks {
-                return None;
+                return Poll::Ready(None);
             }
             // Every chunk's sink sends exactly once, even when dropped, so
             // this cannot wait forever while chunks are outstanding.
-            let Ok((index, items)) = self.rx.recv() else {
+            let got = if block {
+                self.rx.recv().ok()
+            } else {
+                match self.rx.try_recv() {
+                    Ok(got) => Some(got),
+                    Err(crossbeam_channel::TryRecvError::Empty) => return Poll::Pending,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some((index, items)) = got else {
                 // Every sink is gone and some never sent (cannot happen; be
                 // safe): what is missing is abandoned, never left out.
                 let missing = if self.ordered {
@@ -1012,10 +1336,6 @@ impl<R> Iterator for MapResults<R> {
             }
         }
     }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
-    }
 }
 
 impl<R> ExactSizeIterator for MapResults<R> {}
@@ -1030,9 +1350,51 @@ impl<R> Drop for MapResults<R> {
 pub(crate) struct Results {
     pub(crate) status: Status,
     pub(crate) data: Vec<u8>,
+    /// The results that hold channels, with them, by item (see
+    /// `channel::carry`): decoded from there, not from `data`.
+    pub(crate) carriers: Vec<(u32, ipc_channel::ipc::OpaqueIpcReceiver)>,
 }
 
 impl Results {
+    pub(crate) fn with_carriers(
+        mut self,
+        carriers: Vec<(u32, ipc_channel::ipc::OpaqueIpcReceiver)>,
+    ) -> Results {
+        self.carriers = carriers;
+        self
+    }
+
+    /// The values of the results that came with their channels, by item
+    /// (`None` for the others, decoded from `data`). Each carrier's message
+    /// was sent before the reply, so it is there already: an honest
+    /// worker's never makes this wait.
+    fn carried<R: DeserializeOwned>(&mut self) -> Vec<Option<Result<R, TaskError>>> {
+        let carriers = std::mem::take(&mut self.carriers);
+        let mut values: Vec<Option<Result<R, TaskError>>> = Vec::new();
+        if carriers.is_empty() {
+            return values;
+        }
+        values.resize_with(self.status.len(), || None);
+        for (item, rx) in carriers {
+            let Some(slot) = values.get_mut(item as usize) else {
+                continue;
+            };
+            let rx = rx.to::<channel::Incoming<Vec<R>>>();
+            let error = |message| TaskError::Serialization { message };
+            *slot = Some(match channel::recv_caught(&rx, channel::Wait::Poll) {
+                Ok(mut one) if one.len() == 1 => Ok(one.remove(0)),
+                Ok(other) => Err(error(format!(
+                    "the worker's result came with {} values instead of one",
+                    other.len()
+                ))),
+                Err(e) => Err(error(format!(
+                    "the result with its channels did not arrive: {e:?}"
+                ))),
+            });
+        }
+        values
+    }
+
     fn items(&self) -> impl Iterator<Item = Result<&[u8], TaskError>> + '_ {
         let mut start = 0usize;
         self.status.iter().map(move |s| match s {
@@ -1077,24 +1439,13 @@ impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
     }
 }
 
-/// The result bytes of a reply that holds one successful result of at
-/// most `max` bytes, inline: what `check_reply` would accept, checked here
-/// without decoding the status list.
-fn inline_single<'a>(status: &Blob<'_>, data: &Blob<'a>, max: usize) -> Option<&'a [u8]> {
-    let (Blob::Inline(Raw(status)), Blob::Inline(Raw(data))) = (status, data) else {
-        return None;
-    };
-    let [1, 0, rest @ ..] = status else {
-        return None;
-    };
-    let (end, []) = postcard::take_from_bytes::<u64>(rest).ok()? else {
-        return None;
-    };
-    (end == data.len() as u64 && data.len() <= max).then_some(*data)
-}
-
 /// The value of a one-argument job's results.
-fn single_result<R: DeserializeOwned + 'static>(results: Results) -> Result<R, TaskError> {
+fn single_result<R: DeserializeOwned + 'static>(mut results: Results) -> Result<R, TaskError> {
+    if let Some(Some(value)) = results.carried::<R>().into_iter().next()
+        && matches!(results.status.first(), Some(ItemOut::Ok(_)))
+    {
+        return value;
+    }
     if let [ItemOut::Ok(end)] = results.status[..]
         && end as usize == results.data.len()
     {
@@ -1121,6 +1472,13 @@ impl Results {
     /// The result bytes of a one-argument job, undecoded (moved, not
     /// copied, in the usual case).
     pub(crate) fn into_single_bytes(self) -> Result<Vec<u8>, TaskError> {
+        if !self.carriers.is_empty() {
+            return Err(TaskError::Serialization {
+                message: "the result holds weft channels or shared memory, which cannot be \
+                          returned encoded"
+                    .into(),
+            });
+        }
         if let [ItemOut::Ok(end)] = self.status[..]
             && end as usize == self.data.len()
         {
@@ -1151,6 +1509,7 @@ struct ChunkSink<R> {
     prefailed: Vec<(usize, TaskError)>,
     tx: Option<Sender<ChunkOut<R>>>,
     cancelled: Arc<AtomicBool>,
+    waker: Arc<Mutex<Option<std::task::Waker>>>,
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
@@ -1165,15 +1524,17 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
         let mut prefailed = std::mem::take(&mut self.prefailed).into_iter().peekable();
         let mut out = Vec::with_capacity(self.count);
         match outcome {
-            Ok(results) => {
+            Ok(mut results) => {
+                let mut carried = results.carried::<R>().into_iter();
                 let mut items = results.items();
                 for i in 0..self.count {
                     if prefailed.peek().is_some_and(|(p, _)| *p == i) {
                         out.extend(prefailed.next().map(|(_, e)| Err(e)));
                         continue;
                     }
+                    let value = carried.next().flatten();
                     out.push(match items.next() {
-                        Some(Ok(bytes)) => decode_result(bytes),
+                        Some(Ok(bytes)) => value.unwrap_or_else(|| decode_result(bytes)),
                         Some(Err(e)) => Err(e),
                         None => Err(TaskError::Serialization {
                             message: "the worker returned too few results".into(),
@@ -1199,6 +1560,21 @@ impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
             // pool's thread, and their `Drop` is user code.
             registry::drop_quietly(unsent.0);
         }
+        wake(&self.waker);
+    }
+}
+
+/// Wakes the task polling a [`MapResults`] stream, if any. An executor's
+/// waker that panics is reported and ignored: it cannot take a pool thread
+/// down.
+fn wake(waker: &Mutex<Option<std::task::Waker>>) {
+    if let Some(w) = lock(waker).take()
+        && let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| w.wake()))
+    {
+        eprintln!(
+            "weft-process: waking a task panicked (ignored): {}",
+            weft_sync::into_panic_message(payload)
+        );
     }
 }
 
@@ -1207,38 +1583,7 @@ impl<R> Drop for ChunkSink<R> {
         if let Some(tx) = self.tx.take() {
             let out = (0..self.count).map(|_| Err(TaskError::Abandoned)).collect();
             let _ = tx.send((self.index, out));
+            wake(&self.waker);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_inline_short_cut_accepts_only_what_check_reply_accepts() {
-        let one = |end: u64| postcard::to_stdvec(&vec![ItemOut::Ok(end)]).unwrap();
-        let data = [7u8, 8, 9];
-        let status = one(3);
-        let inline = |b: &'static [u8]| Blob::Inline(Raw(b));
-        let status: &'static [u8] = Box::leak(status.into_boxed_slice());
-        let data: &'static [u8] = Box::leak(Box::new(data));
-        assert_eq!(inline_single(&inline(status), &inline(data), 3), Some(data));
-        // Over max_result_bytes, an end that is not the data's length, a
-        // status that is not one success, a payload out of the message.
-        assert_eq!(inline_single(&inline(status), &inline(data), 2), None);
-        let short: &'static [u8] = Box::leak(one(2).into_boxed_slice());
-        assert_eq!(inline_single(&inline(short), &inline(data), 3), None);
-        let two: &'static [u8] = Box::leak(
-            postcard::to_stdvec(&vec![ItemOut::Ok(1), ItemOut::Ok(3)])
-                .unwrap()
-                .into_boxed_slice(),
-        );
-        assert_eq!(inline_single(&inline(two), &inline(data), 3), None);
-        assert_eq!(
-            inline_single(&inline(status), &Blob::OneShot { len: 3 }, 3),
-            None
-        );
-        assert!(crate::supervisor::check_reply(3, 1, status, 3).is_ok());
     }
 }

@@ -47,6 +47,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use weft_sync::{Completer, TaskError, TaskHandle, WorkerExit};
 
+use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq, exit_from};
 use crate::channel::{Incoming, RecvFail, SendFail, Wait, recv_caught, send_ref};
 use crate::pool::{Error, lock};
 use crate::registry;
@@ -82,8 +83,14 @@ enum Hello {
         /// Where the parent sends [`Boot`] and then the argument.
         boot: OpaqueIpcSender,
     },
-    /// Sent by the parent's keeper when the child died before connecting.
+    /// Sent by the start's watchdog when the child died before connecting.
     Died,
+}
+
+impl crate::boot::Greeting for Hello {
+    fn died() -> Self {
+        Hello::Died
+    }
 }
 
 /// What the child is to run, and where its outcome goes.
@@ -157,14 +164,12 @@ fn fail_text(fail: RecvFail) -> String {
 /// What a child runs instead of `main`. Returns its exit code.
 pub(crate) fn serve_child(boot: OsString) -> i32 {
     sys::ignore_sigpipe();
-    let boot = boot.to_string_lossy().into_owned();
-    let mut lines = boot.lines();
-    let (Some(server), Some(secret), Some(parent)) = (lines.next(), lines.next(), lines.next())
+    let Some(BootEnv {
+        server,
+        mut secret,
+        parent,
+    }) = BootEnv::parse(&boot)
     else {
-        eprintln!("weft-process: child started without a valid bootstrap; exiting");
-        return EXIT_BOOTSTRAP;
-    };
-    let (Some(mut secret), Ok(parent)) = (from_hex(secret), parent.parse::<u32>()) else {
         eprintln!("weft-process: child started without a valid bootstrap; exiting");
         return EXIT_BOOTSTRAP;
     };
@@ -227,40 +232,12 @@ pub(crate) fn serve_child(boot: OsString) -> i32 {
     })
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-/// How a child ended, from `waitid`'s report.
-fn exit_from((exited, status): (bool, i32)) -> WorkerExit {
-    if exited {
-        WorkerExit::Code(status)
-    } else {
-        WorkerExit::Signal(status)
-    }
-}
-
 /// What the parent knows of a started child.
 struct Shared {
     state: Mutex<ChildState>,
 }
 
 struct ChildState {
-    /// The parent's `accept` has returned (the keeper stops watching for
-    /// a death before connecting).
-    accepted: bool,
-    /// The keeper killed the child for not connecting in time.
-    timed_out: bool,
     /// How the child ended, once the keeper has reaped it.
     reaped: Option<WorkerExit>,
 }
@@ -676,37 +653,24 @@ where
     let secret = sys::random_secret().map_err(|e| fail(format!("no random secret: {e}")))?;
 
     let shared = Arc::new(Shared {
-        state: Mutex::new(ChildState {
-            accepted: false,
-            timed_out: false,
-            reaped: None,
-        }),
+        state: Mutex::new(ChildState { reaped: None }),
     });
     // The keeper first, so that a child is never started without one.
     let (to_keeper, keeper_rx) = mpsc::channel::<ToKeeper<R>>();
     let deadline = Instant::now().checked_add(settings.start_timeout);
     {
         let shared = shared.clone();
-        let server_name = server_name.clone();
         thread::Builder::new()
             .name(format!("weft-process-keeper-{name}"))
             .stack_size(256 * 1024)
-            .spawn(move || keep(keeper_rx, server_name, shared, deadline))
+            .spawn(move || keep(keeper_rx, shared))
             .map_err(|e| fail(format!("no thread to watch the child: {e}")))?;
     }
 
     let mut cmd = Command::new(&program);
-    cmd.env(
-        ENV_PROCESS,
-        format!("{server_name}\n{}\n{}", to_hex(&secret), std::process::id()),
-    )
-    .stdin(Stdio::null());
-    for (key, value) in &settings.env {
-        match value {
-            Some(v) => cmd.env(key, v),
-            None => cmd.env_remove(key),
-        };
-    }
+    cmd.env(ENV_PROCESS, BootEnv::encode(&server_name, &secret))
+        .stdin(Stdio::null());
+    crate::boot::apply_env(&mut cmd, &settings.env);
     sys::inherit_only_stdio(&mut cmd);
     let child = cmd.spawn().map_err(|source| Error::Spawn {
         program: program.clone(),
@@ -723,18 +687,16 @@ where
         shared.signal(pid, libc::SIGKILL);
         e
     };
-    let accepted = catch_unwind(AssertUnwindSafe(|| server.accept()));
-    lock(&shared.state).accepted = true;
-    let boot = match accepted {
-        Ok(Ok((
+    let boot = match accept_watched(server, &server_name, pid, deadline, &|| false) {
+        Accepted::Hello(
             _,
-            Incoming(Hello::Child {
+            Hello::Child {
                 secret: s,
                 pid: p,
                 fingerprint,
                 boot,
-            }),
-        ))) => {
+            },
+        ) => {
             if !constant_time_eq(&s, &secret) {
                 return Err(abandon(fail(
                     "a process that does not know the child's secret connected in its place".into(),
@@ -754,17 +716,8 @@ where
             }
             boot
         }
-        Ok(Ok((_, Incoming(Hello::Died)))) => {
-            // The keeper saw the child exit (it is not reaped before the
-            // keeper is told the start failed).
-            let timed_out = lock(&shared.state).timed_out;
-            if timed_out {
-                return Err(Error::StartTimeout {
-                    name: name.to_string(),
-                    timeout: settings.start_timeout,
-                    hint: hint(),
-                });
-            }
+        Accepted::Hello(_, Hello::Died) => {
+            // Not reaped before the keeper learns the start failed.
             let exit = shared
                 .exit(pid)
                 .unwrap_or_else(|| WorkerExit::Unknown("it closed its channel".into()));
@@ -774,23 +727,16 @@ where
                 hint: hint(),
             });
         }
-        Ok(Err(e)) => {
-            let timed_out = lock(&shared.state).timed_out;
-            if timed_out {
-                return Err(Error::StartTimeout {
-                    name: name.to_string(),
-                    timeout: settings.start_timeout,
-                    hint: hint(),
-                });
-            }
-            return Err(abandon(fail(format!(
-                "the child's first message was refused: {e}"
-            ))));
+        Accepted::TimedOut | Accepted::Cancelled => {
+            return Err(Error::StartTimeout {
+                name: name.to_string(),
+                timeout: settings.start_timeout,
+                hint: hint(),
+            });
         }
-        Err(payload) => {
+        Accepted::Refused(why) => {
             return Err(abandon(fail(format!(
-                "decoding the child's first message panicked: {}",
-                weft_sync::into_panic_message(payload)
+                "the child's first message was refused: {why}"
             ))));
         }
     };
@@ -829,51 +775,18 @@ where
     })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The keeper thread of one child: watches its start, receives its
-/// outcome, reaps it, completes its handle.
-fn keep<R>(
-    rx: mpsc::Receiver<ToKeeper<R>>,
-    server_name: String,
-    shared: Arc<Shared>,
-    deadline: Option<Instant>,
-) where
+/// The keeper thread of one child: receives its outcome, reaps it,
+/// completes its handle. Until the start has succeeded or failed (the
+/// starting thread sends `Run` or drops its sender) it only waits: the
+/// start's own watchdog never reaps, so the pid stays this child's.
+fn keep<R>(rx: mpsc::Receiver<ToKeeper<R>>, shared: Arc<Shared>)
+where
     R: DeserializeOwned,
 {
     let Ok(ToKeeper::Child(mut child)) = rx.recv() else {
         return;
     };
     let pid = child.id();
-    // Until the parent's accept returns: a child that dies (or hangs)
-    // before connecting must not leave it blocked.
-    let mut nap = Duration::from_millis(1);
-    loop {
-        if lock(&shared.state).accepted {
-            break;
-        }
-        if sys::peek_exit(pid).is_some() {
-            if !lock(&shared.state).accepted
-                && let Ok(tx) = IpcSender::<Incoming<Hello>>::connect(server_name.clone())
-            {
-                let _ = send_ref(&tx.to_opaque(), &Hello::Died);
-            }
-            break;
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            let mut st = lock(&shared.state);
-            if !st.timed_out {
-                st.timed_out = true;
-                // Not reaped yet: only this thread reaps.
-                sys::signal(pid, libc::SIGKILL);
-            }
-        }
-        thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
-    }
-    drop(server_name);
     let run = match rx.recv() {
         Ok(ToKeeper::Run(result_rx, completer)) => {
             // Blocks until the child sends its outcome or exits (it holds

@@ -48,6 +48,13 @@ pub struct Batch<'a> {
     pub(crate) ends: &'a [u64],
     pub(crate) out: Vec<u8>,
     pub(crate) status: Vec<ItemOut>,
+    /// The arguments with their channels, when they hold some (see
+    /// `channel::carry`): decoded from there instead of from `args`.
+    pub(crate) carrier: Option<ipc_channel::ipc::OpaqueIpcReceiver>,
+    /// For each result that holds channels, by item: a carrier with that
+    /// result and its channels (see `channel::carry`), which the parent
+    /// decodes it from.
+    pub(crate) result_carriers: Vec<(u32, ipc_channel::ipc::OpaqueIpcReceiver)>,
 }
 
 impl<'a> Batch<'a> {
@@ -67,6 +74,8 @@ impl<'a> Batch<'a> {
             ends,
             out,
             status,
+            carrier: None,
+            result_carriers: Vec::new(),
         }
     }
 }
@@ -95,6 +104,25 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
+    // Arguments that hold channels come, with them, from their carrier.
+    let mut carried = batch.carrier.take().map(|rx| {
+        let rx = rx.to::<crate::channel::Incoming<Vec<A>>>();
+        let wait = crate::channel::Wait::For(std::time::Duration::from_secs(60));
+        let n = batch.ends.len();
+        let all_fail =
+            |why: String| -> Vec<Result<A, String>> { (0..n).map(|_| Err(why.clone())).collect() };
+        match crate::channel::recv_caught(&rx, wait) {
+            Ok(items) if items.len() == n => items.into_iter().map(Ok).collect(),
+            Ok(items) => all_fail(format!(
+                "the job's carrier held {} arguments for {n}",
+                items.len()
+            )),
+            Err(e) => all_fail(format!(
+                "its arguments with their channels did not arrive: {e:?}"
+            )),
+        }
+        .into_iter()
+    });
     let mut start = 0usize;
     for &end in batch.ends {
         let end = end as usize;
@@ -108,21 +136,49 @@ where
         start = end;
         let mark = batch.out.len();
         let out = &mut batch.out;
+        let from_carrier = carried.as_mut().map(Iterator::next);
+        let mut met = 0;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let value: A = decode(arg).map_err(|e| {
+            let value: Result<A, String> = match from_carrier {
+                Some(Some(value)) => value,
+                Some(None) => Err("the job's carrier held too few arguments".into()),
+                None => decode(arg),
+            };
+            let value: A = value.map_err(|e| {
                 (
                     ErrKind::Serialization,
                     format!("the worker could not decode the argument: {e}"),
                 )
             })?;
             let result = f(value);
-            encode_into(result, out).map_err(|e| {
+            let (encoded, handles) = crate::channel::encode_counting(|| encode_into(result, out));
+            met = handles;
+            encoded.map_err(|e| {
                 (
                     ErrKind::Serialization,
                     format!("the worker could not encode the result: {e}"),
                 )
             })
         }));
+        // A result's channels leave ipc-channel's per-thread stash at once,
+        // in a carrier of their own: the next item's code may send on an
+        // ipc-channel channel itself, which would take them along.
+        let outcome = match outcome {
+            Ok(Ok(())) if met > 0 => match crate::channel::carry(1, &batch.out[mark..]) {
+                Ok(carrier) => {
+                    batch
+                        .result_carriers
+                        .push((batch.status.len() as u32, carrier));
+                    Ok(Ok(()))
+                }
+                Err(why) => Ok(Err((ErrKind::Serialization, why))),
+            },
+            Ok(Err(e)) if met > 0 => {
+                crate::channel::discard_stash();
+                Ok(Err(e))
+            }
+            other => other,
+        };
         match outcome {
             Ok(Ok(())) => batch.status.push(ItemOut::Ok(batch.out.len() as u64)),
             Ok(Err((kind, msg))) => {

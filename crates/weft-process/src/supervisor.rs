@@ -10,7 +10,6 @@
 //! direct path.
 
 use std::collections::VecDeque;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -20,21 +19,27 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{TryRecvError, select};
+use ipc_channel::ipc::{IpcOneShotServer, OpaqueIpcReceiver};
 use weft_sync::{TaskError, WorkerExit};
 
-use crate::link::{Link, Received, Unread};
+use crate::boot::{Accepted, BootEnv, accept_watched, constant_time_eq, exit_from};
+use crate::cancel::CancelCell;
+use crate::channel::Incoming;
+use crate::link::{Link, Received};
 use crate::pool::{Error, Inner, Results, Sink, lock};
 use crate::registry;
 use crate::sys;
-use crate::wire::{self, Blob, FromWorker, ItemOut, PROTOCOL, Raw, Status, ToWorker, fast};
+use crate::wire::{self, BlobIn, FromWorkerIn, Hello, ItemOut, Status, ToWorker};
 use crate::worker::ENV_WORKER;
 
-/// Jobs a worker may hold at once: the one it runs and the next one.
+/// Jobs a worker may hold at once: the one it runs and the next one. This
+/// is also the credit window that keeps every send non-blocking: the
+/// parent never has more than this many jobs and one `Release` unread in
+/// a worker's channel, each message at most about 70 KiB (payloads above
+/// 32 KiB travel in shared memory), well within the socket's send buffer,
+/// so a send never waits for a worker to read, even one that has stopped
+/// reading; and a worker has at most as many replies to send.
 const PIPELINE: usize = 2;
-
-/// How long a send to a worker may wait for room in its channel before the
-/// worker is taken as lost (see `sys::set_send_timeout`).
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A unit of work: one task, or one chunk of a `map`.
 pub(crate) struct Job {
@@ -45,6 +50,13 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
     pub(crate) sink: Box<dyn Sink>,
     pub(crate) started: bool,
+    /// Set for a task that can be cancelled while it runs.
+    pub(crate) cancel: Option<Arc<CancelCell>>,
+    /// The arguments with their channels (see `channel::carry`), until
+    /// sent: they can be sent once only.
+    pub(crate) carrier: Option<OpaqueIpcReceiver>,
+    /// Whether the arguments hold channels (`carrier` or not).
+    pub(crate) carried: bool,
 }
 
 impl Job {
@@ -56,6 +68,9 @@ impl Job {
     /// result's `Deserialize` and `Drop`, done-callbacks) cannot take the
     /// calling thread down: a panic there is reported and ignored.
     pub(crate) fn finish(self, outcome: Result<Results, TaskError>) {
+        if let Some(cell) = &self.cancel {
+            cell.finished();
+        }
         let sink = self.sink;
         if let Err(payload) = catch_unwind(AssertUnwindSafe(move || sink.finish(outcome))) {
             eprintln!(
@@ -84,16 +99,14 @@ pub(crate) struct Worker {
     /// The thread that waits for the child to exit and then nudges its
     /// supervisor (joined once the child is reaped).
     watcher: Option<thread::JoinHandle<()>>,
-    pub(crate) link: Link,
-    /// Where messages from the worker are received (reused).
-    pub(crate) rbuf: Vec<u8>,
+    pub(crate) link: Link<FromWorkerIn>,
     /// Where a job's offsets are encoded (reused).
     scratch: Vec<u8>,
     pub(crate) sent: u64,
 }
 
-pub(crate) enum Recv<'a> {
-    Msg(FromWorker<'a>),
+pub(crate) enum Recv {
+    Msg(FromWorkerIn),
     TimedOut,
     Closed,
     Bad(String),
@@ -101,22 +114,16 @@ pub(crate) enum Recv<'a> {
 
 /// Why a job could not be sent.
 pub(crate) enum SendError {
-    /// Its payload could not be placed in shared memory: the job fails,
-    /// the worker is fine.
-    Payload(String),
     /// The channel is broken: the worker died.
     Channel,
 }
 
-/// Receives the next message from a worker into `buf`, never blocking past
-/// `deadline`; the channel refuses oversized messages and excess
-/// descriptors before allocating anything for them.
-pub(crate) fn recv_from<'b>(
-    link: &mut Link,
-    buf: &'b mut Vec<u8>,
-    deadline: Option<Instant>,
-) -> Recv<'b> {
-    match link.recv(buf, deadline) {
+/// Receives the next message from a worker, never blocking past
+/// `deadline` (unless the worker stalls half-way through a fragmented
+/// message: see the crate documentation); a message that does not decode,
+/// or whose decoding panics, is [`Recv::Bad`].
+pub(crate) fn recv_from(link: &Link<FromWorkerIn>, deadline: Option<Instant>) -> Recv {
+    match link.recv(deadline) {
         Received::Msg(msg) => Recv::Msg(msg),
         Received::TimedOut => Recv::TimedOut,
         Received::Closed => Recv::Closed,
@@ -143,31 +150,23 @@ impl Worker {
         func: &str,
         ends: &[u64],
         args: &[u8],
+        carrier: Option<OpaqueIpcReceiver>,
     ) -> Result<(), SendError> {
-        let payload = |e: std::io::Error| {
-            SendError::Payload(format!(
-                "the job's arguments could not be placed in shared memory: {e}"
-            ))
-        };
         self.scratch.clear();
         registry::encode_ends(ends, &mut self.scratch);
-        let blobs = self
-            .link
-            .blob(&self.scratch, None)
-            .and_then(|ends| Ok((ends, self.link.blob(args, Some(id))?)));
-        let (ends, args) = match blobs {
-            Ok(blobs) => blobs,
-            Err(e) => {
-                self.link.cancel(id);
-                return Err(payload(e));
-            }
-        };
-        self.link
-            .send_with(|out| {
-                fast::encode_run(out, id, func.as_bytes(), &ends, &args);
-                Ok(())
-            })
-            .map_err(|_| SendError::Channel)?;
+        let placed_ends = self.link.place(&self.scratch, None);
+        let placed_args = self.link.place(args, Some(id));
+        let sent = self.link.send(&ToWorker::Run {
+            job: id,
+            func,
+            ends: self.link.blob(&placed_ends, &self.scratch),
+            args: self.link.blob(&placed_args, args),
+            carrier: carrier.as_ref(),
+        });
+        if sent.is_err() {
+            self.link.release(id);
+            return Err(SendError::Channel);
+        }
         self.sent += 1;
         Ok(())
     }
@@ -178,73 +177,53 @@ impl Worker {
 /// is a buffer the result may reuse. On error, says why and whether the
 /// worker broke the protocol (and must be replaced).
 pub(crate) fn take_reply(
-    link: &mut Link,
+    link: &mut Link<FromWorkerIn>,
     id: u64,
     max: usize,
     count: usize,
-    status: Blob<'_>,
-    data: Blob<'_>,
+    status: BlobIn,
+    data: BlobIn,
     spare: Vec<u8>,
 ) -> Result<Results, (String, bool)> {
     // The worker answered, so it is done with the job's arguments.
     link.release(id);
-    // Handed over in the worker's region or by address: the worker keeps
-    // it until the parent releases it.
-    let handed_over = matches!(
-        data,
-        Blob::Region { .. } | Blob::NewRegion { .. } | Blob::Remote { .. }
-    );
+    // In the worker's region: it keeps it until the parent releases it.
+    let in_region = matches!(data, BlobIn::Region { .. } | BlobIn::NewRegion { .. });
     let data_len = data.len();
     let refused = |e: String| (format!("the worker's reply was refused: {e}"), true);
-    let mut denied = false;
     let outcome = (|| {
-        // An honest worker sends its status list in the message or in a
-        // memfd of its own, never in its region (resolving the result's
-        // new region would unmap it) nor by address.
-        if !matches!(status, Blob::Inline(_) | Blob::OneShot { .. }) {
+        // An honest worker sends its status list in the message or in
+        // shared memory of its own, never in its region (which the result
+        // may be in).
+        if !matches!(status, BlobIn::Inline(_) | BlobIn::OneShot(_)) {
             return Err(refused(
-                "its status list was not in the message or a memfd of its own".into(),
+                "its status list was not in the message or shared memory of its own".into(),
             ));
         }
         let status = link
             .resolve(status, wire::status_limit(count))
             .map_err(refused)?;
         if data_len > max as u64 {
-            // Never read. A new region of the worker's is still mapped (not
-            // read: mapping costs no memory), so that parent and worker
-            // agree on it once it is released below.
-            if matches!(data, Blob::NewRegion { .. }) {
+            // Never read. A new region is still kept, so that parent and
+            // worker agree on it once it is released below.
+            if matches!(data, BlobIn::NewRegion { .. }) {
                 link.resolve(data, usize::MAX).map_err(refused)?;
             }
-            link.drop_fds();
             return Err((over_limit(data_len, max), false));
         }
         let data = link.resolve(data, max).map_err(refused)?;
-        link.no_spare_fds().map_err(refused)?;
         let status = check_reply(max, count, link.bytes(&status).map_err(refused)?, data_len)?;
-        let data = link.take_payload(data, spare).map_err(|e| match e {
-            Unread::Refused(e) => refused(e),
-            Unread::Denied(e) => {
-                denied = true;
-                (
-                    format!("the worker's result could not be read from its memory: {e}"),
-                    false,
-                )
-            }
-        })?;
-        Ok(Results { status, data })
+        let data = link.take_payload(data, spare).map_err(refused)?;
+        Ok(Results {
+            status,
+            data,
+            carriers: Vec::new(),
+        })
     })();
-    if handed_over && !matches!(outcome, Err((_, true))) {
+    if in_region && !matches!(outcome, Err((_, true))) {
         // Done with it, read or refused. A failed send means the worker
         // died; the next receive says so.
         let _ = link.send(&ToWorker::Release);
-    }
-    if denied && !link.remote_off {
-        // Only this job fails: the worker hands its next results over in
-        // shared memory (replies already sent by address are still read,
-        // and fail alone if they cannot be).
-        link.remote_off = true;
-        let _ = link.send(&ToWorker::RemoteOff);
     }
     outcome
 }
@@ -364,12 +343,23 @@ impl Supervisor {
         self.inner.terminating.load(Ordering::SeqCst)
     }
 
+    /// Publishes this slot's counts of running and waiting jobs (for
+    /// `ProcessPool::running` and `queued`).
+    fn publish(&self) {
+        let held = self.inflight.len();
+        self.inner.running[self.slot].store(held.min(1), Ordering::Relaxed);
+        self.inner.waiting[self.slot]
+            .store(held.saturating_sub(1) + self.retry.len(), Ordering::Relaxed);
+    }
+
     fn run(&mut self) {
         loop {
+            self.publish();
             if self.terminating() {
                 break;
             }
             self.fill();
+            self.publish();
             if self.terminating() {
                 break;
             }
@@ -389,6 +379,7 @@ impl Supervisor {
             self.wait_reply();
         }
         self.stop();
+        self.publish();
     }
 
     fn spent(&self, w: &Worker) -> bool {
@@ -488,6 +479,10 @@ impl Supervisor {
             job.fail(TaskError::Cancelled);
             return;
         }
+        if job.cancel.as_ref().is_some_and(|c| c.requested()) {
+            job.fail(TaskError::Cancelled);
+            return;
+        }
         if !job.started {
             if !job.sink.start() {
                 // Cancelled by its owner before it started.
@@ -514,19 +509,35 @@ impl Supervisor {
             return;
         };
         job.id = self.inner.next_job.fetch_add(1, Ordering::Relaxed);
-        match w.send_run(job.id, job.func, &job.ends, &job.args) {
+        if let Some(cell) = &job.cancel
+            && !cell.claim(self.slot, job.id)
+        {
+            job.fail(TaskError::Cancelled);
+            return;
+        }
+        if job.carried && job.carrier.is_none() {
+            job.fail(TaskError::WorkerLost {
+                exit: WorkerExit::Unknown(
+                    "the worker was lost after it was sent this task, whose argument holds \
+                     channels or shared memory: they travel once, so the task cannot run again"
+                        .into(),
+                ),
+            });
+            return;
+        }
+        match w.send_run(job.id, job.func, &job.ends, &job.args, job.carrier.take()) {
             Ok(()) => {
                 let since = self.inflight.is_empty().then(Instant::now);
                 self.inflight.push_back(InFlight { job, since });
-            }
-            Err(SendError::Payload(message)) => {
-                job.fail(TaskError::Serialization { message });
             }
             Err(SendError::Channel) => {
                 // The worker is gone. The job never reached it: run it on
                 // the replacement. If other jobs are in flight, reading
                 // from the worker reports the death and fails the one it
                 // was running.
+                if let Some(cell) = &job.cancel {
+                    cell.unsent();
+                }
                 self.retry.push_front(job);
                 self.broken = true;
             }
@@ -549,8 +560,13 @@ impl Supervisor {
             .job
             .timeout
             .and_then(|t| deadline(head.since.unwrap_or_else(Instant::now), t));
-        match recv_from(&mut w.link, &mut w.rbuf, deadline) {
-            Recv::Msg(FromWorker::Done { job, status, data }) if job == head_id => {
+        match recv_from(&w.link, deadline) {
+            Recv::Msg(FromWorkerIn::Done {
+                job,
+                status,
+                data,
+                carriers,
+            }) if job == head_id => {
                 let Some(mut done) = self.inflight.pop_front() else {
                     return;
                 };
@@ -562,7 +578,9 @@ impl Supervisor {
                 let spare = std::mem::take(&mut done.job.args);
                 let max = self.inner.config.max_result_bytes;
                 let count = done.job.ends.len();
-                match take_reply(&mut w.link, job, max, count, status, data, spare) {
+                match take_reply(&mut w.link, job, max, count, status, data, spare)
+                    .map(|r| r.with_carriers(carriers))
+                {
                     Ok(results) => done.job.finish(Ok(results)),
                     Err((message, protocol)) => {
                         done.job.fail(TaskError::Serialization {
@@ -576,9 +594,8 @@ impl Supervisor {
             }
             Recv::Msg(other) => {
                 let what = match other {
-                    FromWorker::Hello { .. } => "a second handshake",
-                    FromWorker::Ready { .. } => "an unrequested initializer reply",
-                    FromWorker::Done { .. } => "a reply to a job it was not running",
+                    FromWorkerIn::Ready { .. } => "an unrequested initializer reply",
+                    FromWorkerIn::Done { .. } => "a reply to a job it was not running",
                 };
                 self.lose_worker(Loss::Bad(format!(
                     "the worker broke the protocol: it sent {what}"
@@ -606,25 +623,42 @@ impl Supervisor {
         if self.terminating() {
             return;
         }
+        // Killed to cancel one of its jobs (see `cancel.rs`): only that
+        // job fails; the others were not at fault.
+        let killed_for = lock(&self.inner.cancel_kills[self.slot]).take();
         let mut inflight = std::mem::take(&mut self.inflight);
+        let mut again = Vec::new();
         if let Some(head) = inflight.pop_front() {
             let error = match loss {
-                Loss::Died => TaskError::WorkerLost { exit },
-                Loss::TimedOut => TaskError::TimedOut {
+                _ if killed_for == Some(head.job.id) => Some(TaskError::Cancelled),
+                Loss::Died if killed_for.is_some() => None,
+                Loss::Died => Some(TaskError::WorkerLost { exit }),
+                Loss::TimedOut => Some(TaskError::TimedOut {
                     timeout: head.job.timeout.unwrap_or_default(),
-                },
-                Loss::Bad(message) => TaskError::Serialization { message },
-                Loss::BadReply(message) => TaskError::WorkerLost {
+                }),
+                Loss::Bad(message) => Some(TaskError::Serialization { message }),
+                Loss::BadReply(message) => Some(TaskError::WorkerLost {
                     exit: WorkerExit::Unknown(format!(
                         "killed by the pool, after it broke the protocol in its reply to \
                          another task ({message}); it was running this task"
                     )),
-                },
+                }),
             };
-            head.job.fail(error);
+            match error {
+                Some(error) => head.job.fail(error),
+                None => again.push(head.job),
+            }
         }
-        for f in inflight.into_iter().rev() {
-            self.retry.push_front(f.job);
+        again.extend(inflight.into_iter().map(|f| f.job));
+        for job in again.into_iter().rev() {
+            if killed_for == Some(job.id) || job.cancel.as_ref().is_some_and(|c| c.requested()) {
+                job.fail(TaskError::Cancelled);
+                continue;
+            }
+            if let Some(cell) = &job.cancel {
+                cell.unsent();
+            }
+            self.retry.push_front(job);
         }
         if !self.closing || !self.retry.is_empty() {
             // Replace it now, so that the next task does not wait for a
@@ -684,32 +718,32 @@ impl Supervisor {
     }
 
     /// Starts a worker and completes the authenticated handshake (and the
-    /// initializer). Never blocks past the start timeout: every read of
-    /// what the worker sends is bounded in size and time.
+    /// initializer). Never blocks past the start timeout: the accept of
+    /// the worker's connection is watched (see `boot.rs`), and the
+    /// initializer's answer is awaited with a deadline.
     fn spawn(&self) -> Result<Worker, Error> {
         let cfg = &self.inner.config;
         let spawn_error = |source| Error::Spawn {
             program: cfg.program.clone(),
             source,
         };
-        let (ours, theirs) = sys::socketpair().map_err(spawn_error)?;
-        sys::set_send_timeout(ours.as_raw_fd(), SEND_TIMEOUT).map_err(spawn_error)?;
+        let (server, name) = IpcOneShotServer::<Incoming<Hello>>::new().map_err(spawn_error)?;
         let secret = sys::random_secret().map_err(spawn_error)?;
         let mut cmd = Command::new(&cfg.program);
-        cmd.env(ENV_WORKER, "1").stdin(Stdio::from(theirs));
-        // The worker holds its channel and stdio, nothing else of ours.
+        cmd.env(ENV_WORKER, BootEnv::encode(&name, &secret))
+            .stdin(Stdio::null());
+        // The worker holds its stdio, nothing else of ours.
         sys::inherit_only_stdio(&mut cmd);
-        for (key, value) in &cfg.env {
-            match value {
-                Some(v) => cmd.env(key, v),
-                None => cmd.env_remove(key),
-            };
+        // Its own process group: a terminal's Ctrl-C (SIGINT to the
+        // foreground group) reaches the parent only, which decides.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        crate::boot::apply_env(&mut cmd, &cfg.env);
+        if let Some(dir) = &cfg.cwd {
+            cmd.current_dir(dir);
         }
-        let spawned = cmd.spawn();
-        // Close our copy of the worker's end, so that its death closes the
-        // channel.
-        drop(cmd);
-        let mut child = spawned.map_err(spawn_error)?;
+        cfg.stdout.apply_stdout(&mut cmd).map_err(spawn_error)?;
+        cfg.stderr.apply_stderr(&mut cmd).map_err(spawn_error)?;
+        let mut child = cmd.spawn().map_err(spawn_error)?;
         {
             let mut pid = lock(&self.inner.slots[self.slot]);
             if self.terminating() {
@@ -727,7 +761,7 @@ impl Supervisor {
         // is noticed when the slot next gets work.
         let pid = child.id();
         let nudge = self.inner.nudge[self.slot].0.clone();
-        let watcher = thread::Builder::new()
+        let mut watcher = thread::Builder::new()
             .name(format!("weft-process-watch-{}", self.slot))
             .stack_size(64 * 1024)
             .spawn(move || {
@@ -735,161 +769,135 @@ impl Supervisor {
                 let _ = nudge.try_send(());
             })
             .ok();
+        let deadline = deadline(Instant::now(), cfg.start_timeout);
+        let fail = |child: &mut Child, watcher: &mut Option<thread::JoinHandle<()>>, e: Error| {
+            let _ = child.kill();
+            reap(&self.inner.slots[self.slot], child, Duration::ZERO);
+            if let Some(w) = watcher.take() {
+                let _ = w.join();
+            }
+            e
+        };
+        let link = match self.handshake(&mut child, server, &name, &secret, deadline) {
+            Ok(link) => link,
+            Err(e) => return Err(fail(&mut child, &mut watcher, e)),
+        };
         let mut worker = Worker {
             child,
             watcher,
-            link: Link::new(ours),
-            rbuf: Vec::new(),
+            link,
             scratch: Vec::new(),
             sent: 0,
         };
-        let deadline = deadline(Instant::now(), cfg.start_timeout);
-        if let Err(e) = self.handshake(&mut worker, &secret, deadline) {
-            let _ = worker.child.kill();
-            self.reap(&mut worker, Duration::ZERO);
-            return Err(e);
+        if let Err(e) = self.initialize(&mut worker, deadline) {
+            return Err(fail(&mut worker.child, &mut worker.watcher, e));
         }
         Ok(worker)
     }
 
-    /// Sends the bootstrap, checks the worker's answer, and runs the
-    /// initializer.
+    /// Accepts the worker's connection and checks its greeting: the
+    /// secret, its pid, its table of registered functions.
     fn handshake(
         &self,
-        w: &mut Worker,
+        child: &mut Child,
+        server: IpcOneShotServer<Incoming<Hello>>,
+        name: &str,
         secret: &[u8],
         deadline: Option<Instant>,
-    ) -> Result<(), Error> {
+    ) -> Result<Link<FromWorkerIn>, Error> {
         let cfg = &self.inner.config;
         let hint = if sys::HAS_INIT_HOOK {
             ""
         } else {
             " (on this platform the program must call weft_process::main_hook() first thing in main)"
         };
-        let boot = ToWorker::Boot {
-            protocol: PROTOCOL,
-            parent: std::process::id(),
-            secret: Raw(secret),
-        };
-        // A failed send means the child died; the loop below reports it.
-        let _ = w.link.send(&boot);
-        loop {
-            // Short waits, so that `terminate` is noticed.
-            let slice = Instant::now() + Duration::from_millis(20);
-            let slice = deadline.map_or(slice, |d| slice.min(d));
-            match w.link.recv::<FromWorker<'_>>(&mut w.rbuf, Some(slice)) {
-                Received::Msg(FromWorker::Hello {
-                    secret: s,
-                    pid,
-                    fingerprint,
-                    probe,
-                }) => {
-                    w.link.no_spare_fds().map_err(handshake)?;
-                    if !constant_time_eq(s.0, secret) {
-                        return Err(handshake(
-                            "a process that does not know the pool's secret tried to join it"
-                                .into(),
-                        ));
-                    }
-                    if pid != w.child.id() {
-                        return Err(handshake(format!(
-                            "the process that answered (pid {pid}) is not the worker started (pid {})",
-                            w.child.id()
-                        )));
-                    }
-                    if fingerprint != registry::fingerprint() {
-                        return Err(handshake(format!(
-                            "the worker's table of registered functions differs from the parent's: \
-                             {} was replaced or rebuilt after this program started",
-                            cfg.program.display()
-                        )));
-                    }
-                    // Large results can be read straight from the worker's
-                    // memory if this process may read it (the same user,
-                    // and no policy against it): try on the secret's copy.
-                    let mut seen = Vec::new();
-                    if sys::read_remote(pid, probe, secret.len(), &mut seen).is_ok()
-                        && constant_time_eq(&seen, secret)
-                        && w.link.send(&ToWorker::RemoteOk).is_ok()
-                    {
-                        w.link.peer = Some(pid);
-                    }
-                    break;
-                }
-                Received::Msg(_) => {
-                    return Err(handshake(
-                        "the worker's first message was not a handshake".into(),
-                    ));
-                }
-                Received::Bad(why) => {
-                    return Err(handshake(format!(
-                        "the worker's handshake was refused: {why}"
-                    )));
-                }
-                Received::Closed => {
-                    // It exited (or closed the channel): say how, if it is
-                    // gone within a moment.
-                    let until = Instant::now() + Duration::from_millis(200);
-                    loop {
-                        if let Ok(Some(status)) = w.child.try_wait() {
-                            return Err(handshake(format!(
-                                "the worker exited ({}) before connecting{hint}",
-                                exit_of(status)
-                            )));
-                        }
-                        if Instant::now() >= until {
-                            return Err(handshake(format!(
-                                "the worker closed its channel before connecting{hint}"
-                            )));
-                        }
-                        sys::nap();
-                    }
-                }
-                Received::TimedOut => {
-                    if self.terminating() {
-                        return Err(Error::Terminated);
-                    }
-                    if let Ok(Some(status)) = w.child.try_wait() {
-                        return Err(handshake(format!(
-                            "the worker exited ({}) before connecting{hint}",
-                            exit_of(status)
-                        )));
-                    }
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(handshake(format!(
-                            "the worker did not connect within {:?}{hint}",
-                            cfg.start_timeout
-                        )));
-                    }
-                }
+        let pid = child.id();
+        let inner = &self.inner;
+        let cancelled = || inner.terminating.load(Ordering::SeqCst);
+        let (rx, hello) = match accept_watched(server, name, pid, deadline, &cancelled) {
+            Accepted::Hello(_, Hello::Died) => {
+                let exit = sys::peek_exit(pid).map_or_else(
+                    || "it closed its channel".to_string(),
+                    |report| exit_from(report).to_string(),
+                );
+                return Err(handshake(format!(
+                    "the worker exited ({exit}) before connecting{hint}"
+                )));
             }
-        }
-        let Some((func, arg)) = &cfg.initializer else {
-            return Ok(());
-        };
-        let init = w.link.blob(arg, Some(0)).map(|arg| ToWorker::Init {
-            func: Raw(func.as_bytes()),
-            arg,
-        });
-        let sent = match init {
-            Ok(init) => w.link.send(&init).is_ok(),
-            Err(e) => {
-                return Err(Error::Initializer(format!(
-                    "its argument could not be placed in shared memory: {e}"
+            Accepted::Hello(rx, hello) => (rx, hello),
+            Accepted::TimedOut => {
+                return Err(handshake(format!(
+                    "the worker did not connect within {:?}{hint}",
+                    cfg.start_timeout
+                )));
+            }
+            Accepted::Cancelled => return Err(Error::Terminated),
+            Accepted::Refused(why) => {
+                return Err(handshake(format!(
+                    "the worker's handshake was refused: {why}"
                 )));
             }
         };
-        if !sent {
+        let Hello::Worker {
+            secret: s,
+            pid: p,
+            fingerprint,
+            to_worker,
+        } = hello
+        else {
+            return Err(handshake(
+                "the worker's first message was not a handshake".into(),
+            ));
+        };
+        if s.0.len() != secret.len() {
+            return Err(handshake(format!(
+                "the worker's secret is {} bytes, over the limit of {} a secret takes",
+                s.0.len(),
+                secret.len()
+            )));
+        }
+        if !constant_time_eq(&s.0, secret) {
+            return Err(handshake(
+                "a process that does not know the pool's secret tried to join it".into(),
+            ));
+        }
+        if p != pid {
+            return Err(handshake(format!(
+                "the process that answered (pid {p}) is not the worker started (pid {pid})"
+            )));
+        }
+        if fingerprint != registry::fingerprint() {
+            return Err(handshake(format!(
+                "the worker's table of registered functions differs from the parent's: \
+                 {} was replaced or rebuilt after this program started",
+                cfg.program.display()
+            )));
+        }
+        Ok(Link::new(to_worker, rx.to_opaque().to()))
+    }
+
+    /// Runs the pool's initializer, if any, in a new worker.
+    fn initialize(&self, w: &mut Worker, deadline: Option<Instant>) -> Result<(), Error> {
+        let cfg = &self.inner.config;
+        let Some((func, arg)) = &cfg.initializer else {
+            return Ok(());
+        };
+        let placed = w.link.place(arg, Some(0));
+        let sent = w.link.send(&ToWorker::Init {
+            func,
+            arg: w.link.blob(&placed, arg),
+        });
+        if sent.is_err() {
             return Err(Error::Initializer(
                 "the worker died before running it".into(),
             ));
         }
-        let answer = recv_from(&mut w.link, &mut w.rbuf, deadline);
+        let answer = recv_from(&w.link, deadline);
         // The worker has read the argument, if it answered.
         w.link.release(0);
         match answer {
-            Recv::Msg(FromWorker::Ready { error: None }) => Ok(()),
-            Recv::Msg(FromWorker::Ready { error: Some(e) }) => Err(Error::Initializer(e.into())),
+            Recv::Msg(FromWorkerIn::Ready { error: None }) => Ok(()),
+            Recv::Msg(FromWorkerIn::Ready { error: Some(e) }) => Err(Error::Initializer(e)),
             Recv::Msg(_) => Err(handshake(
                 "the worker did not answer the initializer".into(),
             )),
@@ -1022,10 +1030,6 @@ fn handshake(reason: String) -> Error {
     Error::Handshake { reason }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1050,221 +1054,5 @@ mod tests {
         assert!(check_reply(1 << 20, 1, &[1, 0, 5], 4).is_err());
         assert!(check_reply(1 << 20, 1, &[1, 0, 5], 5).is_ok());
         assert!(check_reply(4, 1, &[1, 0, 5], 5).is_err_and(|(_, protocol)| !protocol));
-    }
-}
-
-/// What a worker could send the parent, received and checked as the pool
-/// does: replies built by hand, with descriptors the tests choose.
-#[cfg(test)]
-#[allow(unsafe_code)]
-mod reply_tests {
-    use super::*;
-    use crate::sys::{self, Shm};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    /// Sends `done` (job 7) with `fds` from the worker's end, and checks
-    /// the reply as the pool does for a job of `count` arguments.
-    fn reply(
-        link: &mut Link,
-        worker: &OwnedFd,
-        status: Blob<'_>,
-        data: Blob<'_>,
-        fds: &[i32],
-        count: usize,
-    ) -> Result<Results, (String, bool)> {
-        let mut out = Vec::new();
-        fast::encode_done(&mut out, 7, &status, &data);
-        sys::send_msg(worker.as_raw_fd(), &out, fds).unwrap();
-        let mut buf = Vec::new();
-        let Received::Msg(FromWorker::Done { job, status, data }) =
-            link.recv::<FromWorker<'_>>(&mut buf, Some(Instant::now() + Duration::from_secs(5)))
-        else {
-            panic!("not a reply")
-        };
-        take_reply(link, job, 1 << 30, count, status, data, Vec::new())
-    }
-
-    /// What the parent sent the worker, if anything, within a moment.
-    fn sent_to_worker(worker: &OwnedFd) -> Vec<String> {
-        let mut link = Link::new(worker.try_clone().unwrap());
-        let mut seen = Vec::new();
-        let mut buf = Vec::new();
-        while let Received::Msg(msg) =
-            link.recv::<ToWorker<'_>>(&mut buf, Some(Instant::now() + Duration::from_millis(50)))
-        {
-            seen.push(format!("{msg:?}"));
-        }
-        seen
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn a_status_list_in_a_region_is_refused_not_a_panic() {
-        // Regression: resolving the result's new region replaced the region
-        // the status list was in, and reading the status then panicked the
-        // parent's thread.
-        let (parent, worker) = sys::socketpair().unwrap();
-        let mut link = Link::new(parent);
-        let a = Shm::create(65536).unwrap();
-        let b = Shm::create(1).unwrap();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            reply(
-                &mut link,
-                &worker,
-                Blob::NewRegion { len: 65536 },
-                Blob::NewRegion { len: 1 },
-                &[a.fd(), b.fd()],
-                1,
-            )
-            .map(|_| ())
-        }))
-        .expect("the parent panicked on a worker's reply");
-        assert!(matches!(outcome, Err((why, true)) if why.contains("status")));
-        // Nor in its old region, nor by address.
-        for status in [Blob::Region { len: 3 }, Blob::Remote { addr: 8, len: 3 }] {
-            let outcome = reply(&mut link, &worker, status, Blob::Inline(Raw(&[])), &[], 1);
-            assert!(matches!(outcome, Err((why, true)) if why.contains("status")));
-        }
-        // A status list in a memfd of its own and the result in a new
-        // region (both out of the message, in field order) are accepted.
-        let mut region = Shm::create(65536).unwrap();
-        region.write(&[5; 40_000]);
-        let status = {
-            let mut s = Vec::new();
-            crate::wire::encode_to(&vec![ItemOut::Ok(40_000)], &mut s).unwrap();
-            s
-        };
-        let oneshot = sys::memfd_with(&status).unwrap();
-        let fds = [oneshot.as_raw_fd(), region.fd()];
-        let results = reply(
-            &mut link,
-            &worker,
-            Blob::OneShot {
-                len: status.len() as u64,
-            },
-            Blob::NewRegion { len: 40_000 },
-            &fds,
-            1,
-        )
-        .unwrap();
-        assert_eq!(results.data, vec![5; 40_000]);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn an_empty_region_cannot_make_the_parent_fault() {
-        // Regression: an empty sealed memfd was taken as a one-byte region,
-        // and a later one-byte payload in it raised SIGBUS in the parent
-        // (this test then dies instead of failing).
-        let (parent, worker) = sys::socketpair().unwrap();
-        let mut link = Link::new(parent);
-        // SAFETY: a NUL-terminated name; the result is checked and owned.
-        let raw = unsafe {
-            libc::memfd_create(c"z".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-        };
-        assert!(raw >= 0);
-        // SAFETY: a new descriptor we own.
-        let empty = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: fcntl on a descriptor we own; no pointers.
-        let sealed = unsafe { libc::fcntl(raw, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
-        assert_eq!(sealed, 0);
-        let one = Blob::Inline(Raw(&[1, 0, 0]));
-        let first = reply(
-            &mut link,
-            &worker,
-            one.clone(),
-            Blob::NewRegion { len: 0 },
-            &[empty.as_raw_fd()],
-            1,
-        );
-        assert!(matches!(first, Err((_, true))));
-        let one = Blob::Inline(Raw(&[1, 0, 1]));
-        let second = reply(&mut link, &worker, one, Blob::Region { len: 1 }, &[], 1);
-        assert!(matches!(second, Err((_, true))));
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn a_status_list_is_bounded_by_its_count_before_it_is_decoded() {
-        // Regression: the list was read up to max_result_bytes (1 GiB by
-        // default) and decoded whole before its count was compared.
-        let (parent, worker) = sys::socketpair().unwrap();
-        let mut link = Link::new(parent);
-        let many = postcard::to_stdvec(&vec![ItemOut::Ok(0); 600_000]).unwrap();
-        assert!(many.len() > wire::status_limit(1));
-        let memfd = sys::memfd_with(&many).unwrap();
-        let outcome = reply(
-            &mut link,
-            &worker,
-            Blob::OneShot {
-                len: many.len() as u64,
-            },
-            Blob::Inline(Raw(&[])),
-            &[memfd.as_raw_fd()],
-            1,
-        );
-        assert!(matches!(outcome, Err((why, true)) if why.contains("over the limit")));
-        // A count prefix that is not the job's: refused before the rest
-        // (garbage here) is decoded.
-        assert!(matches!(
-            check_reply(1 << 30, 1, &[5, 0xff, 0xff, 0xff], 0),
-            Err((why, true)) if why.contains("5 results for 1")
-        ));
-        assert!(matches!(
-            check_reply(1 << 30, 1, &many[..wire::status_limit(1)], 0),
-            Err((why, true)) if why.contains("results for 1")
-        ));
-        let long = vec![0u8; wire::status_limit(2) + 1];
-        assert!(matches!(
-            check_reply(1 << 30, 2, &long, 0),
-            Err((why, true)) if why.contains("status list")
-        ));
-        // Honest long error texts are cut to fit.
-        let mut status = vec![ItemOut::Err(crate::wire::ErrKind::Panicked, "é".repeat(5000)); 400];
-        crate::wire::cap_error_texts(&mut status);
-        let enc = postcard::to_stdvec(&status).unwrap();
-        assert!(enc.len() <= wire::status_limit(400));
-        assert!(check_reply(1 << 30, 400, &enc, 0).is_ok());
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn a_result_whose_memory_cannot_be_read_fails_alone() {
-        // Regression: a denied read of the worker's memory (it made itself
-        // non-dumpable, or exited) was taken as a protocol violation.
-        let (parent, worker) = sys::socketpair().unwrap();
-        let mut link = Link::new(parent);
-        // A pid that no process has any more: the read fails with ESRCH.
-        let mut child = Command::new("true").spawn().unwrap();
-        let gone = child.id();
-        child.wait().unwrap();
-        link.peer = Some(gone);
-        let data = vec![1u8; 40_000];
-        let remote = || Blob::Remote {
-            addr: data.as_ptr() as u64,
-            len: data.len() as u64,
-        };
-        let status = || Blob::Inline(Raw(&[1, 0, 0xc0, 0xb8, 0x02]));
-        let outcome = reply(&mut link, &worker, status(), remote(), &[], 1);
-        assert!(matches!(outcome, Err((why, false)) if why.contains("could not be read")));
-        // The worker is told it may reuse the buffer, and to stop handing
-        // results over by address, once.
-        assert_eq!(sent_to_worker(&worker), ["Release", "RemoteOff"]);
-        let outcome = reply(&mut link, &worker, status(), remote(), &[], 1);
-        assert!(matches!(outcome, Err((_, false))));
-        assert_eq!(sent_to_worker(&worker), ["Release"]);
-        // An address that is not mapped is the worker's lie.
-        link.peer = Some(std::process::id());
-        let bad = Blob::Remote {
-            addr: 8,
-            len: 40_000,
-        };
-        assert!(matches!(
-            reply(&mut link, &worker, status(), bad, &[], 1),
-            Err((_, true))
-        ));
-        // Where it can be read, it is.
-        let results = reply(&mut link, &worker, status(), remote(), &[], 1).unwrap();
-        assert_eq!(results.data, data);
     }
 }

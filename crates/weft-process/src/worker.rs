@@ -1,23 +1,24 @@
 //! Worker mode: what a pool's child process runs instead of the program.
 //!
-//! The pool starts the current executable with [`ENV_WORKER`] set and its
-//! end of a `SOCK_SEQPACKET` socket pair as stdin. The worker moves the
-//! socket off stdin (which becomes `/dev/null`), reads the pool's
-//! [`ToWorker::Boot`] (protocol version, parent pid, secret), proves it
-//! knows the secret in its [`FromWorker::Hello`], and serves jobs until told
-//! to stop or until the parent goes away.
+//! The pool starts the current executable with [`ENV_WORKER`] set to the
+//! name of an ipc-channel one-shot server, a secret and the parent's pid
+//! (stdin is `/dev/null`). The worker connects, proves it knows the secret
+//! in its [`Hello`] (which carries the sending end of its channel from the
+//! parent), and serves jobs until told to stop or until the parent goes
+//! away.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use ipc_channel::ipc::{self, IpcSender, IpcSharedMemory, OpaqueIpcReceiver};
+
+use crate::boot::BootEnv;
+use crate::channel::{Incoming, send_ref};
 use crate::link::{Link, Received};
 use crate::registry::{self, Batch};
 use crate::sys;
-use std::os::fd::AsRawFd;
-
-use crate::wire::{Blob, ErrKind, FromWorker, ItemOut, MAX_FRAME, PROTOCOL, Raw, ToWorker};
+use crate::wire::{Bytes, ErrKind, FromWorker, Hello, ItemOut, ToWorkerIn};
 
 /// The environment variable that marks a worker process.
 pub(crate) const ENV_WORKER: &str = "WEFT_PROCESS_WORKER";
@@ -56,7 +57,6 @@ pub fn main_hook() {
     if std::env::var_os(ENV_WORKER).is_none() {
         return;
     }
-    sys::remove_env(ENV_WORKER);
     // As for a `Process`'s child: a panic in the worker's own code must not
     // unwind into the init hook and on into `main`.
     let code = catch_unwind(serve).unwrap_or(crate::process::EXIT_PANIC);
@@ -78,15 +78,11 @@ pub fn is_worker() -> bool {
 static IS_WORKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A test hook: makes the worker break its own handshake in the way named
-/// (`wrong-secret`, `wrong-pid`, `garbage`, `oversized`, `fds`, `silent`),
-/// so that the tests can check the pool refuses it, or (`no-remote`) offer
-/// no address for the parent to probe, so that large results travel in
-/// shared memory, or (`bad-second-reply`) send an invalid status list in
-/// its second reply. It can only make this worker fail or slower.
+/// (`wrong-secret`, `wrong-pid`, `garbage`, `oversized`, `fds`, `silent`,
+/// `panic`, `exit-before-connect`), so that the tests can check the pool refuses it, or
+/// (`bad-second-reply`) send an invalid status list in its second reply.
+/// It can only make this worker fail.
 const ENV_TEST_HELLO: &str = "WEFT_PROCESS_TEST_HELLO";
-
-/// How long a worker waits for the pool's first message.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Large result buffers a worker keeps for the next large argument (a
 /// warm buffer instead of fresh pages), up to this size.
@@ -133,78 +129,57 @@ struct Scratch {
     status: Vec<ItemOut>,
     status_bytes: Vec<u8>,
     out: Vec<u8>,
+    /// The last job's results that hold channels, with them, by item.
+    carriers: Vec<(u32, OpaqueIpcReceiver)>,
 }
 
 fn serve() -> i32 {
     IS_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     sys::ignore_sigpipe();
-    let sock = match sys::take_stdin_channel() {
-        Ok(sock) => sock,
-        Err(e) => {
-            eprintln!("weft-process: worker started without the pool's channel ({e}); exiting");
-            return EXIT_BOOTSTRAP;
-        }
+    let Some(boot) = std::env::var_os(ENV_WORKER)
+        .as_deref()
+        .and_then(BootEnv::parse)
+    else {
+        eprintln!("weft-process: worker started without a valid bootstrap; exiting");
+        return EXIT_BOOTSTRAP;
     };
-    let mut link = Link::new(sock);
-    let mut rbuf = Vec::new();
-    let (parent, mut secret) = match link
-        .recv::<ToWorker<'_>>(&mut rbuf, Some(Instant::now() + BOOT_TIMEOUT))
-    {
-        Received::Msg(ToWorker::Boot {
-            protocol: PROTOCOL,
-            parent,
-            secret,
-        }) => (parent, secret.0.to_vec()),
-        Received::Msg(ToWorker::Boot { protocol, .. }) => {
-            eprintln!("weft-process: worker speaks {PROTOCOL}, parent sent {protocol:?}; exiting");
-            return EXIT_BOOTSTRAP;
-        }
-        _ => {
-            eprintln!("weft-process: worker started without a valid bootstrap; exiting");
-            return EXIT_BOOTSTRAP;
-        }
-    };
-    if !sys::die_with_parent(parent) {
+    sys::remove_env(ENV_WORKER);
+    if !sys::die_with_parent(boot.parent) {
         return EXIT_BOOTSTRAP;
     }
+    let BootEnv {
+        server, mut secret, ..
+    } = boot;
+    let hook = std::env::var(ENV_TEST_HELLO).unwrap_or_default();
     let mut pid = std::process::id();
-    if let Some(how) = std::env::var_os(ENV_TEST_HELLO)
-        && let Some(code) = misbehave(
-            &mut link,
-            &mut secret,
-            &mut pid,
-            how.to_str().unwrap_or_default(),
-        )
-    {
+    if let Some(code) = misbehave(&server, &mut secret, &mut pid, &hook) {
         return code;
     }
-    let probe = if std::env::var_os(ENV_TEST_HELLO).is_some_and(|v| v == "no-remote") {
-        0
-    } else {
-        secret.as_ptr() as u64
+    let Ok((to_worker, from_parent)) = ipc::channel::<Incoming<ToWorkerIn>>() else {
+        return EXIT_BOOTSTRAP;
     };
-    // `secret` stays alive (and unmoved) while the parent reads the probe.
-    let hello = FromWorker::Hello {
-        secret: Raw(&secret),
+    let Ok(to_parent) = IpcSender::<Incoming<Hello>>::connect(server) else {
+        return EXIT_BOOTSTRAP;
+    };
+    let to_parent = to_parent.to_opaque();
+    let hello = Hello::Worker {
+        secret: Bytes(secret),
         pid,
         fingerprint: registry::fingerprint(),
-        probe,
+        to_worker: to_worker.to_opaque(),
     };
-    if link.send(&hello).is_err() {
+    if send_ref(&to_parent, &hello).is_err() {
         return EXIT_BOOTSTRAP;
     }
+    // The worker's own copy of the sender goes: the channel closes when the
+    // parent's does.
+    drop(hello);
+    let mut link = Link::new(to_parent, from_parent);
     // The `bad-second-reply` test hook: replies until the bad one.
-    let mut bad_reply_in = std::env::var_os(ENV_TEST_HELLO)
-        .is_some_and(|v| v == "bad-second-reply")
-        .then_some(2u32);
+    let mut bad_reply_in = (hook == "bad-second-reply").then_some(2u32);
     let mut scratch = Scratch::default();
-    // May large results be handed over by address?
-    let mut remote = false;
-    // What the parent has not released yet, oldest first: a result by
-    // address (kept here), or the region (`None`).
-    let mut handed: VecDeque<Option<Vec<u8>>> = VecDeque::new();
     loop {
-        let msg = match link.recv::<ToWorker<'_>>(&mut rbuf, None) {
+        let msg = match link.recv(None) {
             Received::Msg(msg) => msg,
             // The parent closed the channel or died.
             Received::Closed | Received::TimedOut => return 0,
@@ -214,35 +189,21 @@ fn serve() -> i32 {
             }
         };
         let sent = match msg {
-            ToWorker::Shutdown => return 0,
-            ToWorker::Boot { .. } => return EXIT_BOOTSTRAP,
-            ToWorker::Release => {
-                match handed.pop_front() {
-                    Some(Some(buf)) => keep_spare(buf),
-                    Some(None) => link.release(0),
-                    None => {}
-                }
+            ToWorkerIn::Shutdown => return 0,
+            ToWorkerIn::Release => {
+                link.release_any();
                 continue;
             }
-            ToWorker::RemoteOk => {
-                remote = true;
-                continue;
-            }
-            ToWorker::RemoteOff => {
-                remote = false;
-                continue;
-            }
-            ToWorker::Init { func, arg } => {
+            ToWorkerIn::Init { func, arg } => {
                 let Ok(arg) = link.resolve(arg, usize::MAX) else {
                     return EXIT_BOOTSTRAP;
                 };
                 let Ok(bytes) = link.bytes(&arg) else {
                     return EXIT_BOOTSTRAP;
                 };
-                let mut error = run_initializer(func.0, bytes, &mut scratch);
+                let mut error = run_initializer(func.as_bytes(), bytes, &mut scratch);
                 drop(arg);
                 if let Some(text) = &mut error {
-                    // The answer must fit in one message.
                     let mut keep = text.len().min(crate::wire::ERR_TEXT_MAX);
                     while !text.is_char_boundary(keep) {
                         keep -= 1;
@@ -253,11 +214,12 @@ fn serve() -> i32 {
                     error: error.as_deref(),
                 })
             }
-            ToWorker::Run {
+            ToWorkerIn::Run {
                 job,
                 func,
                 ends,
                 args,
+                carrier,
             } => {
                 let (Ok(ends), Ok(args)) = (
                     link.resolve(ends, usize::MAX),
@@ -269,13 +231,17 @@ fn serve() -> i32 {
                 else {
                     return EXIT_BOOTSTRAP;
                 };
-                run_job(func.0, ends_bytes, args_bytes, &mut scratch);
+                run_job(
+                    func.as_bytes(),
+                    ends_bytes,
+                    args_bytes,
+                    carrier,
+                    &mut scratch,
+                );
                 drop((ends, args));
                 scratch.status_bytes.clear();
                 if let [ItemOut::Ok(end)] = scratch.status[..] {
-                    // What postcard writes for `vec![ItemOut::Ok(end)]`.
-                    scratch.status_bytes.extend_from_slice(&[1, 0]);
-                    crate::wire::fast::varint(&mut scratch.status_bytes, end);
+                    crate::wire::encode_single_ok(&mut scratch.status_bytes, end);
                 } else {
                     // Within what the parent accepts (`wire::status_limit`).
                     crate::wire::cap_error_texts(&mut scratch.status);
@@ -283,50 +249,28 @@ fn serve() -> i32 {
                         return EXIT_BOOTSTRAP;
                     }
                 }
-                // (Task code may have made the process non-dumpable since
-                // the parent checked: the parent could not read it then.)
-                let by_address =
-                    remote && scratch.out.len() > crate::wire::INLINE_MAX && sys::dumpable();
-                // Wrapped in field order (status, then data): the parent
-                // takes the message's descriptors in that order.
-                let status = link.blob(&scratch.status_bytes, None);
-                let data = if by_address {
-                    Ok(Blob::Remote {
-                        addr: scratch.out.as_ptr() as u64,
-                        len: scratch.out.len() as u64,
-                    })
-                } else {
-                    link.blob(&scratch.out, Some(0))
-                };
-                let (Ok(mut status), Ok(data)) = (status, data) else {
-                    return EXIT_BOOTSTRAP;
-                };
                 if let Some(n) = &mut bad_reply_in {
                     *n -= 1;
                     if *n == 0 {
                         // Nine results, whatever the job's count.
-                        status = Blob::Inline(Raw(&[9]));
+                        scratch.status_bytes.clear();
+                        scratch.status_bytes.push(9);
                         bad_reply_in = None;
                     }
                 }
-                let in_region = matches!(data, Blob::Region { .. } | Blob::NewRegion { .. });
-                let sent = link.send_with(|out| {
-                    crate::wire::fast::encode_done(out, job, &status, &data);
-                    Ok(())
+                let status = link.place(&scratch.status_bytes, None);
+                let data = link.place(&scratch.out, Some(job));
+                let carriers = std::mem::take(&mut scratch.carriers);
+                let sent = link.send(&FromWorker::Done {
+                    job,
+                    status: link.blob(&status, &scratch.status_bytes),
+                    data: link.blob(&data, &scratch.out),
+                    carriers: &carriers,
                 });
-                if by_address {
-                    // Kept, unmoved, until the parent has read it.
-                    handed.push_back(Some(std::mem::take(&mut scratch.out)));
-                } else {
-                    if in_region {
-                        handed.push_back(None);
-                    }
-                    // A large result buffer becomes the spare for the next
-                    // large argument; a small one is reused for the next
-                    // result.
-                    if scratch.out.capacity() > crate::wire::INLINE_MAX {
-                        keep_spare(std::mem::take(&mut scratch.out));
-                    }
+                // A large result buffer becomes the spare for the next
+                // large argument; a small one is reused for the next result.
+                if scratch.out.capacity() > crate::wire::INLINE_MAX {
+                    keep_spare(std::mem::take(&mut scratch.out));
                 }
                 sent
             }
@@ -337,29 +281,38 @@ fn serve() -> i32 {
     }
 }
 
-/// The test hook of [`ENV_TEST_HELLO`]: changes the handshake, or sends
+/// The test hook of [`ENV_TEST_HELLO`]: changes the greeting, or sends
 /// something else instead (returning the exit code).
-fn misbehave(link: &mut Link, secret: &mut [u8], pid: &mut u32, how: &str) -> Option<i32> {
+fn misbehave(server: &str, secret: &mut Vec<u8>, pid: &mut u32, how: &str) -> Option<i32> {
     match how {
         "wrong-secret" => secret.iter_mut().for_each(|b| *b ^= 0xff),
         "wrong-pid" => *pid = pid.wrapping_add(1),
-        "garbage" | "oversized" | "fds" => {
-            let packet = match how {
-                "garbage" => vec![0xff; 64],
-                "fds" => vec![0; 8],
-                _ => vec![0; MAX_FRAME + 1],
-            };
-            let extra = sys::memfd_with(&[1]).ok()?;
-            let fds = if how == "fds" {
-                vec![extra.as_raw_fd(); sys::MAX_FDS + 1]
-            } else {
-                Vec::new()
-            };
-            let _ = sys::send_msg(link.fd(), &packet, &fds);
+        "oversized" => secret.resize(1 << 20, 7),
+        "garbage" | "fds" => {
+            if how == "garbage"
+                && let Ok(tx) = IpcSender::<Vec<u8>>::connect(server.to_string())
+            {
+                let _ = tx.send(vec![0xff; 64]);
+            }
+            if how == "fds"
+                && let Ok(tx) = IpcSender::<FdsHello>::connect(server.to_string())
+            {
+                // A greeting whose channel is shared memory instead, with
+                // more descriptors than it has fields.
+                let shm = IpcSharedMemory::from_bytes(&[1]);
+                let _ = tx.send(FdsHello {
+                    secret: Bytes(secret.clone()),
+                    pid: *pid,
+                    fingerprint: registry::fingerprint(),
+                    to_worker: shm.clone(),
+                    extra: vec![shm; 8],
+                });
+            }
             std::thread::sleep(Duration::from_secs(60));
             return Some(0);
         }
         "panic" => panic!("weft-process test hook: the worker's own code panicked"),
+        "exit-before-connect" => return Some(3),
         "silent" => {
             std::thread::sleep(Duration::from_secs(60));
             return Some(0);
@@ -369,10 +322,20 @@ fn misbehave(link: &mut Link, secret: &mut [u8], pid: &mut u32, how: &str) -> Op
     None
 }
 
+/// What the `fds` test hook sends as its greeting.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FdsHello {
+    secret: Bytes,
+    pid: u32,
+    fingerprint: u64,
+    to_worker: IpcSharedMemory,
+    extra: Vec<IpcSharedMemory>,
+}
+
 fn run_initializer(func: &[u8], arg: &[u8], scratch: &mut Scratch) -> Option<String> {
     let mut ends = Vec::new();
     registry::encode_ends(&[arg.len() as u64], &mut ends);
-    run_job(func, &ends, arg, scratch);
+    run_job(func, &ends, arg, None, scratch);
     match scratch.status.pop() {
         Some(ItemOut::Ok(_)) => None,
         Some(ItemOut::Err(_, msg)) => Some(msg),
@@ -382,7 +345,13 @@ fn run_initializer(func: &[u8], arg: &[u8], scratch: &mut Scratch) -> Option<Str
 
 /// Runs a job; its per-item outcomes and encoded results are left in
 /// `scratch.status` and `scratch.out`.
-fn run_job(func: &[u8], ends: &[u8], args: &[u8], scratch: &mut Scratch) {
+fn run_job(
+    func: &[u8],
+    ends: &[u8],
+    args: &[u8],
+    carrier: Option<OpaqueIpcReceiver>,
+    scratch: &mut Scratch,
+) {
     scratch.status.clear();
     scratch.out.clear();
     if let Err(e) = registry::decode_ends(ends, &mut scratch.ends) {
@@ -415,6 +384,7 @@ fn run_job(func: &[u8], ends: &[u8], args: &[u8], scratch: &mut Scratch) {
     let status = std::mem::take(&mut scratch.status);
     let out = std::mem::take(&mut scratch.out);
     let mut batch = Batch::new(args, &scratch.ends, status, out);
+    batch.carrier = carrier;
     // `run_batch` catches each item's panic; this guards the rest.
     if catch_unwind(AssertUnwindSafe(|| (entry.run)(&mut batch))).is_err() {
         batch.status.clear();
@@ -428,4 +398,5 @@ fn run_job(func: &[u8], ends: &[u8], args: &[u8], scratch: &mut Scratch) {
     }
     scratch.status = batch.status;
     scratch.out = batch.out;
+    scratch.carriers = std::mem::take(&mut batch.result_carriers);
 }

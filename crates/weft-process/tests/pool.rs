@@ -255,17 +255,10 @@ fn large_byte_payloads_round_trip() {
 
 #[test]
 fn shared_memory_regions_are_reused_grown_and_never_mixed_up() {
-    // Large results are read from the worker's memory where the parent may
-    // read it (here, Linux and the same user), else they travel in shared
-    // memory, as the arguments always do: both ways.
+    // Large arguments and results travel in ipc-channel shared memory: in
+    // each side's reusable region when it is free, else in shared memory of
+    // their own.
     large_payloads_on(ProcessPool::builder().processes(1).build().unwrap());
-    large_payloads_on(
-        ProcessPool::builder()
-            .processes(1)
-            .env("WEFT_PROCESS_TEST_HELLO", "no-remote")
-            .build()
-            .unwrap(),
-    );
 }
 
 fn large_payloads_on(pool: ProcessPool) {
@@ -279,8 +272,8 @@ fn large_payloads_on(pool: ProcessPool) {
         v
     };
     // A chunk whose status list and results both travel out of the
-    // message, before the worker has a region (regression: the worker wrapped them out of field order, so
-    // that without reads by address every such chunk failed).
+    // message, before the worker has a region (regression: the worker
+    // wrapped them out of field order, and every such chunk failed).
     let squares: Vec<_> = pool.map_chunked(square, 0..20_000u64, 20_000).collect();
     assert!(
         squares
@@ -315,8 +308,8 @@ fn large_payloads_on(pool: ProcessPool) {
     let back: Vec<_> = pool.map_chunked(reverse, inputs.clone(), 2).collect();
     let expected: Vec<_> = inputs.into_iter().map(|p| Ok(reversed(p))).collect();
     assert_eq!(back, expected);
-    // Task code that forbids reading the worker's memory: its results come
-    // back through shared memory instead.
+    // Task code that makes the worker non-dumpable changes nothing: results
+    // come back through shared memory.
     assert_eq!(pool.apply(undumpable_bytes, 3 << 20), Ok(vec![3; 3 << 20]));
     let p = payload(1 << 20, 9);
     assert_eq!(pool.apply(reverse, p.clone()), Ok(reversed(p)));
@@ -580,18 +573,15 @@ fn bad_settings_are_clear_errors() {
 
 #[test]
 fn results_over_the_size_limit_are_refused() {
-    // Results read from the worker's memory, and (no-remote) results in
-    // the worker's shared-memory region.
-    for hook in ["none", "no-remote"] {
-        over_the_limit_on(
-            ProcessPool::builder()
-                .processes(1)
-                .max_result_bytes(1 << 20)
-                .env("WEFT_PROCESS_TEST_HELLO", hook)
-                .build()
-                .unwrap(),
-        );
-    }
+    // Results in the worker's shared-memory region, refused before they
+    // are copied.
+    over_the_limit_on(
+        ProcessPool::builder()
+            .processes(1)
+            .max_result_bytes(1 << 20)
+            .build()
+            .unwrap(),
+    );
 }
 
 fn over_the_limit_on(pool: ProcessPool) {
@@ -810,7 +800,9 @@ fn only_processes_that_know_the_secret_can_join() {
 
 #[test]
 fn a_bad_handshake_is_refused_without_hanging_or_allocating() {
-    // Each is read into a bounded buffer with a deadline, and refused.
+    // Each is refused with a clear error, within the start timeout: a
+    // greeting that is not one, a secret over its size, a greeting whose
+    // descriptors are not the channel it must carry.
     let garbage = handshake_error("garbage", LIMIT);
     assert!(garbage.contains("decoded"), "{garbage}");
     let oversized = handshake_error("oversized", LIMIT);

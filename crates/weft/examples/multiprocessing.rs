@@ -26,10 +26,11 @@
 //!         print(sum(pool.map(count_primes, ranges)))
 //! ```
 //!
-//! and last the same count by four `Process`es that share a `Queue` of
-//! ranges to count and a `Queue` of results (Python's
-//! `multiprocessing.Queue`, which weft's processes, unlike Python's pool
-//! tasks, can take as an argument).
+//! then the same count by four `Process`es that share a `Queue` of ranges
+//! to count and a `Queue` of results (Python's `multiprocessing.Queue`),
+//! and last by pool tasks that put their counts into a `Queue` passed in
+//! their argument (Python's pool tasks cannot take a `Queue` without a
+//! `Manager`).
 //!
 //! Run it with `cargo run --release -p weft --example multiprocessing`.
 //! There is no `if __name__ == "__main__"` guard to write: the workers are
@@ -75,7 +76,13 @@ fn count_worker((todo, done): (Queue<(u64, u64)>, Queue<usize>)) {
     }
 }
 
-weft::process::register!(task1, task2, count_primes, count_worker);
+/// Counts one range and puts the count into `done`.
+fn count_into((done, range): (Queue<usize>, (u64, u64))) {
+    done.put(count_primes(range))
+        .expect("the results queue is open");
+}
+
+weft::process::register!(task1, task2, count_primes, count_worker, count_into);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The seed's snippet.
@@ -139,5 +146,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     assert_eq!(queued, sequential);
     println!("4 processes and a Queue: {:.2?}", start.elapsed());
+
+    // Pool tasks that report through a Queue in their argument.
+    let start = Instant::now();
+    let results = Queue::unbounded();
+    let handles: Vec<_> = ranges
+        .iter()
+        .map(|range| pool.submit(count_into, (results.clone(), *range)))
+        .collect();
+    for h in handles {
+        h.join()?;
+    }
+    let reported: usize = (0..ranges.len())
+        .map(|_| results.get())
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .sum();
+    assert_eq!(reported, sequential);
+    println!("pool tasks and a Queue: {:.2?}", start.elapsed());
     Ok(())
 }
