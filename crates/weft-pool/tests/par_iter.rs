@@ -604,3 +604,39 @@ trait SkipNone: Sized {
     }
 }
 impl<T> SkipNone for T {}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code over the Vec collect, which other tests run under Miri"
+)]
+fn collect_into_maps_sets_and_strings() {
+    use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+    for &n in SIZES {
+        let v = input(n);
+        let got: HashMap<u64, usize> = v.par_iter().enumerate().map(|(i, &x)| (x, i)).collect();
+        let want: HashMap<u64, usize> = v.iter().enumerate().map(|(i, &x)| (x, i)).collect();
+        assert_eq!(got, want, "duplicate keys keep the last value, n = {n}");
+        let got: BTreeMap<u64, usize> = v.par_iter().enumerate().map(|(i, &x)| (x, i)).collect();
+        assert_eq!(got, want.into_iter().collect());
+        let got: HashSet<u64> = v.par_iter().copied().collect();
+        assert_eq!(got, v.iter().copied().collect());
+        let got: BTreeSet<u64> = v.par_iter().copied().collect();
+        assert_eq!(got, v.iter().copied().collect());
+        let got: String = v
+            .par_iter()
+            .map(|x| char::from(b'a' + (x % 26) as u8))
+            .collect();
+        assert_eq!(
+            got,
+            v.iter()
+                .map(|x| char::from(b'a' + (x % 26) as u8))
+                .collect::<String>()
+        );
+        let got: String = v.par_iter().map(|x| x.to_string()).collect();
+        assert_eq!(got, v.iter().map(|x| x.to_string()).collect::<String>());
+        let words = ["a", "bc", "", "def"];
+        let got: String = words.par_iter().copied().collect();
+        assert_eq!(got, "abcdef");
+    }
+}

@@ -324,7 +324,9 @@ pub trait ParallelIterator: Sized + Send {
         self.map(predicate).find_any(|&b| !b).is_none()
     }
 
-    /// Collects the items, in order (a `Vec`: see [`FromParallelIterator`]).
+    /// Collects the items, in order: into a `Vec` (written in place when the
+    /// length is known), or a `HashMap`, `HashSet`, `BTreeMap`, `BTreeSet`
+    /// or `String` (see [`FromParallelIterator`]).
     ///
     /// ```
     /// use weft_pool::iter::prelude::*;
@@ -467,6 +469,33 @@ impl<T: Send> FromParallelIterator<T> for Vec<T> {
             None => collect::collect_pieces(pi),
         }
     }
+}
+
+/// Collects into a `Vec` in parallel, then builds the collection from it
+/// in order (so duplicate keys keep the last value, as with `Iterator`).
+macro_rules! from_par_iter_via_vec {
+    ($([$($gen:tt)*] $ty:ty, $item:ty;)*) => {$(
+        impl<$($gen)*> FromParallelIterator<$item> for $ty {
+            fn from_par_iter<I>(par_iter: I) -> Self
+            where
+                I: IntoParallelIterator<Item = $item>,
+            {
+                Vec::from_par_iter(par_iter).into_iter().collect()
+            }
+        }
+    )*};
+}
+
+from_par_iter_via_vec! {
+    [K: Eq + std::hash::Hash + Send, V: Send, S: std::hash::BuildHasher + Default]
+        std::collections::HashMap<K, V, S>, (K, V);
+    [K: Ord + Send, V: Send] std::collections::BTreeMap<K, V>, (K, V);
+    [T: Eq + std::hash::Hash + Send, S: std::hash::BuildHasher + Default]
+        std::collections::HashSet<T, S>, T;
+    [T: Ord + Send] std::collections::BTreeSet<T>, T;
+    [] String, char;
+    [] String, String;
+    ['a] String, &'a str;
 }
 
 /// Parallel methods on shared slices (and so on `Vec`s and arrays).
