@@ -715,3 +715,22 @@ fn stress_bounded_buffer_counts_exactly() {
         assert!(shared.0.lock().items.is_empty());
     });
 }
+
+/// A task notified and then dropped before it ran passes its notification
+/// to the next waiter, a thread here; `notify(0)` wakes nobody.
+#[test]
+fn notified_task_dropped_passes_the_notification_to_a_thread() {
+    deadline(30, || {
+        let log: Log = Arc::new((Mutex::new(0), Condition::new(), Default::default()));
+        let (_, c, _) = &*log;
+        let a = task_waiter(&log, "a");
+        let t = thread_waiter(&log, "t");
+        c.notify(0);
+        c.notify_one(); // takes `a`, the oldest
+        settle();
+        assert!(woke(&log).is_empty(), "the thread was not notified");
+        drop(a);
+        t.join().unwrap();
+        assert_eq!(woke(&log), ["t"]);
+    });
+}
