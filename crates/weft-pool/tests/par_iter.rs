@@ -248,7 +248,7 @@ fn any_all_find() {
             assert!(got.is_none_or(|x| *x == t));
             // find_first after an adapter that changes the count.
             assert_eq!(
-                v.par_iter().filter(|x| **x % 2 == 0).position_first(t),
+                v.par_iter().filter(|x| **x % 2 == 0).position_among(t),
                 v.iter().filter(|x| **x % 2 == 0).position(|x| *x == t)
             );
         }
@@ -257,10 +257,10 @@ fn any_all_find() {
 
 /// `find_first` through a filter, giving the position among the filtered.
 trait PositionFirst {
-    fn position_first(self, t: u64) -> Option<usize>;
+    fn position_among(self, t: u64) -> Option<usize>;
 }
 impl<'a, I: ParallelIterator<Item = &'a u64>> PositionFirst for I {
-    fn position_first(self, t: u64) -> Option<usize> {
+    fn position_among(self, t: u64) -> Option<usize> {
         let items: Vec<&u64> = self.collect();
         items
             .par_iter()
@@ -639,4 +639,82 @@ fn collect_into_maps_sets_and_strings() {
         let got: String = words.par_iter().copied().collect();
         assert_eq!(got, "abcdef");
     }
+}
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
+fn inspect_take_skip_positions_and_find_map() {
+    for &n in SIZES {
+        let v = input(n);
+        let seen = AtomicUsize::new(0);
+        let got: Vec<u64> = v
+            .par_iter()
+            .copied()
+            .inspect(|_| {
+                seen.fetch_add(1, Ordering::Relaxed);
+            })
+            .collect();
+        assert_eq!((got, seen.into_inner()), (v.clone(), n));
+        for k in [0, 1, n / 2, n, n + 3] {
+            let got: Vec<u64> = v.par_iter().copied().take(k).collect();
+            assert_eq!(
+                got,
+                v.iter().copied().take(k).collect::<Vec<_>>(),
+                "take({k})"
+            );
+            let got: Vec<u64> = v.par_iter().copied().skip(k).collect();
+            assert_eq!(
+                got,
+                v.iter().copied().skip(k).collect::<Vec<_>>(),
+                "skip({k})"
+            );
+            let got: Vec<(usize, u64)> =
+                v.par_iter().copied().skip(k).take(5).enumerate().collect();
+            assert_eq!(
+                got,
+                v.iter()
+                    .copied()
+                    .skip(k)
+                    .take(5)
+                    .enumerate()
+                    .collect::<Vec<_>>()
+            );
+        }
+        for t in [0, 999, 1000] {
+            assert_eq!(
+                v.par_iter().position_first(|&x| x == t),
+                v.iter().position(|&x| x == t)
+            );
+            let any = v.par_iter().position_any(|&x| x == t);
+            assert_eq!(any.is_some(), v.contains(&t));
+            assert!(any.is_none_or(|i| v[i] == t));
+            assert_eq!(
+                v.par_iter().find_map_first(|&x| (x == t).then_some(x * 2)),
+                v.iter().find_map(|&x| (x == t).then_some(x * 2))
+            );
+            assert_eq!(
+                v.par_iter().find_map_any(|&x| (x == t).then_some(x * 2)),
+                v.contains(&t).then_some(t * 2)
+            );
+        }
+    }
+}
+
+#[test]
+fn skip_and_take_of_a_vec_by_value_drop_what_they_cut_off() {
+    let n: usize = if cfg!(miri) { 20 } else { 1000 };
+    let drops = AtomicUsize::new(0);
+    let v: Vec<Tracked> = (0..n as u32).map(|i| Tracked(i, &drops)).collect();
+    let kept: Vec<Tracked> = v.into_par_iter().skip(3).take(n / 2).collect();
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        n - n / 2,
+        "cut-off items dropped once"
+    );
+    assert!(kept.iter().enumerate().all(|(i, t)| t.0 == i as u32 + 3));
+    drop(kept);
+    assert_eq!(drops.into_inner(), n);
 }

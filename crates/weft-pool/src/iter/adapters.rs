@@ -1032,3 +1032,129 @@ impl<P: Producer> Producer for MinLenProducer<P> {
         self.base.fold_with(folder)
     }
 }
+
+// ------------------------------------------------------------ inspect
+
+/// [`ParallelIterator::inspect`]'s iterator.
+#[derive(Clone, Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct Inspect<I, F> {
+    base: I,
+    f: F,
+}
+
+impl<I, F> Inspect<I, F> {
+    pub(super) fn new(base: I, f: F) -> Self {
+        Inspect { base, f }
+    }
+}
+
+impl<I, F> ParallelIterator for Inspect<I, F>
+where
+    I: ParallelIterator,
+    F: Fn(&I::Item) + Sync + Send,
+{
+    type Item = I::Item;
+    fn drive<C: Consumer<I::Item>>(self, consumer: C) -> C::Result {
+        let f = &self.f;
+        Map::new(self.base, move |x| {
+            f(&x);
+            x
+        })
+        .drive(consumer)
+    }
+    fn opt_len(&self) -> Option<usize> {
+        self.base.opt_len()
+    }
+}
+
+impl<I, F> IndexedParallelIterator for Inspect<I, F>
+where
+    I: IndexedParallelIterator,
+    F: Fn(&I::Item) + Sync + Send,
+{
+    fn len(&self) -> usize {
+        self.base.len()
+    }
+    fn with_producer<CB: ProducerCallback<I::Item>>(self, callback: CB) -> CB::Output {
+        let f = &self.f;
+        Map::new(self.base, move |x| {
+            f(&x);
+            x
+        })
+        .with_producer(callback)
+    }
+}
+
+// --------------------------------------------------------- take, skip
+
+/// [`IndexedParallelIterator::take`]'s and
+/// [`IndexedParallelIterator::skip`]'s iterator: the items `[start, end)`
+/// of `base`.
+#[derive(Clone, Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct Range<I> {
+    base: I,
+    start: usize,
+    end: usize,
+}
+
+impl<I: IndexedParallelIterator> Range<I> {
+    /// The first `n` items (all if fewer).
+    pub(super) fn take(base: I, n: usize) -> Self {
+        let end = n.min(base.len());
+        Range {
+            base,
+            start: 0,
+            end,
+        }
+    }
+
+    /// All but the first `n` items (none if fewer).
+    pub(super) fn skip(base: I, n: usize) -> Self {
+        let end = base.len();
+        Range {
+            base,
+            start: n.min(end),
+            end,
+        }
+    }
+}
+
+impl<I: IndexedParallelIterator> ParallelIterator for Range<I> {
+    type Item = I::Item;
+    fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result {
+        bridge(self, consumer)
+    }
+    fn opt_len(&self) -> Option<usize> {
+        Some(self.end - self.start)
+    }
+}
+
+impl<I: IndexedParallelIterator> IndexedParallelIterator for Range<I> {
+    fn len(&self) -> usize {
+        self.end - self.start
+    }
+    fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
+        struct Callback<CB> {
+            callback: CB,
+            start: usize,
+            end: usize,
+        }
+        impl<T, CB: ProducerCallback<T>> ProducerCallback<T> for Callback<CB> {
+            type Output = CB::Output;
+            fn callback<P: Producer<Item = T>>(self, base: P) -> CB::Output {
+                // The parts cut off are dropped here (a `Vec`'s items with
+                // them).
+                let (head, _) = base.split_at(self.end);
+                let (_, range) = head.split_at(self.start);
+                self.callback.callback(range)
+            }
+        }
+        self.base.with_producer(Callback {
+            callback,
+            start: self.start,
+            end: self.end,
+        })
+    }
+}

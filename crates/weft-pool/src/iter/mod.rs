@@ -34,8 +34,8 @@
 //! | Kind | Items |
 //! |---|---|
 //! | sources | `par_iter()`, `par_iter_mut()`, `into_par_iter()` on slices, `Vec` and integer ranges; [`ParallelSlice::par_chunks`], [`ParallelSliceMut::par_chunks_mut`] |
-//! | adapters | `map`, `filter`, `filter_map`, `flat_map_iter`, `copied`, `cloned`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `with_min_len` |
-//! | consumers | `for_each`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `collect` |
+//! | adapters | `map`, `filter`, `filter_map`, `flat_map_iter`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `take`, `skip`, `with_min_len` |
+//! | consumers | `for_each`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`; `collect` |
 //! | sorting | [`ParallelSliceMut::par_sort`], `par_sort_by`, `par_sort_by_key`, `par_sort_unstable`, `par_sort_unstable_by`, `par_sort_unstable_by_key` |
 
 mod adapters;
@@ -46,7 +46,8 @@ mod sort;
 mod sources;
 
 pub use adapters::{
-    Chunks, Cloned, Copied, Enumerate, Filter, FilterMap, FlatMapIter, Fold, Map, MinLen, Zip,
+    Chunks, Cloned, Copied, Enumerate, Filter, FilterMap, FlatMapIter, Fold, Inspect, Map, MinLen,
+    Range, Zip,
 };
 pub use sources::{
     Iter, IterMut, RangeInclusiveIter, RangeIter, SliceChunks, SliceChunksMut, VecIntoIter,
@@ -133,6 +134,33 @@ pub trait ParallelIterator: Sized + Send {
         Self: ParallelIterator<Item = &'a T>,
     {
         Cloned::new(self)
+    }
+
+    /// Calls `f` on a reference to every item as it passes.
+    fn inspect<F>(self, f: F) -> Inspect<Self, F>
+    where
+        F: Fn(&Self::Item) + Sync + Send,
+    {
+        Inspect::new(self, f)
+    }
+
+    /// Some item's `f(item)` that is `Some`, not necessarily the first;
+    /// the other pieces stop looking once one is found.
+    fn find_map_any<F, R>(self, f: F) -> Option<R>
+    where
+        F: Fn(Self::Item) -> Option<R> + Sync + Send,
+        R: Send,
+    {
+        self.filter_map(f).find_any(|_| true)
+    }
+
+    /// The first (in order) item's `f(item)` that is `Some`.
+    fn find_map_first<F, R>(self, f: F) -> Option<R>
+    where
+        F: Fn(Self::Item) -> Option<R> + Sync + Send,
+        R: Send,
+    {
+        self.filter_map(f).find_first(|_| true)
     }
 
     /// Folds the items of each piece into an accumulator started by
@@ -376,6 +404,45 @@ pub trait IndexedParallelIterator: ParallelIterator {
     fn chunks(self, chunk_size: usize) -> Chunks<Self> {
         assert!(chunk_size != 0, "chunk_size must not be zero");
         Chunks::new(self, chunk_size)
+    }
+
+    /// The first `n` items (all of them if there are fewer).
+    fn take(self, n: usize) -> Range<Self> {
+        Range::take(self, n)
+    }
+
+    /// All but the first `n` items (none if there are fewer).
+    fn skip(self, n: usize) -> Range<Self> {
+        Range::skip(self, n)
+    }
+
+    /// The index of some item for which `predicate` holds, not necessarily
+    /// the first.
+    fn position_any<P>(self, predicate: P) -> Option<usize>
+    where
+        P: Fn(Self::Item) -> bool + Sync + Send,
+    {
+        self.map(predicate)
+            .enumerate()
+            .find_any(|&(_, hit)| hit)
+            .map(|(i, _)| i)
+    }
+
+    /// The index of the first item for which `predicate` holds.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v = [3, 8, 5, 8];
+    /// assert_eq!(v.par_iter().position_first(|&x| x == 8), Some(1));
+    /// ```
+    fn position_first<P>(self, predicate: P) -> Option<usize>
+    where
+        P: Fn(Self::Item) -> bool + Sync + Send,
+    {
+        self.map(predicate)
+            .enumerate()
+            .find_first(|&(_, hit)| hit)
+            .map(|(i, _)| i)
     }
 
     /// Never splits the work into pieces of fewer than `min` items (for
