@@ -35,7 +35,8 @@ commands:
   test-all                 fmt check, clippy -D warnings, every test and doc test,
                            every example built, docs with -D warnings, the loom
                            models (LOOM_MAX_PREEMPTIONS=2), weft-async's socket
-                           tests on the portable (async-io) path, a 10-second soak
+                           tests on the portable (async-io) path, the macOS build
+                           (cargo check --target x86_64-apple-darwin), a 10-second soak
   bench [--quick] [CRATE]  criterion benches of the named crates (all when none),
                            then target/weft-bench/results.json and docs/benchmarks.md
   bench --scaling [--threads 1,2,4,8,16] [--quick]
@@ -255,6 +256,9 @@ fn test_all(root: &Path) -> Result<(), String> {
     let crates = pick_crates(root, &[], |dir| dir.join("tests/loom.rs").exists())?;
     steps.extend(crates.iter().map(|c| loom_step(root, c, "2")));
     steps.push(portable_io_step(root));
+    if let Some(step) = macos_check_step(root) {
+        steps.push(step);
+    }
     steps.push(soak_step(&["--seconds", "10"]));
     for step in &steps {
         step.run()?;
@@ -441,6 +445,71 @@ fn portable_io_step(root: &Path) -> Step<'static> {
         "CARGO_TARGET_DIR",
         target_dir(root).join("portable-io").display().to_string(),
     )
+}
+
+/// The target of the portability check: weft is tested on Linux and must
+/// also build for macOS (the Linux-only parts are behind `cfg`).
+const MACOS_TARGET: &str = "x86_64-apple-darwin";
+
+/// The crates checked for macOS: all but weft-cluster, whose TLS stack
+/// (ring) needs a C cross-compiler for the target.
+const MACOS_CRATES: &[&str] = &[
+    "weft-sync",
+    "weft-pool",
+    "weft-async",
+    "weft-process",
+    "weft",
+];
+
+/// `cargo check --target x86_64-apple-darwin` of [`MACOS_CRATES`], warnings
+/// as errors, in `<target>/macos`. The target's standard library comes
+/// from `rustup target add`; where that cannot be fetched, nightly's
+/// `-Zbuild-std` builds it from the local `rust-src`. With neither, the
+/// step is skipped with a message saying what to install.
+fn macos_check_step(root: &Path) -> Option<Step<'static>> {
+    let mut args: Vec<&str> = vec!["check", "--target", MACOS_TARGET];
+    for c in MACOS_CRATES {
+        args.extend(["-p", c]);
+    }
+    let dir = target_dir(root).join("macos").display().to_string();
+    let installed = |toolchain: &str, what: &str, name: &str| {
+        Command::new("rustup")
+            .args([what, "list", "--installed", "--toolchain", toolchain])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == name)
+            })
+    };
+    let stable_target = installed("stable", "target", MACOS_TARGET) || {
+        println!("\n==> [macos] rustup target add {MACOS_TARGET}");
+        Command::new("rustup")
+            .args(["target", "add", MACOS_TARGET])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if stable_target {
+        return Some(
+            Step::new("macos", cargo(), &args)
+                .env("RUSTFLAGS", "-D warnings")
+                .env("CARGO_TARGET_DIR", dir),
+        );
+    }
+    if installed("nightly", "component", "rust-src") {
+        let mut nightly = vec!["+nightly", "check", "-Zbuild-std=std"];
+        nightly.extend(&args[1..]);
+        return Some(
+            Step::new("macos", cargo(), &nightly)
+                .env("RUSTFLAGS", "-D warnings")
+                .env("CARGO_TARGET_DIR", dir),
+        );
+    }
+    println!(
+        "\n==> [macos] SKIPPED: neither `rustup target add {MACOS_TARGET}` nor a nightly \
+         toolchain with rust-src is available here; install one to check the macOS build"
+    );
+    None
 }
 
 /// The crates `tsan` runs by default: those whose tests are all in-process.
