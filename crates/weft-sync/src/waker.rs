@@ -50,27 +50,6 @@ impl ThreadWaker {
     }
 }
 
-impl ThreadWaker {
-    /// [`park_until`](Self::park_until) after a brief wait for the flag
-    /// with the thread awake (parking_lot_core's `SpinWait`: 3 short spins,
-    /// then 7 `yield_now`s, as weft's other waits and parking_lot's locks
-    /// do before they park), for a waiter whose wake-up often comes within
-    /// microseconds: one that lands in that window costs no system call on
-    /// either side (the unpark finds the thread awake). No spinning once
-    /// `deadline` has passed.
-    pub(crate) fn spin_then_park_until(&self, deadline: Option<Instant>) -> bool {
-        if deadline.is_none_or(|d| Instant::now() < d) {
-            let mut spin = parking_lot_core::SpinWait::new();
-            while spin.spin() {
-                if self.notified.swap(false, Ordering::Acquire) {
-                    return true;
-                }
-            }
-        }
-        self.park_until(deadline)
-    }
-}
-
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
