@@ -718,3 +718,31 @@ fn skip_and_take_of_a_vec_by_value_drop_what_they_cut_off() {
     drop(kept);
     assert_eq!(drops.into_inner(), n);
 }
+
+#[test]
+fn collect_into_vec_replaces_the_items_and_reuses_the_buffer() {
+    let n: usize = if cfg!(miri) { 24 } else { 10_000 };
+    let drops = AtomicUsize::new(0);
+    let mut out: Vec<Tracked> = (0..5).map(|i| Tracked(i, &drops)).collect();
+    (0..n as u32)
+        .into_par_iter()
+        .map(|i| Tracked(i, &drops))
+        .collect_into_vec(&mut out);
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        5,
+        "the old items were dropped"
+    );
+    assert!(out.iter().enumerate().all(|(i, t)| t.0 == i as u32));
+    let (cap, ptr) = (out.capacity(), out.as_ptr());
+    // Fewer items: the same buffer, refilled.
+    (0..n as u32 / 2)
+        .into_par_iter()
+        .map(|i| Tracked(i + 1, &drops))
+        .collect_into_vec(&mut out);
+    assert_eq!((out.capacity(), out.as_ptr()), (cap, ptr));
+    assert_eq!(out.len(), n / 2);
+    assert!(out.iter().enumerate().all(|(i, t)| t.0 == i as u32 + 1));
+    drop(out);
+    assert_eq!(drops.into_inner(), 5 + n + n / 2);
+}

@@ -20,7 +20,20 @@ where
     I: ParallelIterator<Item = T>,
     T: Send,
 {
-    let mut vec: Vec<T> = Vec::with_capacity(len);
+    let mut vec: Vec<T> = Vec::new();
+    collect_exact_into(pi, len, &mut vec);
+    vec
+}
+
+/// Collects an iterator that yields exactly `len` items into `vec`,
+/// replacing its items and reusing its buffer when it is large enough.
+pub(super) fn collect_exact_into<I, T>(pi: I, len: usize, vec: &mut Vec<T>)
+where
+    I: ParallelIterator<Item = T>,
+    T: Send,
+{
+    vec.clear();
+    vec.reserve(len);
     let target = vec.spare_capacity_mut();
     debug_assert!(target.len() >= len);
     let consumer = CollectConsumer {
@@ -38,10 +51,9 @@ where
     std::mem::forget(result);
     // SAFETY: the assertion above says the pieces' results merged into one
     // run of `len` initialized items starting at the spare capacity's start,
-    // which is index 0 of `vec` (empty until now): every slot `0..len` holds
-    // an item written exactly once, and `len <= capacity`.
+    // which is index 0 of `vec` (cleared above): every slot `0..len` holds
+    // an item written exactly once, and `len <= capacity` (reserved above).
     unsafe { vec.set_len(len) };
-    vec
 }
 
 /// The uninitialized slots `[start, start + len)` of a `Vec` being

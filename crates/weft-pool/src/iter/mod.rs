@@ -35,7 +35,7 @@
 //! |---|---|
 //! | sources | `par_iter()`, `par_iter_mut()`, `into_par_iter()` on slices, `Vec` and integer ranges; [`ParallelSlice::par_chunks`], [`ParallelSliceMut::par_chunks_mut`] |
 //! | adapters | `map`, `filter`, `filter_map`, `flat_map_iter`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `take`, `skip`, `with_min_len` |
-//! | consumers | `for_each`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`; `collect` |
+//! | consumers | `for_each`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`, `collect_into_vec`; `collect` |
 //! | sorting | [`ParallelSliceMut::par_sort`], `par_sort_by`, `par_sort_by_key`, `par_sort_unstable`, `par_sort_unstable_by`, `par_sort_unstable_by_key` |
 
 mod adapters;
@@ -404,6 +404,21 @@ pub trait IndexedParallelIterator: ParallelIterator {
     fn chunks(self, chunk_size: usize) -> Chunks<Self> {
         assert!(chunk_size != 0, "chunk_size must not be zero");
         Chunks::new(self, chunk_size)
+    }
+
+    /// Collects the items, in order, into `target`, replacing what it held
+    /// and reusing its buffer when it is large enough (each item is written
+    /// straight into its place).
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let mut out = Vec::with_capacity(100);
+    /// (0..100u32).into_par_iter().map(|x| x * 2).collect_into_vec(&mut out);
+    /// assert_eq!(out[99], 198);
+    /// ```
+    fn collect_into_vec(self, target: &mut Vec<Self::Item>) {
+        let len = self.len();
+        collect::collect_exact_into(self, len, target);
     }
 
     /// The first `n` items (all of them if there are fewer).
