@@ -746,3 +746,72 @@ fn collect_into_vec_replaces_the_items_and_reuses_the_buffer() {
     drop(out);
     assert_eq!(drops.into_inner(), 5 + n + n / 2);
 }
+
+#[test]
+#[cfg_attr(
+    miri,
+    ignore = "safe code only: Miri runs the tests of the unsafe paths (collect, Vec by value)"
+)]
+fn map_init_map_with_and_for_each_init_keep_one_state_per_piece() {
+    let pool = pool(2);
+    for &n in SIZES {
+        let v = input(n);
+        let inits = AtomicUsize::new(0);
+        let got: Vec<(usize, u64)> = pool.install(|| {
+            v.par_iter()
+                .map_init(
+                    || {
+                        inits.fetch_add(1, Ordering::Relaxed);
+                        Vec::<u64>::new()
+                    },
+                    |seen, &x| {
+                        // The state persists across the items of a piece.
+                        seen.push(x);
+                        x + 1
+                    },
+                )
+                .enumerate()
+                .collect()
+        });
+        let want: Vec<(usize, u64)> = v.iter().map(|x| x + 1).enumerate().collect();
+        assert_eq!(got, want, "n = {n}");
+        let inits = inits.into_inner();
+        assert!(inits <= n.max(1), "{inits} states for {n} items");
+        if n == LARGE {
+            assert!(inits * 100 < n, "a state per piece, not per item: {inits}");
+        }
+
+        // Unindexed (after a filter): the consumer side.
+        let got: Vec<u64> = v
+            .par_iter()
+            .filter(|x| **x % 2 == 0)
+            .map_with(10u64, |k, &x| {
+                *k += 1;
+                x
+            })
+            .collect();
+        assert_eq!(
+            got,
+            v.iter()
+                .filter(|x| **x % 2 == 0)
+                .copied()
+                .collect::<Vec<_>>()
+        );
+
+        let sum = AtomicUsize::new(0);
+        v.par_iter().for_each_init(
+            || 0usize,
+            |count, &x| {
+                *count += 1;
+                sum.fetch_add(x as usize, Ordering::Relaxed);
+            },
+        );
+        assert_eq!(sum.into_inner() as u64, v.iter().sum::<u64>());
+        let seen = AtomicUsize::new(0);
+        v.par_iter().for_each_with(5usize, |five, _| {
+            assert_eq!(*five, 5);
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(seen.into_inner(), n);
+    }
+}

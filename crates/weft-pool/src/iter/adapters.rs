@@ -1158,3 +1158,205 @@ impl<I: IndexedParallelIterator> IndexedParallelIterator for Range<I> {
         })
     }
 }
+
+// ----------------------------------------------------------- map_init
+
+/// [`ParallelIterator::map_init`]'s iterator: `f(&mut state, item)`, with
+/// one `state` made by `init` for each piece the work is split into.
+#[derive(Clone, Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct MapInit<I, INIT, F> {
+    base: I,
+    init: INIT,
+    f: F,
+}
+
+impl<I, INIT, F> MapInit<I, INIT, F> {
+    pub(super) fn new(base: I, init: INIT, f: F) -> Self {
+        MapInit { base, init, f }
+    }
+}
+
+impl<I, INIT, T, F, R> ParallelIterator for MapInit<I, INIT, F>
+where
+    I: ParallelIterator,
+    INIT: Fn() -> T + Sync + Send,
+    F: Fn(&mut T, I::Item) -> R + Sync + Send,
+    R: Send,
+{
+    type Item = R;
+    fn drive<C: Consumer<R>>(self, consumer: C) -> C::Result {
+        self.base.drive(MapInitConsumer {
+            base: consumer,
+            init: &self.init,
+            f: &self.f,
+        })
+    }
+    fn opt_len(&self) -> Option<usize> {
+        self.base.opt_len()
+    }
+}
+
+impl<I, INIT, T, F, R> IndexedParallelIterator for MapInit<I, INIT, F>
+where
+    I: IndexedParallelIterator,
+    INIT: Fn() -> T + Sync + Send,
+    F: Fn(&mut T, I::Item) -> R + Sync + Send,
+    R: Send,
+{
+    fn len(&self) -> usize {
+        self.base.len()
+    }
+    fn with_producer<CB: ProducerCallback<R>>(self, callback: CB) -> CB::Output {
+        struct Callback<'f, CB, INIT, F> {
+            callback: CB,
+            init: &'f INIT,
+            f: &'f F,
+        }
+        impl<'f, U, T, R, CB, INIT, F> ProducerCallback<U> for Callback<'f, CB, INIT, F>
+        where
+            CB: ProducerCallback<R>,
+            INIT: Fn() -> T + Sync,
+            F: Fn(&mut T, U) -> R + Sync,
+        {
+            type Output = CB::Output;
+            fn callback<P: Producer<Item = U>>(self, base: P) -> CB::Output {
+                self.callback.callback(MapInitProducer {
+                    base,
+                    init: self.init,
+                    f: self.f,
+                })
+            }
+        }
+        self.base.with_producer(Callback {
+            callback,
+            init: &self.init,
+            f: &self.f,
+        })
+    }
+}
+
+struct MapInitProducer<'f, P, INIT, F> {
+    base: P,
+    init: &'f INIT,
+    f: &'f F,
+}
+
+impl<'f, P, INIT, T, F, R> Producer for MapInitProducer<'f, P, INIT, F>
+where
+    P: Producer,
+    INIT: Fn() -> T + Sync,
+    F: Fn(&mut T, P::Item) -> R + Sync,
+{
+    type Item = R;
+    type IntoIter = MapInitIter<'f, P::IntoIter, T, F>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        MapInitIter {
+            iter: self.base.into_iter(),
+            state: (self.init)(),
+            f: self.f,
+        }
+    }
+    fn min_len(&self) -> usize {
+        self.base.min_len()
+    }
+    fn split_at(self, index: usize) -> (Self, Self) {
+        let (l, r) = self.base.split_at(index);
+        (
+            MapInitProducer { base: l, ..self },
+            MapInitProducer { base: r, ..self },
+        )
+    }
+}
+
+/// The sequential side of [`MapInit`]: owns the piece's state.
+struct MapInitIter<'f, I, T, F> {
+    iter: I,
+    state: T,
+    f: &'f F,
+}
+
+impl<'f, I, T, F, R> Iterator for MapInitIter<'f, I, T, F>
+where
+    I: Iterator,
+    F: Fn(&mut T, I::Item) -> R,
+{
+    type Item = R;
+    fn next(&mut self) -> Option<R> {
+        let x = self.iter.next()?;
+        Some((self.f)(&mut self.state, x))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.iter.size_hint()
+    }
+}
+
+struct MapInitConsumer<'f, C, INIT, F> {
+    base: C,
+    init: &'f INIT,
+    f: &'f F,
+}
+
+impl<'f, U, T, R, C, INIT, F> Consumer<U> for MapInitConsumer<'f, C, INIT, F>
+where
+    C: Consumer<R>,
+    INIT: Fn() -> T + Sync,
+    F: Fn(&mut T, U) -> R + Sync,
+{
+    type Folder = MapInitFolder<'f, C::Folder, T, F>;
+    type Reducer = C::Reducer;
+    type Result = C::Result;
+
+    fn split_at(self, index: usize) -> (Self, Self, C::Reducer) {
+        let (l, r, reducer) = self.base.split_at(index);
+        (
+            MapInitConsumer { base: l, ..self },
+            MapInitConsumer { base: r, ..self },
+            reducer,
+        )
+    }
+    fn into_folder(self) -> Self::Folder {
+        MapInitFolder {
+            base: self.base.into_folder(),
+            state: (self.init)(),
+            f: self.f,
+        }
+    }
+    fn full(&self) -> bool {
+        self.base.full()
+    }
+}
+
+struct MapInitFolder<'f, C, T, F> {
+    base: C,
+    state: T,
+    f: &'f F,
+}
+
+impl<'f, U, T, R, C, F> Folder<U> for MapInitFolder<'f, C, T, F>
+where
+    C: Folder<R>,
+    F: Fn(&mut T, U) -> R,
+{
+    type Result = C::Result;
+
+    fn consume(mut self, item: U) -> Self {
+        let r = (self.f)(&mut self.state, item);
+        MapInitFolder {
+            base: self.base.consume(r),
+            ..self
+        }
+    }
+    fn consume_iter<I: IntoIterator<Item = U>>(self, iter: I) -> Self {
+        let MapInitFolder { base, mut state, f } = self;
+        let base = base.consume_iter(iter.into_iter().map(|x| f(&mut state, x)));
+        MapInitFolder { base, state, f }
+    }
+    fn complete(self) -> C::Result {
+        self.base.complete()
+    }
+    fn full(&self) -> bool {
+        self.base.full()
+    }
+}

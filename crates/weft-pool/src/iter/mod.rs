@@ -34,8 +34,8 @@
 //! | Kind | Items |
 //! |---|---|
 //! | sources | `par_iter()`, `par_iter_mut()`, `into_par_iter()` on slices, `Vec` and integer ranges; [`ParallelSlice::par_chunks`], [`ParallelSliceMut::par_chunks_mut`] |
-//! | adapters | `map`, `filter`, `filter_map`, `flat_map_iter`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `take`, `skip`, `with_min_len` |
-//! | consumers | `for_each`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`, `collect_into_vec`; `collect` |
+//! | adapters | `map`, `map_init`, `map_with`, `filter`, `filter_map`, `flat_map_iter`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `take`, `skip`, `with_min_len` |
+//! | consumers | `for_each`, `for_each_init`, `for_each_with`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`, `collect_into_vec`; `collect` |
 //! | sorting | [`ParallelSliceMut::par_sort`], `par_sort_by`, `par_sort_by_key`, `par_sort_unstable`, `par_sort_unstable_by`, `par_sort_unstable_by_key` |
 
 mod adapters;
@@ -46,8 +46,8 @@ mod sort;
 mod sources;
 
 pub use adapters::{
-    Chunks, Cloned, Copied, Enumerate, Filter, FilterMap, FlatMapIter, Fold, Inspect, Map, MinLen,
-    Range, Zip,
+    Chunks, Cloned, Copied, Enumerate, Filter, FilterMap, FlatMapIter, Fold, Inspect, Map, MapInit,
+    MinLen, Range, Zip,
 };
 pub use sources::{
     Iter, IterMut, RangeInclusiveIter, RangeIter, SliceChunks, SliceChunksMut, VecIntoIter,
@@ -88,6 +88,63 @@ pub trait ParallelIterator: Sized + Send {
         R: Send,
     {
         Map::new(self, f)
+    }
+
+    /// Applies `f` to every item with a mutable state that `init` makes once
+    /// per piece of the split work (a buffer, a random number generator):
+    /// rayon's `map_init`.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let lens: Vec<usize> = (0..100u32)
+    ///     .into_par_iter()
+    ///     .map_init(String::new, |buf, x| {
+    ///         buf.clear();
+    ///         buf.push_str(&x.to_string());
+    ///         buf.len()
+    ///     })
+    ///     .collect();
+    /// assert_eq!(lens[5], 1);
+    /// assert_eq!(lens[50], 2);
+    /// ```
+    fn map_init<INIT, T, F, R>(self, init: INIT, f: F) -> MapInit<Self, INIT, F>
+    where
+        INIT: Fn() -> T + Sync + Send,
+        F: Fn(&mut T, Self::Item) -> R + Sync + Send,
+        R: Send,
+    {
+        MapInit::new(self, init, f)
+    }
+
+    /// [`map_init`](Self::map_init) with each piece's state a clone of
+    /// `value` (rayon's `map_with`; here `value` must also be `Sync`).
+    fn map_with<T, F, R>(self, value: T, f: F) -> MapInit<Self, impl Fn() -> T + Sync + Send, F>
+    where
+        T: Clone + Send + Sync,
+        F: Fn(&mut T, Self::Item) -> R + Sync + Send,
+        R: Send,
+    {
+        MapInit::new(self, move || value.clone(), f)
+    }
+
+    /// Calls `op` on every item with a mutable state that `init` makes
+    /// once per piece (rayon's `for_each_init`).
+    fn for_each_init<INIT, T, F>(self, init: INIT, op: F)
+    where
+        INIT: Fn() -> T + Sync + Send,
+        F: Fn(&mut T, Self::Item) + Sync + Send,
+    {
+        self.map_init(init, op).for_each(|()| ())
+    }
+
+    /// [`for_each_init`](Self::for_each_init) with each piece's state a
+    /// clone of `value` (rayon's `for_each_with`; `value` must be `Sync`).
+    fn for_each_with<T, F>(self, value: T, op: F)
+    where
+        T: Clone + Send + Sync,
+        F: Fn(&mut T, Self::Item) + Sync + Send,
+    {
+        self.map_with(value, op).for_each(|()| ())
     }
 
     /// Keeps the items for which `predicate` holds.
