@@ -161,7 +161,7 @@ fn main() {
 
     let mut g = c.benchmark_group("throughput_1k_tiny_tasks");
     g.sample_size(10);
-    g.bench_function("weft-cluster", |b| {
+    g.bench_function("weft", |b| {
         b.iter(|| {
             let handles: Vec<_> = (0..1000u64).map(|x| cluster.submit(square, x)).collect();
             handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
@@ -176,7 +176,7 @@ fn main() {
     g.finish();
 
     let mut g = c.benchmark_group("round_trip_tiny_task");
-    g.bench_function("weft-cluster", |b| {
+    g.bench_function("weft", |b| {
         b.iter(|| cluster.submit(square, 3).join().unwrap())
     });
     g.bench_function("weft-process (local pool)", |b| {
@@ -202,8 +202,8 @@ fn main() {
         "round_trip_tiny_task: weft-cluster p50 {c50:.0} ns, p99 {c99:.0} ns; local pool p50 {l50:.0} ns, p99 {l99:.0} ns"
     );
     write_extra_rows(&[
-        ("round_trip_tiny_task_p50", "weft-cluster", c50),
-        ("round_trip_tiny_task_p99", "weft-cluster", c99),
+        ("round_trip_tiny_task_p50", "weft", c50),
+        ("round_trip_tiny_task_p99", "weft", c99),
         ("round_trip_tiny_task_p50", "weft-process (local pool)", l50),
         ("round_trip_tiny_task_p99", "weft-process (local pool)", l99),
     ]);
