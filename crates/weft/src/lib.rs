@@ -7,9 +7,10 @@
 //! | Module | Crate | Python | Use it for |
 //! |--------|-------|--------|------------|
 //! | [`sync`] | `weft-sync` | `threading` locks, `queue`, `concurrent.futures.Future` | sharing state safely; the task handle every engine returns |
-//! | [`pool`] (also [`thread`]) | `weft-pool` | `ThreadPoolExecutor`, `threading.Thread` | CPU-bound work on all cores; blocking I/O in parallel |
+//! | [`pool`] (also [`thread`]) | `weft-pool` | `ThreadPoolExecutor`, `threading.Thread` (and rayon's `par_iter`) | CPU-bound work on all cores; blocking I/O in parallel |
 //! | `process` (Unix) | `weft-process` | `multiprocessing.Process`, `Pipe`, `Queue`, `Pool`, `ProcessPoolExecutor` | isolation: code that may crash, hang or leak; channels between processes |
-//! | [`aio`] | `weft-async` | `asyncio` | many concurrent waits (sockets, timers) on one thread |
+//! | `cluster` (Unix, feature `cluster`) | `weft-cluster` | Celery workers | the process pool across machines, on NATS JetStream |
+//! | [`aio`] | `weft-async` | `asyncio` | many concurrent waits (sockets, timers, subprocesses, signals) on one thread, or on N threads (`aio::multi`) |
 //! | [`prelude`] | | | the names most programs need |
 //!
 //! The engines meet in [`sync::TaskHandle`]: a thread-pool or process-pool
@@ -29,6 +30,7 @@
 //! | `threading.Thread(target=f).start()` | `weft::pool::spawn(f)` (or `std::thread::spawn`) |
 //! | `ThreadPoolExecutor(4).submit(f)` | `ThreadPool::new(4)?.spawn(f)?` |
 //! | `executor.map(f, xs)` | `pool.map(f, xs, chunk_size)` |
+//! | rayon's `xs.par_iter().map(f).sum()` | the same, with `use weft::prelude::*;` |
 //! | `multiprocessing.Pool(4).map(f, xs)` | `ProcessPool::builder().processes(4).build()?.map(f, xs)` |
 //! | `Process(target=f, args=(x,)).start()` / `.join()` | `let p = weft::process::Process::spawn(f, x)?;` / `p.join()` |
 //! | `asyncio.run(main())` | `weft::aio::run(main())` |
@@ -52,6 +54,10 @@
 //!     }
 //! });
 //! assert_eq!(*counter.lock(), 4);
+//!
+//! // Data parallelism with rayon's names.
+//! let squares: u64 = (1..=100u64).into_par_iter().map(|x| x * x).sum();
+//! assert_eq!(squares, 338_350);
 //!
 //! // Async: a pool task awaited inside the async runtime.
 //! let answer = weft::aio::run(async { weft::aio::to_thread(|| 6 * 7).await });
@@ -111,6 +117,7 @@ pub mod aio {
 
 /// The names most programs need, in one import: `use weft::prelude::*;`.
 pub mod prelude {
+    pub use weft_pool::iter::prelude::*;
     pub use weft_pool::{ShutdownMode, ThreadPool};
     #[cfg(unix)]
     pub use weft_process::{Process, ProcessPool};
