@@ -28,8 +28,11 @@
 //! - `queue_100k_items`: a `Process` puts 100,000 `u64`s into a `Queue`
 //!   it got as its argument; the parent gets them all (Python:
 //!   `multiprocessing.Queue` and a forked `Process`). Issue 14 asks for
-//!   1,000,000; each remote `put` is one request and reply today (about
-//!   20 us), so the row uses a tenth to keep a bench run short.
+//!   1,000,000; the row uses a tenth to keep a bench run short (and to
+//!   compare with the Python row, which takes over a second per 100,000).
+//!   The child's puts are buffered and sent in batches by a feeder thread,
+//!   as Python's are; the time includes the child's start and its last
+//!   flush (the parent gets every item, then joins the child).
 //!
 //! Python's `multiprocessing.Pool` and `ProcessPoolExecutor` rows are
 //! produced by `cargo xtask bench weft-process`, not here.

@@ -18,12 +18,19 @@
 //! queue, so the timeout is the owner's to enforce and no reply is ever
 //! lost to a timeout. An item a session thread took for a consumer that is
 //! gone (its process died) is put back at the tail.
+//!
+//! Blocking puts from another process are the exception, as in Python:
+//! they are encoded at once and buffered, and a feeder thread (one per
+//! handle and its clones) sends the buffer as one batch over a session of
+//! its own, waits for the owner's reply (the owner puts the batch's items
+//! in order, each waiting for room), and sends the next. A batch is one
+//! ipc-channel message: it arrives whole or not at all.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
@@ -34,7 +41,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use weft_sync::{TaskError, TaskHandle};
 
 use crate::channel::{
-    Incoming, RecvFail, SendFail, Wait, in_send, outside_send, recv_caught, send_ref,
+    Incoming, RecvFail, SendFail, Wait, discard_stash, encode_counting, in_send, outside_send,
+    recv_caught, send_ref,
 };
 use crate::pool::lock;
 use crate::registry::drop_quietly;
@@ -114,6 +122,12 @@ enum Request<I> {
         immediate: bool,
     },
     IsShutDown,
+    /// A batch of buffered puts (each item encoded on its own, `lens` long
+    /// each, back to back in `bytes`), put in order, each waiting for room.
+    PutBatch {
+        lens: Vec<u32>,
+        bytes: Vec<u8>,
+    },
 }
 
 /// The owner's reply (`Reply<()>` encodes as `Reply<T>` for every variant
@@ -128,6 +142,15 @@ enum Reply<I> {
     Count(u64),
     Flag(bool),
     Failed(String),
+    /// A batch's outcome: `taken` items went in (the first ones); after a
+    /// shutdown (`shut`) the rest were dropped; `failed` would not decode
+    /// (the last message in `message`).
+    Batch {
+        taken: u64,
+        shut: bool,
+        failed: u64,
+        message: Option<String>,
+    },
 }
 
 /// A new session: the ends the owner's session thread uses.
@@ -150,27 +173,65 @@ struct Join {
 /// blocking, non-blocking (`try_`), with a timeout, and async;
 /// [`shutdown`](Self::shutdown) works as in Python 3.13.
 ///
-/// In the owner, operations are those of a [`weft_sync::Queue`]; from
-/// another process, each costs a request and a reply over ipc-channel and
-/// a serialization of the item each way (see `docs/benchmarks.md`).
-/// When the owner exits, the queue is gone: handles elsewhere then fail
-/// with `Disconnected`. Python's `task_done`/`join` (`JoinableQueue`) are
-/// not offered yet.
+/// In the owner, operations are those of a [`weft_sync::Queue`]. From
+/// another process, a blocking [`put`](Self::put) is buffered, as
+/// Python's is (see below); every other operation costs a request and a
+/// reply over ipc-channel and a serialization of the item each way (see
+/// `docs/benchmarks.md`). When the owner exits, the queue is gone:
+/// handles elsewhere then fail with `Disconnected`. Python's
+/// `task_done`/`join` (`JoinableQueue`) are not offered yet.
 ///
-/// How it works: the items live in a [`weft_sync::Queue`] in the owner.
-/// The first time a handle travels, the owner starts an acceptor thread;
-/// in another process, each thread that uses a handle opens a session
-/// with it on first use (a request channel and a reply channel, served by
-/// a thread of the owner's), and reuses it. Each operation is one request
-/// and one reply; blocking and timed operations wait in the owner, on its
-/// queue, so a timeout never loses an item. An item taken for a consumer
-/// whose process died before the reply reached it is put back, at the
-/// tail. Costs: an owner's own operations are those of a
-/// `weft_sync::Queue`; from another process, a round trip over
-/// ipc-channel and a serialization each way per item (measured on a
-/// loaded 2-core machine: about 80,000 puts/s from a child, 30,000 gets/s
-/// into a child), one thread in the owner per session, and for the async
-/// forms a helper thread per call.
+/// # Buffered puts from another process
+///
+/// Like Python's `multiprocessing.Queue`, a blocking `put` from a process
+/// other than the owner encodes its item, checks that it decodes back,
+/// appends it to the handle's buffer and returns; a feeder thread (one
+/// per handle and its clones in a process) sends the buffer to the owner
+/// as one batch and waits for the owner to have put its items, in order,
+/// while the next batch fills. So, from another process:
+///
+/// - **Order and exactly once:** the items of one handle (and its clones)
+///   reach the queue in the order of their `put`s, each once; every other
+///   operation of the handle ([`get`](Self::get), [`try_put`](Self::try_put),
+///   [`len`](Self::len), [`shutdown`](Self::shutdown), ...) first waits
+///   until its buffered items are in.
+/// - **Back-pressure:** a handle buffers at most the queue's capacity (at
+///   most 4,096 items, 256 KiB), and the owner takes a batch only as fast
+///   as the queue makes room: a producer facing a full bounded queue
+///   blocks in `put` once its buffer is full, after running ahead of the
+///   queue by at most twice its capacity (a batch waiting in the owner, and
+///   the buffer).
+/// - **Errors come late:** `put` returns `ShutDown` or `Disconnected` at
+///   once only when this handle already knows it; items buffered before
+///   the owner refused them (shut down) or went away are dropped, and
+///   [`flush`](Self::flush) says how many. Dropping the last handle of a
+///   process waits until its buffer is sent (Python's `join_thread` at
+///   exit), which blocks as long as a full queue stays full.
+/// - **A producer that dies** (killed, aborted, `exit` with a handle still
+///   alive) loses the items still in its buffer or in a batch not yet
+///   sent, only those, and never corrupts the queue: a batch is one
+///   message, put whole or not at all, and an earlier item never goes
+///   missing behind a later one.
+/// - Items holding channels (queues, pipe ends, shared memory), items
+///   whose encoding fails or panics, or that do not decode back here, and
+///   every `try_put` and `put_timeout`, go one by one as a request and a
+///   reply, with their error at once.
+///
+/// How the rest works: the items live in a [`weft_sync::Queue`] in the
+/// owner. The first time a handle travels, the owner starts an acceptor
+/// thread; in another process, each thread that uses a handle opens a
+/// session with it on first use (a request channel and a reply channel,
+/// served by a thread of the owner's), and reuses it. Each operation is
+/// one request and one reply; blocking and timed operations wait in the
+/// owner, on its queue, so a timeout never loses an item. An item taken
+/// for a consumer whose process died before the reply reached it is put
+/// back, at the tail. Costs: an owner's own operations are those of a
+/// `weft_sync::Queue`; from another process, a buffered put costs an
+/// encoding and a decoding of the item here and a decoding in the owner
+/// (measured on a loaded 2-core machine: 100,000 `u64`s from a child in
+/// about 25 ms, `queue_100k_items`), any other operation a round trip
+/// over ipc-channel (about 30,000 gets/s into a child), one thread in the
+/// owner per session, and for the async forms a helper thread per call.
 ///
 /// ```
 /// use weft_process::{Process, Queue};
@@ -214,6 +275,9 @@ struct Remote<T> {
     /// Idle sessions; an operation takes one (or opens one) and gives it
     /// back, so threads sharing a handle never wait on each other.
     sessions: Arc<Mutex<Vec<Session<T>>>>,
+    /// The buffer of blocking puts and its feeder, shared by the clones of
+    /// this handle in this process; the last one dropped flushes it.
+    feed: Arc<FeedGuard>,
 }
 
 impl<T> Clone for Remote<T> {
@@ -222,7 +286,195 @@ impl<T> Clone for Remote<T> {
             acceptor: self.acceptor.clone(),
             capacity: self.capacity,
             sessions: self.sessions.clone(),
+            feed: self.feed.clone(),
         }
+    }
+}
+
+/// At most this many items in a handle's buffer (fewer for a bounded queue:
+/// its capacity), and in one batch.
+const BATCH_ITEMS: usize = 4096;
+/// At most this many encoded bytes in a handle's buffer (one item above it
+/// goes alone).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Why the queue's owner refuses every further item of a handle.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Refusal {
+    ShutDown,
+    Disconnected,
+}
+
+/// A handle's buffered puts (Python's `multiprocessing.Queue` buffer and
+/// feeder thread): `put` encodes its item, appends it here and returns; a
+/// feeder thread sends what is buffered as one batch, waits for the
+/// owner's reply (the owner puts the items in order, waiting for room),
+/// and sends the next.
+struct Feed {
+    state: Mutex<FeedState>,
+    /// The feeder waits here for items.
+    work: Condvar,
+    /// Putters (a full buffer) and flushers wait here.
+    room: Condvar,
+}
+
+struct FeedState {
+    lens: Vec<u32>,
+    bytes: Vec<u8>,
+    /// The most items the buffer holds.
+    limit: usize,
+    in_flight: bool,
+    feeder: FeederState,
+    feeder_idle: bool,
+    stopping: bool,
+    /// Set once the owner refused a batch (shut down) or is gone; puts
+    /// fail at once from then on.
+    refused: Option<Refusal>,
+    /// Items put with success but refused or lost since the last flush.
+    lost: u64,
+    /// Why the last lost item would not decode in the owner.
+    message: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FeederState {
+    NotStarted,
+    Running,
+    /// No thread could be started: puts go one by one.
+    Unavailable,
+}
+
+/// Flushes the buffer when the last clone of a handle goes.
+struct FeedGuard {
+    feed: Arc<Feed>,
+}
+
+impl FeedGuard {
+    fn new(capacity: Option<u64>) -> FeedGuard {
+        let limit = capacity
+            .map(|c| usize::try_from(c).unwrap_or(usize::MAX))
+            .unwrap_or(BATCH_ITEMS)
+            .clamp(1, BATCH_ITEMS);
+        FeedGuard {
+            feed: Arc::new(Feed {
+                state: Mutex::new(FeedState {
+                    lens: Vec::new(),
+                    bytes: Vec::new(),
+                    limit,
+                    in_flight: false,
+                    feeder: FeederState::NotStarted,
+                    feeder_idle: false,
+                    stopping: false,
+                    refused: None,
+                    lost: 0,
+                    message: None,
+                }),
+                work: Condvar::new(),
+                room: Condvar::new(),
+            }),
+        }
+    }
+}
+
+impl Feed {
+    /// Waits until every buffered item has reached the owner (or was
+    /// refused); returns the state then.
+    fn drained(&self) -> MutexGuard<'_, FeedState> {
+        let mut st = lock(&self.state);
+        while (!st.lens.is_empty() || st.in_flight) && st.feeder == FeederState::Running {
+            st = self.room.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        st
+    }
+}
+
+impl Drop for FeedGuard {
+    fn drop(&mut self) {
+        let mut st = self.feed.drained();
+        st.stopping = true;
+        drop(st);
+        self.feed.work.notify_all();
+    }
+}
+
+/// The feeder: sends what is buffered, one batch at a time, until the
+/// handles are gone and the buffer is empty.
+fn feeder<T>(feed: &Feed, session: Session<T>)
+where
+    T: Serialize + DeserializeOwned,
+{
+    let mut lens = Vec::new();
+    let mut bytes = Vec::new();
+    loop {
+        {
+            let mut st = lock(&feed.state);
+            while st.lens.is_empty() && !st.stopping {
+                st.feeder_idle = true;
+                st = feed.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+            st.feeder_idle = false;
+            if st.lens.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut lens, &mut st.lens);
+            std::mem::swap(&mut bytes, &mut st.bytes);
+            st.in_flight = true;
+        }
+        // Putters waiting for room may go on filling the next batch.
+        feed.room.notify_all();
+        let count = lens.len() as u64;
+        let request: Request<&T> = Request::PutBatch {
+            lens: std::mem::take(&mut lens),
+            bytes: std::mem::take(&mut bytes),
+        };
+        let outcome = match send_ref(&session.requests, &request) {
+            Ok(()) => match recv_caught(&session.replies, Wait::Block) {
+                Ok(Reply::Batch {
+                    taken,
+                    shut,
+                    failed,
+                    message,
+                }) => Ok((taken, shut, failed, message)),
+                Ok(_) | Err(RecvFail::Serialization(_)) => Err(Refusal::Disconnected),
+                Err(_) => Err(Refusal::Disconnected),
+            },
+            Err(_) => Err(Refusal::Disconnected),
+        };
+        if let Request::PutBatch {
+            lens: mut l,
+            bytes: mut b,
+        } = request
+        {
+            l.clear();
+            b.clear();
+            lens = l;
+            bytes = b;
+        }
+        let mut st = lock(&feed.state);
+        st.in_flight = false;
+        match outcome {
+            Ok((taken, shut, failed, message)) => {
+                st.lost += count.saturating_sub(taken);
+                if failed > 0 {
+                    st.message = message;
+                }
+                if shut {
+                    st.refused = Some(Refusal::ShutDown);
+                }
+            }
+            Err(r) => {
+                st.lost += count;
+                st.refused = Some(r);
+            }
+        }
+        if st.refused.is_some() {
+            // Whatever is buffered would be refused too.
+            st.lost += st.lens.len() as u64;
+            st.lens.clear();
+            st.bytes.clear();
+        }
+        drop(st);
+        feed.room.notify_all();
     }
 }
 
@@ -257,6 +509,14 @@ impl<T> fmt::Debug for Queue<T> {
                 .finish_non_exhaustive(),
         }
     }
+}
+
+/// What became of a buffered put.
+enum Buffered<T> {
+    Done(Result<(), QueuePutError<T>>),
+    /// It must go on its own (channels inside, no feeder, will not
+    /// round-trip here).
+    OneByOne(T),
 }
 
 /// A failed remote call.
@@ -346,6 +606,8 @@ where
     }
 
     /// Puts `item`, waiting for room in a bounded queue (Python's `put`).
+    /// From another process the item is buffered and `Ok` means it is on
+    /// its way; see the type's documentation and [`flush`](Self::flush).
     pub fn put(&self, item: T) -> Result<(), QueuePutError<T>> {
         self.put_with(item, Wait::Block)
     }
@@ -387,6 +649,25 @@ where
                 Ok(Reply::Count(n)) => usize::try_from(n).unwrap_or(usize::MAX),
                 _ => 0,
             },
+        }
+    }
+
+    /// Waits until every item this process put through this handle (or a
+    /// clone of it) has reached the queue's process, and says whether some
+    /// were refused there since the last flush: `Err` carries how many
+    /// (`ShutDown(n)`: the queue was shut down before they went in;
+    /// `Disconnected(n)`: its process is gone; `Serialization`: they would
+    /// not decode there). Python's `close()` + `join_thread()`, without
+    /// closing. In the owner: `Ok` at once (its puts are never buffered).
+    ///
+    /// A blocking [`put`](Self::put) from another process only buffers its
+    /// item (see the type's documentation), so this is where a program
+    /// learns that the items it put went in. Dropping the last handle of a
+    /// process flushes too (and blocks as long), but drops what it learns.
+    pub fn flush(&self) -> Result<(), QueuePutError<u64>> {
+        match &self.inner {
+            Inner::Owner(_) => Ok(()),
+            Inner::Remote(r) => r.flush(),
         }
     }
 
@@ -623,8 +904,10 @@ where
         })
     }
 
-    /// One request and its reply.
+    /// One request and its reply, after the buffered puts (so that the
+    /// operations of a thread reach the owner in their order).
     fn call(&self, request: &Request<&T>) -> Result<Reply<T>, CallFail> {
+        drop(self.feed.feed.drained());
         let session = self.session()?;
         match send_ref(&session.requests, request) {
             Ok(()) => {}
@@ -647,7 +930,126 @@ where
         }
     }
 
-    fn put(&self, item: T, wait: Wait) -> Result<(), QueuePutError<T>> {
+    fn put(&self, item: T, wait: Wait) -> Result<(), QueuePutError<T>>
+    where
+        T: Send + 'static,
+    {
+        let item = match wait {
+            Wait::Block => match self.put_buffered(item) {
+                Buffered::Done(outcome) => return outcome,
+                Buffered::OneByOne(item) => item,
+            },
+            _ => item,
+        };
+        self.put_now(item, wait)
+    }
+
+    /// A blocking put through the buffer, when the item encodes here
+    /// without channels and decodes back (so that it will decode in the
+    /// owner too); otherwise the item goes one by one.
+    fn put_buffered(&self, item: T) -> Buffered<T>
+    where
+        T: Send + 'static,
+    {
+        let fits = catch_unwind(AssertUnwindSafe(|| {
+            encode_counting(|| postcard::to_extend(&item, Vec::new()).ok())
+        }));
+        let encoded = match fits {
+            Ok((Some(encoded), 0)) => encoded,
+            Ok((_, handles)) => {
+                if handles > 0 {
+                    discard_stash();
+                }
+                return Buffered::OneByOne(item);
+            }
+            Err(_) => {
+                discard_stash();
+                return Buffered::OneByOne(item);
+            }
+        };
+        let decodes = catch_unwind(AssertUnwindSafe(|| {
+            postcard::from_bytes::<T>(&encoded)
+                .map(drop_quietly)
+                .is_ok()
+        }));
+        if !matches!(decodes, Ok(true)) {
+            return Buffered::OneByOne(item);
+        }
+        let Ok(len) = u32::try_from(encoded.len()) else {
+            return Buffered::OneByOne(item);
+        };
+        let feed = &self.feed.feed;
+        let mut st = lock(&feed.state);
+        loop {
+            match st.refused {
+                Some(Refusal::ShutDown) => {
+                    return Buffered::Done(Err(QueuePutError::ShutDown(item)));
+                }
+                Some(Refusal::Disconnected) => {
+                    return Buffered::Done(Err(QueuePutError::Disconnected(item)));
+                }
+                None => {}
+            }
+            match st.feeder {
+                FeederState::Running => {}
+                FeederState::Unavailable => return Buffered::OneByOne(item),
+                FeederState::NotStarted => {
+                    let session = match self.session() {
+                        Ok(s) => s,
+                        Err(_) => return Buffered::Done(Err(QueuePutError::Disconnected(item))),
+                    };
+                    let theirs = feed.clone();
+                    let started = thread::Builder::new()
+                        .name("weft-process-queue-feeder".into())
+                        .stack_size(256 * 1024)
+                        .spawn(move || feeder(&theirs, session));
+                    if started.is_err() {
+                        st.feeder = FeederState::Unavailable;
+                        return Buffered::OneByOne(item);
+                    }
+                    st.feeder = FeederState::Running;
+                }
+            }
+            let full = !st.lens.is_empty()
+                && (st.lens.len() >= st.limit || st.bytes.len() + encoded.len() > BATCH_BYTES);
+            if !full {
+                break;
+            }
+            st = feed.room.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        st.lens.push(len);
+        st.bytes.extend_from_slice(&encoded);
+        let wake = st.feeder_idle;
+        st.feeder_idle = false;
+        drop(st);
+        if wake {
+            feed.work.notify_one();
+        }
+        drop_quietly(item);
+        Buffered::Done(Ok(()))
+    }
+
+    /// Waits until this handle's buffered items have reached the owner;
+    /// says how many of them were refused since the last flush, and why.
+    fn flush(&self) -> Result<(), QueuePutError<u64>> {
+        let mut st = self.feed.feed.drained();
+        let lost = std::mem::take(&mut st.lost);
+        let message = st.message.take();
+        if lost == 0 {
+            return Ok(());
+        }
+        Err(match (st.refused, message) {
+            (_, Some(message)) => QueuePutError::Serialization {
+                value: lost,
+                message,
+            },
+            (Some(Refusal::Disconnected), None) => QueuePutError::Disconnected(lost),
+            (_, None) => QueuePutError::ShutDown(lost),
+        })
+    }
+
+    /// A put of its own: one request and one reply.
+    fn put_now(&self, item: T, wait: Wait) -> Result<(), QueuePutError<T>> {
         let reply = self.call(&Request::Put {
             item: &item,
             wait: wait_of(wait),
@@ -813,10 +1215,62 @@ fn serve<T>(
                 reply(&Reply::Done)
             }
             Request::IsShutDown => reply(&Reply::Flag(queue.is_shut_down())),
+            Request::PutBatch { lens, bytes } => reply(&put_batch(queue, &lens, &bytes)),
         };
         if !sent {
             return;
         }
+    }
+}
+
+/// Puts a batch's items in order, each waiting for room; after a
+/// shutdown the rest are dropped.
+fn put_batch<T>(queue: &weft_sync::Queue<T>, lens: &[u32], bytes: &[u8]) -> Reply<()>
+where
+    T: DeserializeOwned,
+{
+    let (mut taken, mut shut, mut failed, mut message) = (0u64, false, 0u64, None);
+    let mut at = 0usize;
+    for &len in lens {
+        let Some(encoded) = bytes.get(at..at.saturating_add(len as usize)) else {
+            failed += 1;
+            message = Some("a batch of items was cut short".to_string());
+            break;
+        };
+        at += len as usize;
+        if shut {
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| postcard::from_bytes::<T>(encoded))) {
+            Ok(Ok(item)) => match queue.put(item) {
+                Ok(()) => taken += 1,
+                Err(e) => {
+                    drop_quietly(e.into_inner());
+                    shut = true;
+                }
+            },
+            Ok(Err(e)) => {
+                failed += 1;
+                message = Some(format!(
+                    "`{}` could not be deserialized in the queue's process: {e}",
+                    std::any::type_name::<T>()
+                ));
+            }
+            Err(payload) => {
+                failed += 1;
+                message = Some(format!(
+                    "`{}`'s Deserialize panicked in the queue's process: {}",
+                    std::any::type_name::<T>(),
+                    weft_sync::into_panic_message(payload)
+                ));
+            }
+        }
+    }
+    Reply::Batch {
+        taken,
+        shut,
+        failed,
+        message,
     }
 }
 
@@ -847,6 +1301,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
                 acceptor,
                 capacity,
                 sessions: Arc::new(Mutex::new(Vec::new())),
+                feed: Arc::new(FeedGuard::new(capacity)),
             }),
         })
     }

@@ -109,7 +109,54 @@ fn put_fragile((q, n): (Queue<Fragile>, u32)) -> String {
     }
 }
 
+/// Puts `n` items tagged with producer `k`, telling `progress` after each
+/// put that returned.
+type Tagged = (Queue<(u8, u32)>, Option<Queue<u32>>, u8, u32);
+
+fn produce_tagged((q, progress, k, n): Tagged) {
+    for i in 0..n {
+        q.put((k, i)).unwrap();
+        if let Some(p) = &progress {
+            p.put(i).unwrap();
+        }
+    }
+}
+
+/// Puts `n` items, then dies at once, without dropping (flushing) the
+/// handle.
+fn put_then_abort((q, n): (Queue<u32>, u32)) {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+    std::process::abort();
+}
+
+/// Puts into a queue the parent has shut down: (what the first put said,
+/// what flush said, what a put after the flush said), as `Debug` text.
+fn put_after_shutdown(q: Queue<u8>) -> (String, String, String) {
+    let first = q.put(1);
+    let flushed = q.flush();
+    let after = q.put(2);
+    (
+        format!("{first:?}"),
+        format!("{flushed:?}"),
+        format!("{after:?}"),
+    )
+}
+
+/// Puts `n` items and flushes: `Ok` once they are all in (`Debug` text).
+fn put_and_flush((q, n): (Queue<u32>, u32)) -> String {
+    for i in 0..n {
+        q.put(i).unwrap();
+    }
+    format!("{:?}", q.flush())
+}
+
 weft_process::register!(
+    produce_tagged,
+    put_then_abort,
+    put_after_shutdown,
+    put_and_flush,
     produce,
     consume,
     probe_full,
@@ -241,4 +288,94 @@ fn a_queue_refuses_to_serialize_outside_a_weft_message() {
     assert!(postcard::to_stdvec(&q).is_err());
     q.put(1).unwrap();
     assert_eq!(q.get(), Ok(1));
+}
+
+#[test]
+fn buffered_puts_keep_each_producers_order_and_deliver_once() {
+    const N: u32 = 20_000;
+    let q = Queue::<(u8, u32)>::unbounded();
+    let producers: Vec<_> = (0..3u8)
+        .map(|k| Process::spawn(produce_tagged, (q.clone(), None, k, N)).unwrap())
+        .collect();
+    let mut next = [0u32; 3];
+    for _ in 0..3 * N {
+        let (k, i) = q.get_timeout(LIMIT).unwrap();
+        assert_eq!(i, next[k as usize], "producer {k}'s items out of order");
+        next[k as usize] += 1;
+    }
+    for p in producers {
+        join(p).unwrap();
+    }
+    assert_eq!(next, [N; 3]);
+    assert_eq!(q.try_get(), Err(QueueGetError::Empty));
+}
+
+#[test]
+fn a_bounded_queue_holds_back_a_buffering_producer() {
+    const CAP: usize = 4;
+    const N: u32 = 200;
+    let q = Queue::<(u8, u32)>::bounded(CAP);
+    let progress = Queue::<u32>::unbounded();
+    let p = Process::spawn(produce_tagged, (q.clone(), Some(progress.clone()), 0, N)).unwrap();
+    // Nobody takes from `q`: the producer must stall. Wait until its
+    // progress stops, then check how far its puts got: the queue's items,
+    // one batch in flight and one buffered, each at most CAP.
+    let mut returned = 0;
+    while let Ok(i) = progress.get_timeout(Duration::from_millis(500)) {
+        returned = i + 1;
+    }
+    assert!(p.is_alive(), "the producer finished: no back-pressure");
+    assert!(
+        (returned as usize) <= 3 * CAP,
+        "{returned} puts returned with a queue of {CAP} full"
+    );
+    assert_eq!(q.len(), CAP);
+    // Taking lets it finish, in order.
+    for i in 0..N {
+        assert_eq!(q.get_timeout(LIMIT), Ok((0, i)));
+    }
+    join(p).unwrap();
+}
+
+#[test]
+fn a_producer_that_dies_loses_only_its_unflushed_tail() {
+    const N: u32 = 50_000;
+    let q = Queue::<u32>::unbounded();
+    let p = Process::spawn(put_then_abort, (q.clone(), N)).unwrap();
+    assert!(matches!(join(p), Err(TaskError::WorkerLost { .. })));
+    // What arrived is a prefix of what was put, each item once, in order.
+    let mut got = 0;
+    while let Ok(v) = q.try_get() {
+        assert_eq!(v, got, "item out of order or duplicated");
+        got += 1;
+    }
+    assert!(got <= N);
+    // The queue is whole: another producer's items all arrive.
+    assert_eq!(
+        join(Process::spawn(put_and_flush, (q.clone(), 1000)).unwrap()),
+        Ok("Ok(())".to_string())
+    );
+    for i in 0..1000 {
+        assert_eq!(q.try_get(), Ok(i));
+    }
+    assert_eq!(q.try_get(), Err(QueueGetError::Empty));
+}
+
+#[test]
+fn puts_into_a_shut_down_queue_are_reported_by_put_or_flush() {
+    let q = Queue::<u8>::unbounded();
+    q.shutdown(false);
+    let (first, flushed, after) =
+        join(Process::spawn(put_after_shutdown, q.clone()).unwrap()).unwrap();
+    match first.as_str() {
+        // Buffered: the refusal comes with the flush.
+        "Ok(())" => assert_eq!(flushed, "Err(ShutDown(1))"),
+        // Or known already.
+        _ => {
+            assert_eq!(first, "Err(ShutDown(1))");
+            assert_eq!(flushed, "Ok(())");
+        }
+    }
+    assert_eq!(after, "Err(ShutDown(2))");
+    assert_eq!(q.try_get(), Err(QueueGetError::ShutDown));
 }
