@@ -99,6 +99,9 @@ pub(crate) struct Worker {
     /// The thread that waits for the child to exit and then nudges its
     /// supervisor (joined once the child is reaped).
     watcher: Option<thread::JoinHandle<()>>,
+    /// A message from the watcher once the child has exited, so that a
+    /// reap waits for exactly that (no polling).
+    exited: Option<crossbeam_channel::Receiver<()>>,
     pub(crate) link: Link<FromWorkerIn>,
     /// Where a job's offsets are encoded (reused).
     scratch: Vec<u8>,
@@ -135,7 +138,7 @@ impl Worker {
     /// Waits up to `grace` (a huge one: for ever) for the worker to exit,
     /// then kills it; reaps it, clears `slot`, and joins its watcher.
     pub(crate) fn reap(&mut self, slot: &Mutex<Option<u32>>, grace: Duration) -> WorkerExit {
-        let exit = reap(slot, &mut self.child, grace);
+        let exit = reap(slot, &mut self.child, grace, self.exited.as_ref());
         if let Some(watcher) = self.watcher.take() {
             // It returns once the child has exited, which it now has.
             let _ = watcher.join();
@@ -761,18 +764,21 @@ impl Supervisor {
         // is noticed when the slot next gets work.
         let pid = child.id();
         let nudge = self.inner.nudge[self.slot].0.clone();
+        let (exited_tx, exited) = crossbeam_channel::bounded(1);
         let mut watcher = thread::Builder::new()
             .name(format!("weft-process-watch-{}", self.slot))
             .stack_size(64 * 1024)
             .spawn(move || {
                 sys::wait_exited(pid);
+                let _ = exited_tx.try_send(());
                 let _ = nudge.try_send(());
             })
             .ok();
+        let exited = watcher.as_ref().map(|_| exited);
         let deadline = deadline(Instant::now(), cfg.start_timeout);
         let fail = |child: &mut Child, watcher: &mut Option<thread::JoinHandle<()>>, e: Error| {
             let _ = child.kill();
-            reap(&self.inner.slots[self.slot], child, Duration::ZERO);
+            reap(&self.inner.slots[self.slot], child, Duration::ZERO, None);
             if let Some(w) = watcher.take() {
                 let _ = w.join();
             }
@@ -785,6 +791,7 @@ impl Supervisor {
         let mut worker = Worker {
             child,
             watcher,
+            exited,
             link,
             scratch: Vec::new(),
             sent: 0,
@@ -916,7 +923,16 @@ impl Supervisor {
 /// Waits up to `grace` for the child to exit, then kills it; always
 /// reaps it. The slot's pid is cleared under the same lock as the reap,
 /// so `terminate` never signals a reaped (reusable) pid.
-fn reap(slot: &Mutex<Option<u32>>, child: &mut Child, grace: Duration) -> WorkerExit {
+///
+/// With `exited` (the watcher's word that the child has exited), it waits
+/// for that between checks rather than sleeping: a worker that dies is
+/// reaped as soon as it is a zombie, not up to a nap later.
+fn reap(
+    slot: &Mutex<Option<u32>>,
+    child: &mut Child,
+    grace: Duration,
+    exited: Option<&crossbeam_channel::Receiver<()>>,
+) -> WorkerExit {
     let deadline = deadline(Instant::now(), grace);
     loop {
         {
@@ -942,7 +958,13 @@ fn reap(slot: &Mutex<Option<u32>>, child: &mut Child, grace: Duration) -> Worker
                 }
             }
         }
-        sys::nap();
+        let left = deadline.map_or(Duration::from_millis(100), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match exited.map(|rx| rx.recv_timeout(left.min(Duration::from_millis(100)))) {
+            Some(Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Timeout)) => {}
+            Some(Err(crossbeam_channel::RecvTimeoutError::Disconnected)) | None => sys::nap(),
+        }
     }
 }
 
