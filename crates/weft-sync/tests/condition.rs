@@ -319,13 +319,23 @@ fn rlock_condition_timeouts_restore_the_depth() {
         assert_eq!(lock.depth(), 3);
         assert!(!cond.wait_for_rlock_timeout(&mut g3, Duration::from_millis(10), |n| *n > 0));
         assert_eq!(lock.depth(), 3);
-        // While it waits, another thread can take the lock.
+        // While it waits, another thread can take the lock. The notifier
+        // notifies each time it finds the lock free, until the waiter has
+        // woken: a notification that lands after a wait timed out and
+        // before the waiter took the lock back reaches nobody (as in
+        // Python), and the next wait needs one of its own.
+        let woken = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(eventually(|| lock.try_lock().is_some()));
-                cond.notify_all();
+                while !woken.load(Ordering::SeqCst) {
+                    if lock.try_lock().is_some() {
+                        cond.notify_all();
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             });
             while !cond.wait_rlock_timeout(&mut g3, Duration::from_millis(50)) {}
+            woken.store(true, Ordering::SeqCst);
         });
         assert_eq!(lock.depth(), 3);
     });
