@@ -285,7 +285,10 @@ fn async_wait_that_trips_in_time_leaves_no_alarm_behind() {
 #[test]
 fn dropped_async_wait_withdraws_and_its_alarm_does_nothing() {
     deadline(20, || {
-        let b = Barrier::new(2).with_timeout(Duration::from_millis(30));
+        // Miri runs slowly enough in real time to let 30 ms pass before
+        // the first poll returns.
+        let timeout = Duration::from_millis(if cfg!(miri) { 1000 } else { 30 });
+        let b = Barrier::new(2).with_timeout(timeout);
         let mut wait = Box::pin(b.wait_async());
         assert!(
             futures_lite::future::block_on(futures_lite::future::poll_once(&mut wait)).is_none()
@@ -293,7 +296,7 @@ fn dropped_async_wait_withdraws_and_its_alarm_does_nothing() {
         assert_eq!(b.n_waiting(), 1);
         drop(wait);
         assert_eq!(b.n_waiting(), 0);
-        thread::sleep(Duration::from_millis(60));
+        thread::sleep(2 * timeout);
         assert!(!b.is_broken());
     });
 }
