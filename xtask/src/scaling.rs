@@ -17,17 +17,18 @@ use serde_json::{Value, json};
 
 use crate::report::{self, Row};
 
-/// The workloads of the curves: the coarse and fine fork/join, the
-/// unbalanced, the sort and the parallel-iterator rows (a criterion filter
+/// The workloads of the curves: fork/join with the same user cutoff on
+/// every pool (fib, a tree), the unbalanced, the sort, the reduction and
+/// the parallel-iterator rows (a criterion filter
 /// on the group names; a group a build does not have is simply absent).
 pub const WORKLOADS: &[&str] = &[
     "fib_30_join_cutoff_15",
-    "fib_30_join_no_cutoff",
+    "tree_sum_16m_join_cutoff_1024",
     "mandelbrot_1024x512_rows",
     "quicksort_10m_u32",
     "map_reduce_10m_u64_sum",
-    "par_iter_sum_of_squares",
-    "par_iter_fine_grained",
+    "par_iter_sum_squares_100m_u64",
+    "par_iter_fine_grained_1m_20ns",
 ];
 
 /// The default thread counts.
