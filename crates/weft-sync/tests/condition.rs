@@ -456,6 +456,10 @@ fn notify_n_wakes_exactly_n_threads_and_tasks_oldest_first() {
             let _g = m.lock();
             c.notify(3);
         }
+        // The woken threads done with the mutex, a notified task's poll
+        // takes it and completes, and one not notified stays pending.
+        t1.join().unwrap();
+        t2.join().unwrap();
         assert!(block_on(poll_once(&mut a1)).is_some(), "a1 was notified");
         assert!(block_on(poll_once(&mut a2)).is_none(), "a2 was not");
         assert!(block_on(poll_once(&mut a3)).is_none(), "a3 was not");
@@ -472,13 +476,11 @@ fn notify_n_wakes_exactly_n_threads_and_tasks_oldest_first() {
         // Then t3, then a3; the third of these three finds nobody.
         c.notify_one();
         settled_at(&log, 5);
+        t3.join().unwrap();
         assert!(block_on(poll_once(&mut a3)).is_none(), "a3 is younger");
         c.notify(2);
         assert!(block_on(poll_once(&mut a3)).is_some());
         settled_at(&log, 6);
-        for t in [t1, t2, t3] {
-            t.join().unwrap();
-        }
         assert_eq!(&woke(&log)[3..], ["a2", "t3", "a3"]);
     });
 }
@@ -511,13 +513,13 @@ fn notify_all_wakes_every_thread_and_task_but_not_later_ones() {
             tasks.push(task_waiter(&log, a));
         }
         c.notify_all();
+        for t in threads {
+            t.join().unwrap();
+        }
         // A waiter that arrives after notify_all is not woken by it.
         let mut late = task_waiter(&log, "late");
         for task in &mut tasks {
             assert!(block_on(poll_once(task)).is_some());
-        }
-        for t in threads {
-            t.join().unwrap();
         }
         settled_at(&log, 2 * n);
         assert!(block_on(poll_once(&mut late)).is_none(), "late was woken");
