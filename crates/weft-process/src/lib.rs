@@ -69,6 +69,7 @@
 //! | `pool.close(); pool.join()` / `executor.shutdown()` / `with` block | `pool.close()` (returns at once), `pool.shutdown()` / drop |
 //! | `executor.shutdown(cancel_futures=True)` | `pool.shutdown_cancel_queued(true)` |
 //! | `pool.terminate()` / `shutdown(cancel_futures=True)` | `pool.terminate()` |
+//! | `KeyboardInterrupt` (Ctrl-C), then the `with` block terminates the pool | `.shutdown_on_ctrl_c(true)` on the builder |
 //! | `BrokenProcessPool` | [`TaskError::WorkerLost`] for that task only |
 //! | `Process(target=f, args=(x,))`, `start()` | `Process::new(f, x)`, `.start()?` (or `Process::spawn(f, x)?`) |
 //! | `p.join()`, `p.exitcode` | `p.join()` → `Result<R, TaskError>`, `p.exit_status()` |
@@ -78,6 +79,7 @@
 //! | `conn.send(x)`, `recv()`, `poll(t)` | `send(x)`, `recv()`, `recv_timeout(t)`, `try_recv()`, `poll(t)` |
 //! | `multiprocessing.Queue(maxsize)` | [`Queue::bounded`], [`Queue::unbounded`] |
 //! | `q.put`, `q.get(timeout=)`, `put_nowait`, `get_nowait` | `put`, `get_timeout`, `try_put`, `try_get`, `put_async`, `get_async`, `shutdown` |
+//! | `q.close(); q.join_thread()` (the feeder thread's buffer sent) | [`Queue::flush`] (also says how many buffered items were refused) |
 //!
 //! # What you write
 //!
@@ -195,7 +197,10 @@
 //!   largest payload until it is replaced or the pool is dropped.
 //! - Workers run in their own process group, so a terminal's Ctrl-C
 //!   (`SIGINT` to the foreground group) reaches the parent only, which
-//!   decides what happens to the pool (they still die with it).
+//!   decides what happens to the pool (they still die with it). With
+//!   [`ProcessPoolBuilder::shutdown_on_ctrl_c`], a Ctrl-C terminates the
+//!   pool (workers killed and reaped, tasks `Cancelled`) and the program
+//!   goes on; a second one ends it as usual.
 //! - Platforms: built and tested on Linux; also checked to compile for
 //!   macOS (`x86_64-apple-darwin`, where ipc-channel uses Mach ports and
 //!   shared memory of its own, not Unix sockets and memfds). What differs
@@ -292,6 +297,7 @@
 mod boot;
 mod cancel;
 mod channel;
+mod ctrlc;
 mod encoded;
 mod errtext;
 mod imap;

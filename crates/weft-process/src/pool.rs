@@ -30,6 +30,10 @@ use crate::wire::{ErrKind, FromWorkerIn, ItemOut, Status};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// [`ProcessPoolBuilder::shutdown_on_ctrl_c`] was asked for, but SIGINT
+    /// could not be watched (the text says why); no worker is left running.
+    #[error("the pool cannot shut down on Ctrl-C: {0}")]
+    CtrlC(String),
     /// `processes(0)` was asked for.
     #[error("a process pool needs at least one process: pass processes(n) with n >= 1")]
     NoProcesses,
@@ -231,6 +235,7 @@ pub struct ProcessPoolBuilder {
     cwd: Option<PathBuf>,
     stdout: Output,
     stderr: Output,
+    ctrl_c: bool,
 }
 
 impl fmt::Debug for ProcessPoolBuilder {
@@ -260,6 +265,7 @@ impl Default for ProcessPoolBuilder {
             cwd: None,
             stdout: Output::Inherit,
             stderr: Output::Inherit,
+            ctrl_c: false,
         }
     }
 }
@@ -389,6 +395,31 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Whether a Ctrl-C (SIGINT) terminates this pool (default: no).
+    ///
+    /// Workers run in their own process group, so a terminal's Ctrl-C
+    /// reaches this process only. With `true`, the first SIGINT that
+    /// arrives while the pool is alive terminates it as
+    /// [`ProcessPool::terminate`] would (from a thread of weft's; the
+    /// signal handler itself only writes to a pipe, through
+    /// `async-signal`): its workers are killed and reaped, and its running
+    /// and queued tasks fail with [`TaskError::Cancelled`], so a program
+    /// blocked on their results wakes up and goes on (Python's
+    /// `KeyboardInterrupt`, then the `with` block's `terminate`). The
+    /// program is not killed by that SIGINT: it ends when it chooses to.
+    /// A SIGINT that finds no such pool alive (a second Ctrl-C, or one
+    /// after the pools are dropped) ends the program as a Ctrl-C does by
+    /// default: SIGINT's default action is restored and the signal raised.
+    ///
+    /// It takes over SIGINT for the whole program, once (every pool that
+    /// opts in shares one thread): a program that handles SIGINT itself
+    /// should not use it, and should call [`ProcessPool::terminate`] from
+    /// its own handling instead. Linux and macOS.
+    pub fn shutdown_on_ctrl_c(mut self, yes: bool) -> Self {
+        self.ctrl_c = yes;
+        self
+    }
+
     /// Starts the workers and returns the pool once every one of them has
     /// completed its handshake (and initializer).
     pub fn build(self) -> Result<ProcessPool, Error> {
@@ -504,6 +535,12 @@ impl ProcessPoolBuilder {
         if let Some(e) = first_error {
             pool.terminate();
             return Err(e);
+        }
+        if self.ctrl_c
+            && let Err(reason) = crate::ctrlc::watch(&pool.inner)
+        {
+            pool.terminate();
+            return Err(Error::CtrlC(reason));
         }
         Ok(pool)
     }
@@ -1144,14 +1181,7 @@ impl ProcessPool {
     /// queued tasks fail with [`TaskError::Cancelled`]. Waits until every
     /// worker is reaped. Idempotent.
     pub fn terminate(&self) {
-        self.inner.terminating.store(true, Ordering::SeqCst);
-        drop(lock(&self.inner.jobs_tx).take());
-        drop(lock(&self.inner.stop_tx).take());
-        for slot in &self.inner.slots {
-            if let Some(pid) = *lock(slot) {
-                sys::kill(pid);
-            }
-        }
+        terminate_inner(&self.inner);
         self.join_supervisors();
         while let Ok(job) = self.inner.jobs_rx.try_recv() {
             job.fail(TaskError::Cancelled);
@@ -1166,6 +1196,23 @@ impl ProcessPool {
                 let _ = t.join();
             }
         }
+    }
+}
+
+/// What [`ProcessPool::terminate`] does before it waits for the
+/// supervisors (which reap the workers and cancel their tasks): also what
+/// a Ctrl-C does (see `ctrlc.rs`), from a thread that cannot join them.
+pub(crate) fn terminate_inner(inner: &Inner) {
+    inner.terminating.store(true, Ordering::SeqCst);
+    drop(lock(&inner.jobs_tx).take());
+    drop(lock(&inner.stop_tx).take());
+    for slot in &inner.slots {
+        if let Some(pid) = *lock(slot) {
+            sys::kill(pid);
+        }
+    }
+    while let Ok(job) = inner.jobs_rx.try_recv() {
+        job.fail(TaskError::Cancelled);
     }
 }
 

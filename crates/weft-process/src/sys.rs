@@ -354,6 +354,25 @@ pub(crate) fn random_secret() -> std::io::Result<[u8; 32]> {
     Ok(secret)
 }
 
+/// Gives SIGINT its default action back (outside any signal handler; see
+/// `ctrlc.rs`).
+pub(crate) fn default_sigint() {
+    // SAFETY: signal(2) with SIG_DFL installs no code of ours; it is called
+    // from an ordinary thread.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+}
+
+/// Raises SIGINT in this process (after [`default_sigint`]: it ends the
+/// program as a Ctrl-C does).
+pub(crate) fn raise_sigint() {
+    // SAFETY: raise(3) has no memory-safety preconditions.
+    unsafe {
+        libc::raise(libc::SIGINT);
+    }
+}
+
 /// Sleeps briefly; used between polls of a child's exit status.
 pub(crate) fn nap() {
     std::thread::sleep(Duration::from_millis(1));
