@@ -471,6 +471,20 @@ const GOALS: &[Goal] = &[
         at_most: 5e6,
         issue: 5,
     },
+    Goal {
+        krate: "weft-process",
+        bench: "process_start_join",
+        peer: Some("python-process-fork"),
+        at_most: 0.5,
+        issue: 14,
+    },
+    Goal {
+        krate: "weft-process",
+        bench: "queue_100k_items",
+        peer: Some("python-mp-queue"),
+        at_most: 0.2,
+        issue: 14,
+    },
 ];
 
 /// Whether `(mid, lo, hi)` meets "at most `goal`": met when the whole
