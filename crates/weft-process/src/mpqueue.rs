@@ -324,6 +324,10 @@ struct FeedState {
     /// The most items the buffer holds.
     limit: usize,
     in_flight: bool,
+    /// Items ever buffered, and of those, how many the owner has answered
+    /// for (taken or refused) or were dropped after a refusal.
+    appended: u64,
+    settled: u64,
     feeder: FeederState,
     feeder_idle: bool,
     stopping: bool,
@@ -362,6 +366,8 @@ impl FeedGuard {
                     bytes: Vec::new(),
                     limit,
                     in_flight: false,
+                    appended: 0,
+                    settled: 0,
                     feeder: FeederState::NotStarted,
                     feeder_idle: false,
                     stopping: false,
@@ -377,11 +383,14 @@ impl FeedGuard {
 }
 
 impl Feed {
-    /// Waits until every buffered item has reached the owner (or was
-    /// refused); returns the state then.
+    /// Waits until every item buffered so far has reached the owner (or
+    /// was refused); items other threads buffer meanwhile are not waited
+    /// for, so a steady producer never starves a getter that shares its
+    /// handle. Returns the state then.
     fn drained(&self) -> MutexGuard<'_, FeedState> {
         let mut st = lock(&self.state);
-        while (!st.lens.is_empty() || st.in_flight) && st.feeder == FeederState::Running {
+        let target = st.appended;
+        while st.settled < target && st.feeder == FeederState::Running {
             st = self.room.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
         st
@@ -452,6 +461,7 @@ where
         }
         let mut st = lock(&feed.state);
         st.in_flight = false;
+        st.settled += count;
         match outcome {
             Ok((taken, shut, failed, message)) => {
                 st.lost += count.saturating_sub(taken);
@@ -470,6 +480,7 @@ where
         if st.refused.is_some() {
             // Whatever is buffered would be refused too.
             st.lost += st.lens.len() as u64;
+            st.settled += st.lens.len() as u64;
             st.lens.clear();
             st.bytes.clear();
         }
@@ -1018,6 +1029,7 @@ where
             st = feed.room.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
         st.lens.push(len);
+        st.appended += 1;
         st.bytes.extend_from_slice(&encoded);
         let wake = st.feeder_idle;
         st.feeder_idle = false;
