@@ -1318,3 +1318,66 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(items: &[u32]) -> (Vec<u32>, Vec<u8>) {
+        let mut lens = Vec::new();
+        let mut bytes = Vec::new();
+        for i in items {
+            let e = postcard::to_stdvec(i).unwrap();
+            lens.push(e.len() as u32);
+            bytes.extend_from_slice(&e);
+        }
+        (lens, bytes)
+    }
+
+    fn outcome(r: Reply<()>) -> (u64, bool, u64, Option<String>) {
+        match r {
+            Reply::Batch {
+                taken,
+                shut,
+                failed,
+                message,
+            } => (taken, shut, failed, message),
+            _ => panic!("not a batch reply"),
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_in_whole_and_in_order() {
+        let q = weft_sync::Queue::<u32>::unbounded();
+        let (lens, bytes) = batch(&[5, 300, 70_000]);
+        assert_eq!(outcome(put_batch(&q, &lens, &bytes)), (3, false, 0, None));
+        assert_eq!(q.try_get(), Ok(5));
+        assert_eq!(q.try_get(), Ok(300));
+        assert_eq!(q.try_get(), Ok(70_000));
+    }
+
+    #[test]
+    fn a_forged_batch_fails_its_bad_items_and_nothing_else() {
+        let q = weft_sync::Queue::<u32>::unbounded();
+        let (mut lens, mut bytes) = batch(&[1, 2]);
+        // An item that does not decode (a varint that never ends), then a
+        // length past the end.
+        lens.push(2);
+        bytes.extend_from_slice(&[0xff, 0xff]);
+        lens.push(100);
+        let (taken, shut, failed, message) = outcome(put_batch(&q, &lens, &bytes));
+        assert_eq!((taken, shut, failed), (2, false, 2));
+        assert!(message.unwrap().contains("cut short"));
+        assert_eq!(q.try_get(), Ok(1));
+        assert_eq!(q.try_get(), Ok(2));
+        assert_eq!(q.try_get(), Err(weft_sync::GetError::Empty));
+    }
+
+    #[test]
+    fn a_shut_down_queue_takes_nothing_of_a_batch() {
+        let q = weft_sync::Queue::<u32>::unbounded();
+        q.shutdown(false);
+        let (lens, bytes) = batch(&[1, 2, 3]);
+        assert_eq!(outcome(put_batch(&q, &lens, &bytes)), (0, true, 0, None));
+    }
+}

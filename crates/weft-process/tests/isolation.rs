@@ -29,6 +29,22 @@ fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
+/// [`threads`] once it stops changing: a thread that was just joined may
+/// still be listed for a moment while the kernel finishes its exit (a
+/// leaked thread stays listed for good).
+fn settled_threads() -> usize {
+    let mut last = threads();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = threads();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 /// What `/proc/<pid>/fd` of a worker points at, one entry per descriptor.
 fn fds_of(pid: u32) -> Vec<(u32, String)> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -96,7 +112,7 @@ fn workers_inherit_no_descriptor_and_failed_builds_leave_nothing_behind() {
     // Warm up lazily created process-wide state.
     drop(ProcessPool::builder().processes(1).build().unwrap());
     assert!(no_children(), "a dropped pool left a child");
-    let (fds_before, threads_before) = (open_fds(), threads());
+    let (fds_before, threads_before) = (open_fds(), settled_threads());
     for _ in 0..3 {
         let err = ProcessPool::builder()
             .processes(3)
@@ -124,5 +140,9 @@ fn workers_inherit_no_descriptor_and_failed_builds_leave_nothing_behind() {
     }
     assert!(no_children(), "a failed build left a child process");
     assert_eq!(open_fds(), fds_before, "a failed build left a descriptor");
-    assert_eq!(threads(), threads_before, "a failed build left a thread");
+    assert_eq!(
+        settled_threads(),
+        threads_before,
+        "a failed build left a thread"
+    );
 }
