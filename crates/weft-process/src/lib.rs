@@ -27,8 +27,10 @@
 //!   two [`Connection`]s ([`Pipe::duplex`]); errors [`SendError`],
 //!   [`RecvError`].
 //! - [`Queue`]: many producers and consumers in any processes, bounded or
-//!   not, blocking, timed and async; errors [`QueuePutError`],
-//!   [`QueueGetError`].
+//!   not, blocking, timed and async; a blocking `put` from another process
+//!   is buffered and sent in batches by a feeder thread, as Python's is
+//!   ([`Queue::flush`] waits for them and reports refusals); errors
+//!   [`QueuePutError`], [`QueueGetError`].
 //! - [`ProcessPool`] (built with [`ProcessPool::builder`] →
 //!   [`ProcessPoolBuilder`]): `submit`, `submit_with_timeout`, `apply`,
 //!   `map`/`map_chunked`, `map_unordered`/`map_unordered_chunked`,
@@ -250,7 +252,9 @@
 //!   carries beyond those its type takes (a release build leaks their
 //!   descriptors; a debug build panics on them, which weft catches, and
 //!   leaks them too); each [`Queue`] session opened from another process
-//!   costs a thread in the owner.
+//!   costs a thread in the owner. A forged batch of buffered puts (item
+//!   lengths that do not match its bytes, items that do not decode) fails
+//!   those items alone.
 //! - **Connect to a one-shot server first**: its socket is a file in a
 //!   fresh directory under the temporary directory, created with the
 //!   process's umask (with a umask that lets others write it, another
