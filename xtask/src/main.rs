@@ -39,10 +39,11 @@ commands:
                            (cargo check --target x86_64-apple-darwin), a 10-second soak
   bench [--quick] [CRATE]  criterion benches of the named crates (all when none),
                            then target/weft-bench/results.json and docs/benchmarks.md
-  bench --scaling [--threads 1,2,4,8,16] [--quick]
+  bench --scaling [--threads 1,2,4,8,16] [--quick] [--report]
                            weft-pool vs rayon and chili at each thread count (default:
                            1,2,4,8,16 up to this machine's cores): docs/benchmarks.md's
                            scaling section and docs/benchmarks/scaling.svg
+                           (--report: redraw them from docs/benchmarks.json)
   miri [CRATE...]          Miri over the crates with `unsafe` (installs nightly miri)
   loom [CRATE...]          loom models, RUSTFLAGS=\"--cfg loom\"
   tsan [CRATE...]          test suites under ThreadSanitizer (nightly, build-std);
@@ -888,10 +889,12 @@ fn splice(
 /// scaling workloads at each thread count (see `scaling.rs`).
 fn bench_scaling(root: &Path, args: &[String], quick: bool) -> Result<(), String> {
     let mut wanted = None;
+    let mut report_only = false;
     let mut rest = args.iter();
     while let Some(a) = rest.next() {
         match a.as_str() {
             "--scaling" | "--quick" => {}
+            "--report" => report_only = true,
             "--threads" => {
                 let list = rest
                     .next()
@@ -904,6 +907,19 @@ fn bench_scaling(root: &Path, args: &[String], quick: bool) -> Result<(), String
                 ));
             }
         }
+    }
+    if report_only {
+        // Redraw the section and the curves from the record, measuring
+        // nothing.
+        let record_path = root.join("docs/benchmarks.json");
+        let record: BTreeMap<String, Value> = std::fs::read_to_string(&record_path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let entry = record
+            .get("scaling")
+            .ok_or("bench --scaling --report: docs/benchmarks.json has no scaling run yet")?;
+        return write_scaling(root, entry, &record);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (threads, skipped) = scaling::plan(wanted, cores);
@@ -965,15 +981,24 @@ fn bench_scaling(root: &Path, args: &[String], quick: bool) -> Result<(), String
         &record_path,
         &(serde_json::to_string_pretty(&record).unwrap() + "\n"),
     )?;
+    write_scaling(root, &entry, &record)
+}
+
+/// The scaling curves and section of `docs/benchmarks.md`, from `entry`.
+fn write_scaling(
+    root: &Path,
+    entry: &Value,
+    record: &BTreeMap<String, Value>,
+) -> Result<(), String> {
     let charts = root.join("docs/benchmarks");
     std::fs::create_dir_all(&charts).map_err(|e| e.to_string())?;
     let chart =
-        scaling::chart(&charts.join("scaling.svg"), &entry)?.then_some("benchmarks/scaling.svg");
-    let section = scaling::render(&entry, chart);
+        scaling::chart(&charts.join("scaling.svg"), entry)?.then_some("benchmarks/scaling.svg");
+    let section = scaling::render(entry, chart);
     let md_path = root.join("docs/benchmarks.md");
     let old = std::fs::read_to_string(&md_path).unwrap_or_default();
     let fresh = BTreeMap::from([("scaling".to_owned(), section.clone())]);
-    write(&md_path, &splice(root, &old, &fresh, &record))?;
+    write(&md_path, &splice(root, &old, &fresh, record))?;
     println!("bench: regenerated {}\n{section}", md_path.display());
     Ok(())
 }

@@ -158,10 +158,24 @@ pub fn render(entry: &Value, chart: Option<&str>) -> String {
          implementation at the fewest threads run. The last columns give weft's time over \
          each peer's at the most threads run (below 1.00x, weft is faster).\n\n",
     );
+    let top = threads.last().copied().unwrap_or(1);
+    if t.keys().any(|(_, i)| i == "std") {
+        md.push_str(
+            "`std` rows run sequentially whatever the thread count: how much they change \
+             from one count to the next is the machine's own noise (other work on its \
+             cores), and bounds what the other rows can show.\n\n",
+        );
+    }
+    if top < 16 {
+        md.push_str(&format!(
+            "**Scaling beyond {top} threads is unmeasured:** this run had {top} cores at \
+             most; `cargo xtask bench --scaling` on a bigger machine runs 1, 2, 4, 8 and \
+             16.\n\n"
+        ));
+    }
     if let Some(c) = chart {
         md.push_str(&format!("![scaling curves]({c})\n\n"));
     }
-    let top = threads.last().copied().unwrap_or(1);
     md.push_str("| workload | impl |");
     for n in &threads {
         md.push_str(&format!(" {n} thr |"));
