@@ -283,15 +283,19 @@ fn rlock_is_reentrant_for_its_owner_only() {
         assert!(lock.try_acquire());
         assert!(lock.is_owned_by_current_thread());
         let l2 = lock.clone();
+        // The owner keeps all three levels until the other thread has
+        // tried (a sleep was not enough under Miri).
+        let (tried, checked) = std::sync::mpsc::channel();
         let other = thread::spawn(move || {
             assert!(!l2.try_acquire());
             assert!(!l2.acquire_timeout(Duration::from_millis(20)));
             assert_eq!(l2.release(), Err(ReleaseError::NotOwner));
+            tried.send(()).unwrap();
             // Blocks until the owner has released all three levels.
             l2.acquire();
             l2.release().unwrap();
         });
-        settle();
+        checked.recv().unwrap();
         lock.release().unwrap();
         lock.release().unwrap();
         assert!(lock.is_locked(), "still held once");
@@ -395,6 +399,7 @@ fn async_rlock_waits_for_another_thread_and_excludes_it() {
     deadline(20, || {
         let lock = Arc::new(RLock::new(()));
         let held = lock.lock();
+        let (polled, waited) = std::sync::mpsc::channel();
         let waiter = {
             let lock = lock.clone();
             thread::spawn(move || {
@@ -403,11 +408,15 @@ fn async_rlock_waits_for_another_thread_and_excludes_it() {
                     block_on(poll_once(&mut fut)).is_none(),
                     "held elsewhere: waits"
                 );
+                polled.send(()).unwrap();
                 let g = block_on(fut);
                 assert!(lock.is_owned_by_current_thread());
                 drop(g);
             })
         };
+        // Held until the waiter has polled (a sleep was not enough under
+        // Miri).
+        waited.recv().unwrap();
         settle();
         assert!(!waiter.is_finished());
         drop(held);
