@@ -279,6 +279,10 @@ fn panicking_drop_of_an_unread_result_spares_the_completing_thread() {
 
 /// A task that panics with a payload whose own `Drop` panics.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "forgets, on purpose, a panic payload whose Drop panics: a leak Miri reports"
+)]
 fn panic_payload_with_a_panicking_drop_spares_the_worker() {
     let (c, h) = TaskHandle::<u8>::pair();
     let worker =
@@ -291,6 +295,10 @@ fn panic_payload_with_a_panicking_drop_spares_the_worker() {
 /// the handle, and does not unwind into the completing thread (Python logs
 /// it and goes on); nor does one whose panic payload panics when dropped.
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "forgets, on purpose, a panic payload whose Drop panics: a leak Miri reports"
+)]
 fn panicking_done_callbacks_do_not_stop_the_others() {
     use std::sync::{Arc, Mutex};
     let log = Arc::new(Mutex::new(Vec::new()));
