@@ -96,8 +96,10 @@
 //! `join`s; a `join` nested below them simply calls its two closures in
 //! turn, as sequential code would (a thief takes the bigger pieces above
 //! first, which frees room for the next `join` to offer its half). Idle
-//! workers spin briefly (searching), then park; a push wakes a sleeper
-//! only when no worker is searching already, and a searcher that finds
+//! workers spin a few microseconds (searching), then yield their core
+//! (so a thread that needs the core, such as the caller of `install`
+//! woken on it to take its result, runs at once), then park; a push wakes
+//! a sleeper only when no worker is searching already, and a searcher that finds
 //! work wakes the next sleeper only if more work is queued, so a burst of
 //! submits wakes workers one at a time, as many as there is work for (see
 //! the `sleep` module, modelled with loom). Submitters from many threads

@@ -442,6 +442,16 @@ const LOCAL_CAPACITY: usize = 128;
 /// `join`, which matters when the work between `join`s is long.
 const EAGER_DEPTH: usize = 3;
 
+/// Rounds of `spin_loop` hints (2, 4, ..., 64: about 3 µs in all) that an
+/// idle worker, or one waiting in `wait_until`, spins before it turns to
+/// `yield_now` (and later parks). Kept short: a spinning worker holds its
+/// core, and the thread it waits for may be queued behind it on that very
+/// core (the caller of `install`, woken on the core of the worker that set
+/// its latch; a thief on a loaded machine). Spinning 32 rounds (some 1,800
+/// hints, 40-50 µs on the 2-core bench machine) made a ~µs `install` from
+/// outside take 50-90 µs; yielding hands the core over at once.
+const SPIN_ROUNDS: u32 = 6;
+
 /// How many private jobs, oldest first, one share request promotes. A
 /// request is only answered at this worker's next `join`, which may be a
 /// long time coming when the work between joins is coarse (the partition
@@ -810,8 +820,8 @@ impl WorkerThread {
                 continue;
             }
             rounds += 1;
-            if rounds <= 32 {
-                for _ in 0..(1u32 << rounds.min(6)) {
+            if rounds <= SPIN_ROUNDS {
+                for _ in 0..(1u32 << rounds) {
                     std::hint::spin_loop();
                 }
             } else if rounds <= 64 {
@@ -989,8 +999,8 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
         idle += 1;
         if idle <= 64 {
             worker.request_share_all();
-            if idle <= 32 {
-                for _ in 0..(1u32 << idle.min(6)) {
+            if idle <= SPIN_ROUNDS {
+                for _ in 0..(1u32 << idle) {
                     std::hint::spin_loop();
                 }
             } else {
