@@ -623,18 +623,17 @@ const NOTES: &[(&str, &str)] = &[
          waits 200 µs (the waiter is parked, past any spinning), reads the clock and \
          notifies; the row is the time until the waiter runs (median over 7 runs of 400 \
          wake-ups). The peers' `wake_parked` rows come from the same runs under both \
-         names. No peer shares the primitive under weft's `Event` and `Condition` \
-         (event-listener, whose blocking waiters park through the `parking` crate); \
-         their goals are set against parking_lot, the crate weft-sync is built on. \
-         `Event` spins and yields briefly before it parks, so a prompt `set` rarely \
-         costs a sleep; `Condition` parks at once, and every hand-off then goes \
-         through event-listener, which wakes the waiter while holding its list lock, \
-         the lock the woken waiter takes first (strace, 20k round trips on the loaded \
-         2-core machine: 7.3 futex calls per round trip for weft's `Condition`, 6.8 \
-         for a bare event-listener flag, 7.5 for std's `Condvar`, 2.1 for \
-         parking_lot's). That is why `condition_ping_pong_round_trip` misses its goal \
-         when it does: weft's `Mutex` already parks its threads on parking_lot_core, \
-         and the `Condition`'s blocking waiters do not yet.",
+         names. No peer shares the primitive under weft's `Event` (event-listener, \
+         whose blocking waiters park through the `parking` crate) or its `Condition` \
+         (its own FIFO queue of threads and tasks, woken outside its lock); their goals \
+         are set against parking_lot, the crate weft-sync is built on. `Event` spins \
+         and yields briefly before it parks, so a prompt `set` rarely costs a sleep \
+         (and costs more when other processes hog the cores). `Condition` parks at \
+         once: before its own queue it went through event-listener, which wakes the \
+         waiter while holding the list lock the waiter takes first (strace, 20k round \
+         trips: 7.6-8.5 futex calls per round trip; now 2.1, parking_lot's 2.0-2.2), \
+         and its ping-pong now ties parking_lot's within this machine's noise \
+         (4-33 µs against 4-31 µs in the same runs).",
     ),
     (
         "weft-async",
