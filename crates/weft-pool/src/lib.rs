@@ -96,7 +96,7 @@
 //! `join`s; a `join` nested below them simply calls its two closures in
 //! turn, as sequential code would (a thief takes the bigger pieces above
 //! first, which frees room for the next `join` to offer its half). Idle
-//! workers spin a few microseconds (searching), then yield their core
+//! workers spin for a moment (searching), then yield their core
 //! (so a thread that needs the core, such as the caller of `install`
 //! woken on it to take its result, runs at once), then park; a push wakes
 //! a sleeper only when no worker is searching already, and a searcher that finds

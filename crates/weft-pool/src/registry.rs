@@ -442,7 +442,7 @@ const LOCAL_CAPACITY: usize = 128;
 /// `join`, which matters when the work between `join`s is long.
 const EAGER_DEPTH: usize = 3;
 
-/// Rounds of `spin_loop` hints (2, 4, ..., 64: about 3 µs in all) that an
+/// Rounds of `spin_loop` hints (2, 4 and 8: well under a µs) that an
 /// idle worker, or one waiting in `wait_until`, spins before it turns to
 /// `yield_now` (and later parks). Kept short: a spinning worker holds its
 /// core, and the thread it waits for may be queued behind it on that very
@@ -450,7 +450,7 @@ const EAGER_DEPTH: usize = 3;
 /// its latch; a thief on a loaded machine). Spinning 32 rounds (some 1,800
 /// hints, 40-50 µs on the 2-core bench machine) made a ~µs `install` from
 /// outside take 50-90 µs; yielding hands the core over at once.
-const SPIN_ROUNDS: u32 = 6;
+const SPIN_ROUNDS: u32 = 3;
 
 /// How many private jobs, oldest first, one share request promotes. A
 /// request is only answered at this worker's next `join`, which may be a
