@@ -92,6 +92,7 @@ use async_executor::Executor;
 use weft_sync::{Completer, Event, TaskError, TaskHandle};
 
 use crate::children::{Children, Next};
+use crate::taskset::TaskSlots;
 
 pub use crate::combine::{AsCompleted, Either, as_completed, join_all, race, select, try_join_all};
 pub use crate::error::TimedOut;
@@ -1064,9 +1065,7 @@ impl<T, E> TaskGroup<T, E> {
 /// });
 /// ```
 pub struct TaskSet<T> {
-    tasks: Children<Task<T>>,
-    /// The id given to the task in each slot of `tasks`.
-    ids: Vec<u64>,
+    tasks: TaskSlots<Task<T>>,
     next_id: u64,
 }
 
@@ -1086,8 +1085,7 @@ impl<T> TaskSet<T> {
     /// An empty set.
     pub fn new() -> Self {
         TaskSet {
-            tasks: Children::dynamic(),
-            ids: Vec::new(),
+            tasks: TaskSlots::new(),
             next_id: 0,
         }
     }
@@ -1122,11 +1120,7 @@ impl<T> TaskSet<T> {
     pub fn insert(&mut self, task: Task<T>) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        let slot = self.tasks.push(Box::pin(task));
-        if self.ids.len() <= slot {
-            self.ids.resize(slot + 1, 0);
-        }
-        self.ids[slot] = id;
+        self.tasks.push(task, id);
         id
     }
 
@@ -1156,23 +1150,7 @@ impl<T> TaskSet<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<(u64, Result<T, TaskError>)>> {
-        if self.tasks.left() == 0 {
-            return Poll::Ready(None);
-        }
-        let mut out = None;
-        let ids = &self.ids;
-        let _ = self.tasks.poll_children(
-            cx,
-            |task, cx| task.poll(cx),
-            |slot, outcome| {
-                out = Some((ids[slot], outcome));
-                Next::Stop
-            },
-        );
-        match out {
-            Some(out) => Poll::Ready(Some(out)),
-            None => Poll::Pending,
-        }
+        self.tasks.poll_next(cx)
     }
 
     /// Cancels every task in the set (a task running on another worker

@@ -37,9 +37,64 @@ use crate::task::Task;
 /// });
 /// ```
 pub struct TaskSet<T> {
-    tasks: Children<Task<T>>,
-    /// The task id in each slot of `tasks`.
+    tasks: TaskSlots<Task<T>>,
+}
+
+/// The tasks of a set, each with its id, taken out as they finish: the
+/// core of both flavours' `TaskSet` (this one and [`multi`](crate::multi)'s).
+pub(crate) struct TaskSlots<F> {
+    tasks: Children<F>,
+    /// The id of the task in each slot of `tasks`.
     ids: Vec<u64>,
+}
+
+impl<F: Future> TaskSlots<F> {
+    pub(crate) fn new() -> Self {
+        TaskSlots {
+            tasks: Children::dynamic(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// Adds `task` under `id`.
+    pub(crate) fn push(&mut self, task: F, id: u64) {
+        let slot = self.tasks.push(Box::pin(task));
+        if self.ids.len() <= slot {
+            self.ids.resize(slot + 1, 0);
+        }
+        self.ids[slot] = id;
+    }
+
+    /// How many tasks are left (finished ones stay until taken).
+    pub(crate) fn left(&self) -> usize {
+        self.tasks.left()
+    }
+
+    /// Polls for the next finished task: `Ready(None)` when none is left.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(u64, F::Output)>> {
+        if self.tasks.left() == 0 {
+            return Poll::Ready(None);
+        }
+        let mut out = None;
+        let ids = &self.ids;
+        let _ = self.tasks.poll_children(
+            cx,
+            |task, cx| task.poll(cx),
+            |slot, outcome| {
+                out = Some((ids[slot], outcome));
+                Next::Stop
+            },
+        );
+        match out {
+            Some(out) => Poll::Ready(Some(out)),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Takes every task left out of the set.
+    pub(crate) fn drain(&mut self) -> Vec<Pin<Box<F>>> {
+        self.tasks.drain()
+    }
 }
 
 impl<T> Default for TaskSet<T> {
@@ -58,8 +113,7 @@ impl<T> TaskSet<T> {
     /// An empty set.
     pub fn new() -> Self {
         TaskSet {
-            tasks: Children::dynamic(),
-            ids: Vec::new(),
+            tasks: TaskSlots::new(),
         }
     }
 
@@ -90,11 +144,7 @@ impl<T> TaskSet<T> {
     /// Adds a task spawned elsewhere; returns its id.
     pub fn insert(&mut self, task: Task<T>) -> u64 {
         let id = task.id();
-        let slot = self.tasks.push(Box::pin(task));
-        if self.ids.len() <= slot {
-            self.ids.resize(slot + 1, 0);
-        }
-        self.ids[slot] = id;
+        self.tasks.push(task, id);
         id
     }
 
@@ -125,23 +175,7 @@ impl<T> TaskSet<T> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<(u64, Result<T, TaskError>)>> {
-        if self.tasks.left() == 0 {
-            return Poll::Ready(None);
-        }
-        let mut out = None;
-        let ids = &self.ids;
-        let _ = self.tasks.poll_children(
-            cx,
-            |task, cx| task.poll(cx),
-            |slot, outcome| {
-                out = Some((ids[slot], outcome));
-                Next::Stop
-            },
-        );
-        match out {
-            Some(out) => Poll::Ready(Some(out)),
-            None => Poll::Pending,
-        }
+        self.tasks.poll_next(cx)
     }
 
     /// Cancels every task in the set (their futures are dropped the next
