@@ -97,6 +97,7 @@ fn launch(
         "--bind-address=127.0.0.1".into(),
         format!("--pid-file={}", dir.join("mariadbd.pid").display()),
         format!("--log-error={}", log.display()),
+        format!("--tmpdir={}", dir.join("tmp").display()),
         format!("--init-file={}", init.display()),
         "--skip-name-resolve".into(),
         "--innodb-buffer-pool-size=16M".into(),
@@ -150,6 +151,12 @@ impl MariaDb {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
         let data = dir.join("data");
+        // Its own temporary directory: the bootstrap's temporary tables
+        // (`#sql-temptable-<pid>-...`) in a shared /tmp collided with
+        // another server bootstrapping at the same time, and one aborted
+        // with "Unknown table 'mysql.tmp_user_sys'".
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot make {}: {e}", tmp.display()))?;
         let root = is_root();
 
         // 1. The system tables. Root may log in only through the socket,
@@ -160,14 +167,20 @@ impl MariaDb {
             .arg(format!("--datadir={}", data.display()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
+            // (Passed on to the bootstrapping mariadbd.)
+            .arg(format!("--tmpdir={}", tmp.display()))
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if root {
             install.arg("--user=root");
         }
-        let out = install
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", install_db.display()))?;
+        // One bootstrap at a time in this process (the tests start servers
+        // in parallel; each bootstrap is short and disk-bound).
+        static BOOTSTRAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let bootstrapping = BOOTSTRAP.lock().unwrap_or_else(|e| e.into_inner());
+        let out = install.output();
+        drop(bootstrapping);
+        let out = out.map_err(|e| format!("cannot run {}: {e}", install_db.display()))?;
         if !out.status.success() {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(format!(
