@@ -92,6 +92,7 @@ fn main() -> ExitCode {
         Some("services") if args.len() == 2 && args[1] == "--bench" => {
             services::ensure(services::FOR_TESTS)
                 .and_then(|()| services::ensure(services::FOR_CLUSTER_BENCH))
+                .and_then(|()| services::ensure(services::FOR_PROCESS_BENCH))
         }
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
@@ -709,6 +710,10 @@ fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         // Its peer is Celery on a Redis broker, both real.
         services::ensure(services::FOR_TESTS)?;
         services::ensure(services::FOR_CLUSTER_BENCH)?;
+    }
+    if crates.iter().any(|c| c == "weft-process") {
+        // Its Python peers include loky, from PyPI.
+        services::ensure(services::FOR_PROCESS_BENCH)?;
     }
     for c in &crates {
         let started = SystemTime::now();

@@ -8,11 +8,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A program a test or bench runs, and where it comes from.
+/// A program (or Python module) a test or bench runs, and where it comes
+/// from.
 pub struct Service {
     /// The executable looked for on the PATH (and in the sbin directories,
-    /// where Debian puts daemons).
+    /// where Debian puts daemons); for a Python module, its import name.
     pub program: &'static str,
+    /// Whether `program` is a Python module (`python3 -c "import ..."`)
+    /// rather than an executable.
+    pub python_module: bool,
     /// How to get it when it is missing.
     pub source: Source,
     /// Who needs it (printed).
@@ -31,11 +35,13 @@ pub enum Source {
 pub const FOR_TESTS: &[Service] = &[
     Service {
         program: "nats-server",
+        python_module: false,
         source: Source::Apt("nats-server"),
         why: "weft-cluster's tests run against a real NATS JetStream server",
     },
     Service {
         program: "mariadbd",
+        python_module: false,
         source: Source::Apt("mariadb-server"),
         why: "the coroutine_libraries example's test queries a real MariaDB server",
     },
@@ -45,15 +51,50 @@ pub const FOR_TESTS: &[Service] = &[
 pub const FOR_CLUSTER_BENCH: &[Service] = &[
     Service {
         program: "redis-server",
+        python_module: false,
         source: Source::Apt("redis-server"),
         why: "Celery's broker, the peer of the weft-cluster bench",
     },
     Service {
         program: "celery",
+        python_module: false,
         source: Source::Pip("celery[redis]>=5,<6"),
         why: "Celery 5, the peer of the weft-cluster bench",
     },
 ];
+
+/// What the Python peers of `cargo xtask bench weft-process` need beyond
+/// the standard library.
+pub const FOR_PROCESS_BENCH: &[Service] = &[Service {
+    program: "loky",
+    python_module: true,
+    source: Source::Pip("loky>=3,<4"),
+    why: "loky, the crash-surviving ProcessPoolExecutor peer of the weft-process bench",
+}];
+
+/// The Python interpreter the peers run on.
+fn python() -> Option<&'static str> {
+    ["python3", "python"]
+        .into_iter()
+        .find(|p| locate(p).is_some())
+}
+
+/// Where `s` is, when it is there: a path, or the module's import name.
+fn present(s: &Service) -> Option<String> {
+    if s.python_module {
+        let ok = python().is_some_and(|py| {
+            Command::new(py)
+                .args(["-c", &format!("import {}", s.program)])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|st| st.success())
+        });
+        ok.then(|| format!("python module {}", s.program))
+    } else {
+        locate(s.program).map(|p| p.display().to_string())
+    }
+}
 
 /// Where `program` is: on the PATH or in an sbin directory.
 pub fn locate(program: &str) -> Option<PathBuf> {
@@ -73,13 +114,10 @@ fn is_executable(p: &Path) -> bool {
 /// Installs whichever of `services` is missing. Errors say what to install
 /// by hand when this machine cannot (no apt-get, not root and no sudo).
 pub fn ensure(services: &[Service]) -> Result<(), String> {
-    let missing: Vec<&Service> = services
-        .iter()
-        .filter(|s| locate(s.program).is_none())
-        .collect();
+    let missing: Vec<&Service> = services.iter().filter(|s| present(s).is_none()).collect();
     for s in services {
-        if let Some(p) = locate(s.program) {
-            println!("services: {} at {} ({})", s.program, p.display(), s.why);
+        if let Some(p) = present(s) {
+            println!("services: {} at {p} ({})", s.program, s.why);
         }
     }
     if missing.is_empty() {
@@ -109,17 +147,15 @@ pub fn ensure(services: &[Service]) -> Result<(), String> {
         apt_install(&apt)?;
     }
     if !pip.is_empty() {
-        let python = ["python3", "python"]
-            .into_iter()
-            .find(|p| locate(p).is_some())
-            .ok_or("services: python3 is needed to pip-install the Python peers")?;
+        let python =
+            python().ok_or("services: python3 is needed to pip-install the Python peers")?;
         let mut args = vec!["-m", "pip", "install", "--quiet"];
         args.extend(&pip);
         run(python, &args, &[])?;
     }
     let still: Vec<&str> = missing
         .iter()
-        .filter(|s| locate(s.program).is_none())
+        .filter(|s| present(s).is_none())
         .map(|s| s.program)
         .collect();
     if still.is_empty() {
