@@ -57,7 +57,8 @@ commands:
   doc                      API docs with RUSTDOCFLAGS=\"-D warnings\"
   services [--bench]       install the real servers the tests use where missing
                            (nats-server, mariadb-server; --bench: also redis-server
-                           and Celery, the weft-cluster bench's peers)
+                           and Celery, the weft-cluster bench's peers, and loky,
+                           a peer of the weft-process bench)
 
 docs/reliability.md says what each reliability command guarantees.
 ";
