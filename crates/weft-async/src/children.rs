@@ -212,7 +212,8 @@ impl<F: Future + ?Sized> Children<F> {
                 continue;
             };
             let mut child_cx = Context::from_waker(&child.waker);
-            if let Poll::Ready(out) = poll(future.as_mut(), &mut child_cx) {
+            let polled = crate::waker::polling_with(&mut child_cx, |cx| poll(future.as_mut(), cx));
+            if let Poll::Ready(out) = polled {
                 child.future = None;
                 self.left -= 1;
                 if let Some(free) = &mut self.free {

@@ -153,6 +153,7 @@ pub mod signal;
 mod task;
 mod taskset;
 mod time;
+mod waker;
 
 pub use combine::{AsCompleted, Either, as_completed, join_all, race, select, try_join_all, wait};
 pub use error::{RuntimeError, TimedOut};

@@ -536,6 +536,7 @@ where
     });
     Task {
         inner: Some(task.fallible()),
+        guard: None,
     }
 }
 
@@ -704,7 +705,9 @@ impl<F: Future> Future for Contained<F> {
         let Some(future) = slot.as_mut().as_pin_mut() else {
             return Poll::Ready(Outcome(Some(Err(TaskError::Cancelled))));
         };
-        let out = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        let polled =
+            crate::waker::polling_with(cx, |cx| catch_unwind(AssertUnwindSafe(|| future.poll(cx))));
+        let out = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(v)) => Ok(v),
             Err(payload) => Err(TaskError::Panicked {
@@ -780,7 +783,9 @@ impl<F: Future> Future for Spawned<F> {
         let Some(future) = this.future.as_mut().as_pin_mut() else {
             return Poll::Ready(());
         };
-        let out = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        let polled =
+            crate::waker::polling_with(cx, |cx| catch_unwind(AssertUnwindSafe(|| future.poll(cx))));
+        let out = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(value)) => Ok(value),
             Err(payload) => Err(TaskError::Panicked {
@@ -815,6 +820,8 @@ impl<F: Future> Future for Spawned<F> {
 #[must_use = "dropping a Task cancels it; call .detach() to let it run in the background"]
 pub struct Task<T> {
     inner: Option<async_task::FallibleTask<Outcome<T>>>,
+    /// The waker handed to `async-task` for a user's waker (made on demand).
+    guard: Option<Box<crate::waker::Guard>>,
 }
 
 impl<T> Unpin for Task<T> {}
@@ -880,7 +887,12 @@ impl<T> Future for Task<T> {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(TaskError::Cancelled));
         };
-        match Pin::new(inner).poll(cx) {
+        let waker = if crate::waker::is_trusted(cx.waker()) {
+            cx.waker()
+        } else {
+            this.guard.get_or_insert_default().guard(cx.waker())
+        };
+        match Pin::new(inner).poll(&mut Context::from_waker(waker)) {
             Poll::Ready(out) => {
                 this.inner = None;
                 Poll::Ready(

@@ -777,7 +777,9 @@ impl<F: Future> Future for TaskFuture<F> {
             // Never happens: async-task polls no task after it completed.
             return Poll::Pending;
         };
-        let outcome = match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+        let polled =
+            crate::waker::polling_with(cx, |cx| catch_unwind(AssertUnwindSafe(|| future.poll(cx))));
+        let outcome = match polled {
             Ok(Poll::Pending) => {
                 if *slot == NO_SLOT {
                     *slot = register(cx.waker());
@@ -937,7 +939,9 @@ impl<F: Future> Driver<'_, F> {
             {
                 core.current.set(0);
                 let mut main_cx = Context::from_waker(&this.main_waker);
-                if let Poll::Ready(out) = this.main.as_mut().poll(&mut main_cx) {
+                let main = this.main.as_mut();
+                let polled = crate::waker::polling_with(&mut main_cx, |cx| main.poll(cx));
+                if let Poll::Ready(out) = polled {
                     return Poll::Ready(out);
                 }
                 polls += 1;

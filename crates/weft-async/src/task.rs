@@ -12,6 +12,7 @@ use weft_sync::TaskError;
 
 use crate::error::RuntimeError;
 use crate::runtime::{self, Meta, NO_SLOT, Name, with_core};
+use crate::waker::Guard;
 
 /// Runs `future` to completion on the current thread and returns its output
 /// (Python's `asyncio.run`).
@@ -118,6 +119,7 @@ where
         Box::new(Side {
             name: Some(name.clone()),
             done: None,
+            guard: Guard::default(),
         })
     });
     let (inner, id) = runtime::spawn_raw(future, name)?;
@@ -348,12 +350,40 @@ pub(crate) fn wake_contained(waker: Waker) {
     }
 }
 
+/// Drops `waker`, which user code handed to the runtime: a panic in its
+/// destructor goes to the panic hook, never further.
+pub(crate) fn drop_contained(waker: Waker) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| drop(waker))) {
+        report_unretrieved(&current_report(payload, NO_SLOT, PanicPhase::Wake));
+    }
+}
+
 /// What a [`Task`] needs only sometimes, kept out of line so that the handle
 /// stays three words: the task's name, and an outcome seen by
 /// [`Task::poll_finished`] but not yet taken by an `.await`.
 struct Side<T> {
     name: Option<Name>,
     done: Option<Outcome<T>>,
+    /// The waker handed to `async-task` for a user's waker.
+    guard: Guard,
+}
+
+/// The waker to poll a task's `async-task` handle with for `cx`: `cx`'s own
+/// if it is one of weft's, else `side`'s guard (made here if need be).
+#[inline]
+fn awaiter<'w, T>(side: &'w mut Option<Box<Side<T>>>, cx: &'w Context<'_>) -> &'w Waker {
+    if crate::waker::is_trusted(cx.waker()) {
+        return cx.waker();
+    }
+    side.get_or_insert_with(|| {
+        Box::new(Side {
+            name: None,
+            done: None,
+            guard: Guard::default(),
+        })
+    })
+    .guard
+    .guard(cx.waker())
 }
 
 /// A handle to a spawned task (Python's `asyncio.Task`).
@@ -497,7 +527,8 @@ impl<T> Task<T> {
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(false);
         };
-        match Pin::new(inner).poll(cx) {
+        let mut cx = Context::from_waker(awaiter(&mut self.side, cx));
+        match Pin::new(inner).poll(&mut cx) {
             Poll::Ready(Some(outcome)) => {
                 self.inner = None;
                 let is_err = outcome.is_err();
@@ -506,6 +537,7 @@ impl<T> Task<T> {
                         Box::new(Side {
                             name: None,
                             done: None,
+                            guard: Guard::default(),
                         })
                     })
                     .done = Some(outcome);
@@ -533,7 +565,8 @@ impl<T> Future for Task<T> {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(TaskError::Cancelled));
         };
-        match Pin::new(inner).poll(cx) {
+        let mut cx = Context::from_waker(awaiter(&mut this.side, cx));
+        match Pin::new(inner).poll(&mut cx) {
             Poll::Ready(Some(outcome)) => {
                 this.inner = None;
                 Poll::Ready(outcome.into_result())

@@ -398,3 +398,145 @@ fn a_panicking_waker_of_a_socket_is_contained() {
         vec![(PanicPhase::Wake, "wake-panics: socket".to_string())]
     );
 }
+
+/// A waker that does nothing when woken and panics with its message when
+/// its last clone is dropped.
+struct PanicOnDropWake(&'static str);
+
+impl std::task::Wake for PanicOnDropWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for PanicOnDropWake {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("{}", self.0);
+        }
+    }
+}
+
+/// A waker whose `clone` panics (a hand-made vtable: `Wake` cannot make
+/// one); waking and dropping it do nothing.
+fn clone_panicking_waker() -> std::task::Waker {
+    use std::task::{RawWaker, RawWakerVTable};
+    fn clone(_: *const ()) -> RawWaker {
+        panic!("clone-panics: task handle")
+    }
+    fn noop(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+    // SAFETY: the vtable's functions ignore the data pointer (null), never
+    // touch memory, and `clone` never returns, so the RawWaker contract
+    // (clone/wake/wake_by_ref/drop are sound for this data) holds trivially.
+    unsafe { std::task::Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) }
+}
+
+/// Polls `future` once with `waker`.
+fn poll_with<F: Future + Unpin>(
+    future: &mut F,
+    waker: &std::task::Waker,
+) -> std::task::Poll<F::Output> {
+    std::pin::Pin::new(future).poll(&mut std::task::Context::from_waker(waker))
+}
+
+// Before wakers handed to a task handle were guarded, each of the next three
+// tests aborted the test process: async-task clones, wakes and drops the
+// waker of a task's awaiter under an abort-on-panic guard.
+
+#[test]
+fn a_task_polled_with_a_waker_whose_wake_panics_is_contained() {
+    reports();
+    run_limited(async {
+        let mut task = spawn(async {
+            yield_now().await;
+            5
+        });
+        let waker = std::task::Waker::from(Arc::new(PanickingWake("wake-panics: task handle")));
+        assert!(poll_with(&mut task, &waker).is_pending());
+        // The task finishes and wakes its awaiter: the panicking waker.
+        sleep(Duration::from_millis(5)).await;
+        assert_eq!(task.await, Ok(5));
+        assert_eq!(spawn(async { 12 }).await, Ok(12));
+    });
+    assert_eq!(
+        reports_of("wake-panics: task handle"),
+        vec![(PanicPhase::Wake, "wake-panics: task handle".to_string())]
+    );
+}
+
+#[test]
+fn a_task_polled_with_a_waker_whose_drop_panics_is_contained() {
+    reports();
+    run_limited(async {
+        let mut task = spawn(async {
+            yield_now().await;
+            6
+        });
+        let waker = std::task::Waker::from(Arc::new(PanicOnDropWake("drop-panics: task handle")));
+        assert!(poll_with(&mut task, &waker).is_pending());
+        drop(waker); // the handle holds the last clone now
+        // Awaited by this task from here on; the first waker goes when the
+        // handle does.
+        assert_eq!(task.await, Ok(6));
+        assert_eq!(spawn(async { 13 }).await, Ok(13));
+    });
+    assert_eq!(
+        reports_of("drop-panics: task handle"),
+        vec![(PanicPhase::Wake, "drop-panics: task handle".to_string())]
+    );
+}
+
+#[test]
+fn a_task_polled_with_a_waker_whose_clone_panics_fails_only_that_poll() {
+    run_limited(async {
+        let mut task = spawn(async {
+            yield_now().await;
+            7
+        });
+        let waker = clone_panicking_waker();
+        // The panic reaches whoever polled the handle, as any panic of a
+        // poll does...
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_with(&mut task, &waker)
+        }));
+        let message = weft_sync::into_panic_message(polled.expect_err("the clone panicked"));
+        assert_eq!(message, "clone-panics: task handle");
+        // ...and the task, the handle and the runtime are fine.
+        assert_eq!(task.await, Ok(7));
+        assert_eq!(spawn(async { 14 }).await, Ok(14));
+    });
+}
+
+#[test]
+fn a_multi_thread_task_polled_with_panicking_wakers_is_contained() {
+    use weft_async::multi;
+    reports();
+    let rt = multi::Runtime::builder().threads(2).build().unwrap();
+    let gate = Arc::new(weft_sync::Event::new());
+    let g = gate.clone();
+    let mut task = rt.spawn(async move {
+        g.wait_async().await;
+        8
+    });
+    // clone panics: only this poll fails.
+    let waker = clone_panicking_waker();
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        poll_with(&mut task, &waker)
+    }));
+    assert!(polled.is_err());
+    // wake panics: contained where the worker finishes the task.
+    let waker = std::task::Waker::from(Arc::new(PanickingWake("wake-panics: multi handle")));
+    assert!(poll_with(&mut task, &waker).is_pending());
+    gate.set();
+    let start = std::time::Instant::now();
+    while reports_of("wake-panics: multi handle").is_empty() {
+        assert!(start.elapsed() < LIMIT, "the wake never came");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(task.join(), Ok(8));
+    // The runtime goes on.
+    assert_eq!(rt.spawn(async { 15 }).join(), Ok(15));
+    assert_eq!(
+        reports_of("wake-panics: multi handle"),
+        vec![(PanicPhase::Wake, "wake-panics: multi handle".to_string())]
+    );
+}
