@@ -32,8 +32,11 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
+use common::{median_ci, write_extra_rows};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
 
 const SPAWN_N: usize = 1_000_000;
 const CHAIN_N: usize = 100_000;
@@ -363,47 +366,6 @@ where
 fn p99(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() * 99 / 100]
-}
-
-/// The median of `v` with a 95% confidence interval of the median (order
-/// statistics: ranks n/2 -+ 0.98 sqrt(n)); with few values the interval is
-/// wide (min..max up to n = 5), as it should be.
-fn median_ci(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let mid = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    let half = 0.98 * (n as f64).sqrt();
-    let lo = ((n as f64 / 2.0 - half).floor().max(1.0) as usize).min(n) - 1;
-    let hi = ((n as f64 / 2.0 + half).ceil() as usize).clamp(1, n) - 1;
-    (mid, v[lo], v[hi])
-}
-
-/// Writes rows the xtask merges into the table (per-run percentiles, which
-/// criterion does not give) to `target/weft-bench/extra/weft-async.json`.
-fn write_extra_rows(rows: &[(String, String, (f64, f64, f64))]) {
-    let json: Vec<String> = rows
-        .iter()
-        .map(|(bench, imp, (ns, lo, hi))| {
-            format!(
-                r#"{{"bench": "{bench}", "impl": "{imp}", "ns_per_iter": {ns}, "lo": {lo}, "hi": {hi}}}"#
-            )
-        })
-        .collect();
-    // target/release/deps/runtime-<hash> -> target/weft-bench/extra/
-    let target = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.ancestors().nth(3)?.to_path_buf()));
-    if let Some(dir) = target.map(|t| t.join("weft-bench/extra")) {
-        let _ = std::fs::create_dir_all(&dir);
-        let _ = std::fs::write(
-            dir.join("weft-async.json"),
-            format!("[\n{}\n]\n", json.join(",\n")),
-        );
-    }
 }
 
 fn timers(c: &mut Criterion) {
