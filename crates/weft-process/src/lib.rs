@@ -36,8 +36,10 @@
 //!   `map`/`map_chunked`, `map_unordered`/`map_unordered_chunked`,
 //!   `imap`/`imap_bounded` (→ [`Imap`]), `submit_cancellable` (→
 //!   [`Canceller`]), `running`, `queued`, `close`,
-//!   `shutdown_cancel_queued`, `shutdown`, `terminate`; the builder's
-//!   `cwd`, `stdout` and `stderr` ([`Output`]).
+//!   `shutdown_cancel_queued`, `shutdown`, `terminate`, `spare_pid`; the
+//!   builder's `cwd`, `stdout` and `stderr` ([`Output`]), and
+//!   `spare_worker` (a worker started ahead of need, which a slot that
+//!   loses its worker takes at once).
 //! - [`SharedMemory`]: bytes in shared memory, that travel in task
 //!   arguments without a copy.
 //! - [`register!`]: marks a plain `fn(A) -> R` so that workers can run it.
@@ -156,6 +158,15 @@
 //!   close-on-exec in the child before it runs the worker
 //!   (`close_range`, else a `/proc/self/fd` sweep, else every number up to
 //!   the limit), as CPython's spawn and forkserver workers get only theirs.
+//! - With [`ProcessPoolBuilder::spare_worker`], one more worker, started
+//!   and authenticated like the others, waits idle; a slot whose worker
+//!   is lost (crash, timeout, cancel, recycling) takes it instead of
+//!   starting a process (a crash then costs its slot about 2 ms, not a
+//!   `fork` + `exec` + handshake), and the next spare starts in the
+//!   background. The spare is reaped and replaced if it dies while idle,
+//!   killed by `terminate`, asked to exit by `shutdown`, and dies with the
+//!   parent; the thread that starts spares outlives every slot, since a
+//!   worker dies with the *thread* that started it (`PR_SET_PDEATHSIG`).
 //! - Only the processes the pool started can join it: a worker is started
 //!   with the name of an ipc-channel one-shot server, a 256-bit secret and
 //!   the parent's pid in its environment (removed before any user code
@@ -311,6 +322,7 @@ mod pipe;
 mod pool;
 mod process;
 mod registry;
+mod spare;
 mod supervisor;
 mod sys;
 mod wire;

@@ -20,6 +20,7 @@ use weft_sync::{Completer, TaskError, TaskHandle};
 use crate::cancel::{CancelCell, Canceller};
 use crate::channel;
 use crate::registry::{self, decode, decode_owned, encode_into};
+use crate::spare::Spare;
 use crate::supervisor::{
     Job, Loss, Recv, SendError, Worker, deadline, recv_from, supervise, take_reply,
 };
@@ -236,6 +237,7 @@ pub struct ProcessPoolBuilder {
     stdout: Output,
     stderr: Output,
     ctrl_c: bool,
+    spare: bool,
 }
 
 impl fmt::Debug for ProcessPoolBuilder {
@@ -266,6 +268,7 @@ impl Default for ProcessPoolBuilder {
             stdout: Output::Inherit,
             stderr: Output::Inherit,
             ctrl_c: false,
+            spare: false,
         }
     }
 }
@@ -420,6 +423,43 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// Whether the pool keeps a spare worker ready (default: no).
+    ///
+    /// With `true`, one more worker than [`processes`](Self::processes)
+    /// is started (in the background, once the pool is built), completes
+    /// its handshake and initializer, and waits idle. A slot that loses
+    /// its worker (it crashed, was killed, timed out, had a running task
+    /// cancelled, or retired after [`max_tasks_per_child`](Self::max_tasks_per_child))
+    /// takes the spare at once instead of starting a process, and the next
+    /// spare is started in the background. Starting a worker is a `fork` +
+    /// `exec` of the whole program and its handshake, milliseconds; taking
+    /// the spare is a hand-over between threads. If the spare is still
+    /// starting, the slot waits for it rather than start a second process.
+    ///
+    /// It costs one idle process (its memory, and a start after each
+    /// loss). The spare runs no task, is not in [`ProcessPool::pids`] and
+    /// counts in [`ProcessPool::workers_started`]; [`ProcessPool::spare_pid`]
+    /// gives its pid once it is ready. It is killed by `terminate`, asked
+    /// to exit by `shutdown` and `close`, dies with the parent, and is
+    /// replaced if it dies while idle. A spare that fails to start (an
+    /// initializer error) is tried again only when a slot next needs one.
+    ///
+    /// ```
+    /// fn square(x: u64) -> u64 { x * x }
+    /// weft_process::register!(square);
+    ///
+    /// let pool = weft_process::ProcessPool::builder()
+    ///     .processes(1)
+    ///     .spare_worker(true)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(pool.apply(square, 3), Ok(9));
+    /// ```
+    pub fn spare_worker(mut self, yes: bool) -> Self {
+        self.spare = yes;
+        self
+    }
+
     /// Starts the workers and returns the pool once every one of them has
     /// completed its handshake (and initializer).
     pub fn build(self) -> Result<ProcessPool, Error> {
@@ -488,18 +528,26 @@ impl ProcessPoolBuilder {
             cancel_kills: (0..processes).map(|_| Mutex::new(None)).collect(),
             running: (0..processes).map(|_| AtomicUsize::new(0)).collect(),
             waiting: (0..processes).map(|_| AtomicUsize::new(0)).collect(),
+            spare: self.spare.then(Spare::new),
         });
         let pool = ProcessPool {
             inner: inner.clone(),
             threads: Mutex::new(Vec::new()),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
+        // Disconnected once every supervisor thread has ended (each holds a
+        // sender): the spare's keeper outlives them all (see below).
+        let (alive_tx, alive_rx) = crossbeam_channel::bounded::<()>(0);
         for slot in 0..processes {
             let inner = inner.clone();
             let ready = ready_tx.clone();
+            let alive = alive_tx.clone();
             let spawned = thread::Builder::new()
                 .name(format!("weft-process-{slot}"))
-                .spawn(move || supervise(inner, slot, ready));
+                .spawn(move || {
+                    supervise(inner, slot, ready);
+                    drop(alive);
+                });
             match spawned {
                 Ok(t) => lock(&pool.threads).push(t),
                 Err(source) => {
@@ -512,6 +560,7 @@ impl ProcessPoolBuilder {
             }
         }
         drop(ready_tx);
+        drop(alive_tx);
         let mut first_error = None;
         for _ in 0..processes {
             match ready_rx.recv() {
@@ -535,6 +584,25 @@ impl ProcessPoolBuilder {
         if let Some(e) = first_error {
             pool.terminate();
             return Err(e);
+        }
+        if pool.inner.spare.is_some() {
+            // A worker dies with the thread that started it
+            // (PR_SET_PDEATHSIG), so the keeper, which starts spares that
+            // slots then use, ends only after every slot's supervisor.
+            let inner = inner.clone();
+            match thread::Builder::new()
+                .name("weft-process-spare".into())
+                .spawn(move || crate::spare::keep(inner, alive_rx))
+            {
+                Ok(t) => lock(&pool.threads).push(t),
+                Err(source) => {
+                    pool.terminate();
+                    return Err(Error::Spawn {
+                        program: pool.inner.config.program.clone(),
+                        source,
+                    });
+                }
+            }
         }
         if self.ctrl_c
             && let Err(reason) = crate::ctrlc::watch(&pool.inner)
@@ -573,6 +641,8 @@ pub(crate) struct Inner {
     /// many more jobs wait in its supervisor or behind that one.
     pub(crate) running: Vec<AtomicUsize>,
     pub(crate) waiting: Vec<AtomicUsize>,
+    /// The spare worker, with [`ProcessPoolBuilder::spare_worker`].
+    pub(crate) spare: Option<Spare>,
 }
 
 /// Encodes one task's argument into `out`; an argument that holds weft
@@ -667,8 +737,15 @@ impl ProcessPool {
         self.inner.slots.iter().filter_map(|s| *lock(s)).collect()
     }
 
+    /// The pid of the pool's spare worker, if it has one ready now (see
+    /// [`ProcessPoolBuilder::spare_worker`]); `None` without a spare, or
+    /// while the next one starts.
+    pub fn spare_pid(&self) -> Option<u32> {
+        self.inner.spare.as_ref().and_then(Spare::ready_pid)
+    }
+
     /// How many worker processes this pool has started so far, replacements
-    /// included.
+    /// (and spares) included.
     pub fn workers_started(&self) -> u64 {
         self.inner.started.load(Ordering::Relaxed)
     }
@@ -1147,7 +1224,7 @@ impl ProcessPool {
     /// `executor.shutdown(wait=True)`). Tasks submitted afterwards fail with
     /// [`TaskError::Abandoned`]. Idempotent; dropping the pool does this.
     pub fn shutdown(&self) {
-        drop(lock(&self.inner.jobs_tx).take());
+        self.stop_taking();
         self.join_supervisors();
     }
 
@@ -1158,7 +1235,16 @@ impl ProcessPool {
     /// [`shutdown`](Self::shutdown) (or dropping the pool) then waits for
     /// the workers.
     pub fn close(&self) {
+        self.stop_taking();
+    }
+
+    /// Refuses new tasks from now on; the spare's keeper (if any) retires
+    /// the spare.
+    fn stop_taking(&self) {
         drop(lock(&self.inner.jobs_tx).take());
+        if let Some(spare) = &self.inner.spare {
+            spare.wake();
+        }
     }
 
     /// Stops taking new tasks, cancels the queued ones (they fail with
@@ -1168,7 +1254,7 @@ impl ProcessPool {
     /// returns once the queued tasks are cancelled, without waiting for the
     /// running ones (`shutdown(wait=False, cancel_futures=True)`).
     pub fn shutdown_cancel_queued(&self, wait: bool) {
-        drop(lock(&self.inner.jobs_tx).take());
+        self.stop_taking();
         while let Ok(job) = self.inner.jobs_rx.try_recv() {
             job.fail(TaskError::Cancelled);
         }
@@ -1206,7 +1292,11 @@ pub(crate) fn terminate_inner(inner: &Inner) {
     inner.terminating.store(true, Ordering::SeqCst);
     drop(lock(&inner.jobs_tx).take());
     drop(lock(&inner.stop_tx).take());
-    for slot in &inner.slots {
+    for slot in inner
+        .slots
+        .iter()
+        .chain(inner.spare.as_ref().map(|s| &s.pid))
+    {
         if let Some(pid) = *lock(slot) {
             sys::kill(pid);
         }

@@ -102,6 +102,10 @@ pub(crate) struct Worker {
     /// A message from the watcher once the child has exited, so that a
     /// reap waits for exactly that (no polling).
     exited: Option<crossbeam_channel::Receiver<()>>,
+    /// Whom the watcher wakes when the child exits: its slot's supervisor,
+    /// or the spare keeper while the worker is the pool's spare (changed
+    /// when a slot takes it; see `spare.rs`).
+    pub(crate) notify: Arc<Mutex<crossbeam_channel::Sender<()>>>,
     pub(crate) link: Link<FromWorkerIn>,
     /// Where a job's offsets are encoded (reused).
     scratch: Vec<u8>,
@@ -720,12 +724,34 @@ impl Supervisor {
         w.reap(&self.inner.slots[self.slot], grace)
     }
 
-    /// Starts a worker and completes the authenticated handshake (and the
-    /// initializer). Never blocks past the start timeout: the accept of
-    /// the worker's connection is watched (see `boot.rs`), and the
-    /// initializer's answer is awaited with a deadline.
+    /// A worker for this slot: the pool's spare if it has one ready (or
+    /// booting), otherwise one started now.
     fn spawn(&self) -> Result<Worker, Error> {
-        let cfg = &self.inner.config;
+        if let Some(w) = crate::spare::take(&self.inner, self.slot) {
+            return Ok(w);
+        }
+        spawn_worker(
+            &self.inner,
+            &self.inner.slots[self.slot],
+            self.inner.nudge[self.slot].0.clone(),
+            format!("weft-process-watch-{}", self.slot),
+        )
+    }
+}
+
+/// Starts a worker and completes the authenticated handshake (and the
+/// initializer); its pid is kept in `pid_slot` until it is reaped, and
+/// `notify` is woken when it exits. Never blocks past the start timeout:
+/// the accept of the worker's connection is watched (see `boot.rs`), and
+/// the initializer's answer is awaited with a deadline.
+pub(crate) fn spawn_worker(
+    inner: &Inner,
+    pid_slot: &Mutex<Option<u32>>,
+    notify: crossbeam_channel::Sender<()>,
+    watcher_name: String,
+) -> Result<Worker, Error> {
+    {
+        let cfg = &inner.config;
         let spawn_error = |source| Error::Spawn {
             program: cfg.program.clone(),
             source,
@@ -748,8 +774,8 @@ impl Supervisor {
         cfg.stderr.apply_stderr(&mut cmd).map_err(spawn_error)?;
         let mut child = cmd.spawn().map_err(spawn_error)?;
         {
-            let mut pid = lock(&self.inner.slots[self.slot]);
-            if self.terminating() {
+            let mut pid = lock(pid_slot);
+            if inner.terminating.load(Ordering::SeqCst) {
                 drop(pid);
                 let _ = child.kill();
                 let _ = child.wait();
@@ -757,34 +783,35 @@ impl Supervisor {
             }
             *pid = Some(child.id());
         }
-        self.inner.started.fetch_add(1, Ordering::Relaxed);
+        inner.started.fetch_add(1, Ordering::Relaxed);
         // Notices the worker's death even while its supervisor is idle (a
         // worker killed from outside is then reaped and replaced at once).
         // Without it (no thread could be started) an idle worker's death
         // is noticed when the slot next gets work.
         let pid = child.id();
-        let nudge = self.inner.nudge[self.slot].0.clone();
+        let notify = Arc::new(Mutex::new(notify));
+        let nudge = notify.clone();
         let (exited_tx, exited) = crossbeam_channel::bounded(1);
         let mut watcher = thread::Builder::new()
-            .name(format!("weft-process-watch-{}", self.slot))
+            .name(watcher_name)
             .stack_size(64 * 1024)
             .spawn(move || {
                 sys::wait_exited(pid);
                 let _ = exited_tx.try_send(());
-                let _ = nudge.try_send(());
+                let _ = lock(&nudge).try_send(());
             })
             .ok();
         let exited = watcher.as_ref().map(|_| exited);
         let deadline = deadline(Instant::now(), cfg.start_timeout);
         let fail = |child: &mut Child, watcher: &mut Option<thread::JoinHandle<()>>, e: Error| {
             let _ = child.kill();
-            reap(&self.inner.slots[self.slot], child, Duration::ZERO, None);
+            reap(pid_slot, child, Duration::ZERO, None);
             if let Some(w) = watcher.take() {
                 let _ = w.join();
             }
             e
         };
-        let link = match self.handshake(&mut child, server, &name, &secret, deadline) {
+        let link = match handshake_with(inner, &mut child, server, &name, &secret, deadline) {
             Ok(link) => link,
             Err(e) => return Err(fail(&mut child, &mut watcher, e)),
         };
@@ -792,131 +819,131 @@ impl Supervisor {
             child,
             watcher,
             exited,
+            notify,
             link,
             scratch: Vec::new(),
             sent: 0,
         };
-        if let Err(e) = self.initialize(&mut worker, deadline) {
+        if let Err(e) = initialize(inner, &mut worker, deadline) {
             return Err(fail(&mut worker.child, &mut worker.watcher, e));
         }
         Ok(worker)
     }
+}
 
-    /// Accepts the worker's connection and checks its greeting: the
-    /// secret, its pid, its table of registered functions.
-    fn handshake(
-        &self,
-        child: &mut Child,
-        server: IpcOneShotServer<Incoming<Hello>>,
-        name: &str,
-        secret: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<Link<FromWorkerIn>, Error> {
-        let cfg = &self.inner.config;
-        let hint = if sys::HAS_INIT_HOOK {
-            ""
-        } else {
-            " (on this platform the program must call weft_process::main_hook() first thing in main)"
-        };
-        let pid = child.id();
-        let inner = &self.inner;
-        let cancelled = || inner.terminating.load(Ordering::SeqCst);
-        let (rx, hello) = match accept_watched(server, name, pid, deadline, &cancelled) {
-            Accepted::Hello(_, Hello::Died) => {
-                let exit = sys::peek_exit(pid).map_or_else(
-                    || "it closed its channel".to_string(),
-                    |report| exit_from(report).to_string(),
-                );
-                return Err(handshake(format!(
-                    "the worker exited ({exit}) before connecting{hint}"
-                )));
-            }
-            Accepted::Hello(rx, hello) => (rx, hello),
-            Accepted::TimedOut => {
-                return Err(handshake(format!(
-                    "the worker did not connect within {:?}{hint}",
-                    cfg.start_timeout
-                )));
-            }
-            Accepted::Cancelled => return Err(Error::Terminated),
-            Accepted::Refused(why) => {
-                return Err(handshake(format!(
-                    "the worker's handshake was refused: {why}"
-                )));
-            }
-        };
-        let Hello::Worker {
-            secret: s,
-            pid: p,
-            fingerprint,
-            to_worker,
-        } = hello
-        else {
-            return Err(handshake(
-                "the worker's first message was not a handshake".into(),
-            ));
-        };
-        if s.0.len() != secret.len() {
+/// Accepts the worker's connection and checks its greeting: the
+/// secret, its pid, its table of registered functions.
+fn handshake_with(
+    inner: &Inner,
+    child: &mut Child,
+    server: IpcOneShotServer<Incoming<Hello>>,
+    name: &str,
+    secret: &[u8],
+    deadline: Option<Instant>,
+) -> Result<Link<FromWorkerIn>, Error> {
+    let cfg = &inner.config;
+    let hint = if sys::HAS_INIT_HOOK {
+        ""
+    } else {
+        " (on this platform the program must call weft_process::main_hook() first thing in main)"
+    };
+    let pid = child.id();
+    let cancelled = || inner.terminating.load(Ordering::SeqCst);
+    let (rx, hello) = match accept_watched(server, name, pid, deadline, &cancelled) {
+        Accepted::Hello(_, Hello::Died) => {
+            let exit = sys::peek_exit(pid).map_or_else(
+                || "it closed its channel".to_string(),
+                |report| exit_from(report).to_string(),
+            );
             return Err(handshake(format!(
-                "the worker's secret is {} bytes, over the limit of {} a secret takes",
-                s.0.len(),
-                secret.len()
+                "the worker exited ({exit}) before connecting{hint}"
             )));
         }
-        if !constant_time_eq(&s.0, secret) {
-            return Err(handshake(
-                "a process that does not know the pool's secret tried to join it".into(),
-            ));
-        }
-        if p != pid {
+        Accepted::Hello(rx, hello) => (rx, hello),
+        Accepted::TimedOut => {
             return Err(handshake(format!(
-                "the process that answered (pid {p}) is not the worker started (pid {pid})"
-            )));
-        }
-        if fingerprint != registry::fingerprint() {
-            return Err(handshake(format!(
-                "the worker's table of registered functions differs from the parent's: \
-                 {} was replaced or rebuilt after this program started",
-                cfg.program.display()
-            )));
-        }
-        Ok(Link::new(to_worker, rx.to_opaque().to()))
-    }
-
-    /// Runs the pool's initializer, if any, in a new worker.
-    fn initialize(&self, w: &mut Worker, deadline: Option<Instant>) -> Result<(), Error> {
-        let cfg = &self.inner.config;
-        let Some((func, arg)) = &cfg.initializer else {
-            return Ok(());
-        };
-        let placed = w.link.place(arg, Some(0));
-        let sent = w.link.send(&ToWorker::Init {
-            func,
-            arg: w.link.blob(&placed, arg),
-        });
-        if sent.is_err() {
-            return Err(Error::Initializer(
-                "the worker died before running it".into(),
-            ));
-        }
-        let answer = recv_from(&w.link, deadline);
-        // The worker has read the argument, if it answered.
-        w.link.release(0);
-        match answer {
-            Recv::Msg(FromWorkerIn::Ready { error: None }) => Ok(()),
-            Recv::Msg(FromWorkerIn::Ready { error: Some(e) }) => Err(Error::Initializer(e)),
-            Recv::Msg(_) => Err(handshake(
-                "the worker did not answer the initializer".into(),
-            )),
-            Recv::TimedOut => Err(Error::Initializer(format!(
-                "it did not finish within the start timeout of {:?}",
+                "the worker did not connect within {:?}{hint}",
                 cfg.start_timeout
-            ))),
-            Recv::Closed => Err(Error::Initializer(
-                "the worker died while running it".into(),
-            )),
-            Recv::Bad(why) => Err(handshake(why)),
+            )));
         }
+        Accepted::Cancelled => return Err(Error::Terminated),
+        Accepted::Refused(why) => {
+            return Err(handshake(format!(
+                "the worker's handshake was refused: {why}"
+            )));
+        }
+    };
+    let Hello::Worker {
+        secret: s,
+        pid: p,
+        fingerprint,
+        to_worker,
+    } = hello
+    else {
+        return Err(handshake(
+            "the worker's first message was not a handshake".into(),
+        ));
+    };
+    if s.0.len() != secret.len() {
+        return Err(handshake(format!(
+            "the worker's secret is {} bytes, over the limit of {} a secret takes",
+            s.0.len(),
+            secret.len()
+        )));
+    }
+    if !constant_time_eq(&s.0, secret) {
+        return Err(handshake(
+            "a process that does not know the pool's secret tried to join it".into(),
+        ));
+    }
+    if p != pid {
+        return Err(handshake(format!(
+            "the process that answered (pid {p}) is not the worker started (pid {pid})"
+        )));
+    }
+    if fingerprint != registry::fingerprint() {
+        return Err(handshake(format!(
+            "the worker's table of registered functions differs from the parent's: \
+                 {} was replaced or rebuilt after this program started",
+            cfg.program.display()
+        )));
+    }
+    Ok(Link::new(to_worker, rx.to_opaque().to()))
+}
+
+/// Runs the pool's initializer, if any, in a new worker.
+fn initialize(inner: &Inner, w: &mut Worker, deadline: Option<Instant>) -> Result<(), Error> {
+    let cfg = &inner.config;
+    let Some((func, arg)) = &cfg.initializer else {
+        return Ok(());
+    };
+    let placed = w.link.place(arg, Some(0));
+    let sent = w.link.send(&ToWorker::Init {
+        func,
+        arg: w.link.blob(&placed, arg),
+    });
+    if sent.is_err() {
+        return Err(Error::Initializer(
+            "the worker died before running it".into(),
+        ));
+    }
+    let answer = recv_from(&w.link, deadline);
+    // The worker has read the argument, if it answered.
+    w.link.release(0);
+    match answer {
+        Recv::Msg(FromWorkerIn::Ready { error: None }) => Ok(()),
+        Recv::Msg(FromWorkerIn::Ready { error: Some(e) }) => Err(Error::Initializer(e)),
+        Recv::Msg(_) => Err(handshake(
+            "the worker did not answer the initializer".into(),
+        )),
+        Recv::TimedOut => Err(Error::Initializer(format!(
+            "it did not finish within the start timeout of {:?}",
+            cfg.start_timeout
+        ))),
+        Recv::Closed => Err(Error::Initializer(
+            "the worker died while running it".into(),
+        )),
+        Recv::Bad(why) => Err(handshake(why)),
     }
 }
 

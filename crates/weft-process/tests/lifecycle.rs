@@ -13,7 +13,11 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-weft_process::register!(square);
+fn crash(_: ()) {
+    std::process::abort()
+}
+
+weft_process::register!(square, crash);
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -59,6 +63,30 @@ fn no_fd_leaks_no_zombies_and_children_die_with_their_parent() {
         "file descriptors leaked across {CYCLES} pool cycles"
     );
     assert_eq!(pids.len(), CYCLES);
+    // The same with a spare worker, which a crash makes a slot take (the
+    // keeper then starts another): nothing of either is left behind.
+    for i in 0..CYCLES / 5 {
+        let pool = ProcessPool::builder()
+            .processes(1)
+            .spare_worker(true)
+            .build()
+            .unwrap();
+        let t = Instant::now();
+        while pool.spare_pid().is_none() && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        pids.extend(pool.spare_pid());
+        pids.extend(pool.pids());
+        assert!(pool.apply(crash, ()).is_err());
+        assert_eq!(pool.apply(square, i as u64), Ok((i * i) as u64));
+        pids.extend(pool.spare_pid());
+        drop(pool);
+    }
+    assert_eq!(
+        open_fds(),
+        before,
+        "file descriptors leaked across pool cycles with a spare"
+    );
     for pid in &pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
