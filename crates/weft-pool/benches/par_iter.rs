@@ -1,9 +1,9 @@
 //! weft-pool's parallel iterators and parallel sorts against rayon's, in
 //! the same run. Every workload is *one* piece of source text, expanded
-//! twice by `workloads!`: once in `weft_rows` under
-//! `use weft_pool::iter::prelude::*` and once in `rayon_rows` under
-//! `use rayon::prelude::*`, so both do exactly the same work, written as a
-//! rayon user writes it (no chunk sizes, no cutoffs). Each runs inside its
+//! twice (in `benches/shared/par_iter_workloads.rs`, which the interleaved
+//! example includes too): once under `use weft_pool::iter::prelude::*` and
+//! once under `use rayon::prelude::*`, so both do exactly the same work,
+//! written as a rayon user writes it (no chunk sizes, no cutoffs). Each runs inside its
 //! own pool's `install` (both pools get `WEFT_BENCH_THREADS` threads, else
 //! all cores), with only that pool alive; results are checked every
 //! iteration, inputs made and sort outputs checked off the clock.
@@ -25,9 +25,13 @@
 //! times the same workloads taking turns.
 
 use std::hint::black_box;
-use std::num::Wrapping;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+
+#[path = "shared/par_iter_workloads.rs"]
+mod workloads;
+
+use workloads::{FILTER_N, FINE_N, Rng, SORT_N, SUM_N, expected, rayon_rows, weft_rows};
 
 /// The threads every pool gets: `WEFT_BENCH_THREADS`, else all cores.
 fn threads() -> usize {
@@ -36,99 +40,6 @@ fn threads() -> usize {
         .and_then(|s| s.trim().parse().ok())
         .filter(|&n: &usize| n > 0)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
-}
-
-/// A small deterministic generator (xorshift64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-const SUM_N: u64 = 100_000_000;
-const FILTER_N: usize = 10_000_000;
-const SORT_N: usize = 10_000_000;
-const FINE_N: usize = 1_000_000;
-const MANDEL_W: usize = 1024;
-const MANDEL_H: usize = 512;
-const MANDEL_MAX: u32 = 400;
-
-/// The escape iterations of one row, summed (the pool bench's row).
-#[inline(never)]
-fn mandel_row(y: usize) -> u64 {
-    let ci = -0.4 + 1.6 * y as f64 / MANDEL_H as f64;
-    let mut total = 0u64;
-    for x in 0..MANDEL_W {
-        let cr = -2.2 + 3.0 * x as f64 / MANDEL_W as f64;
-        let (mut zr, mut zi, mut k) = (0.0f64, 0.0f64, 0u32);
-        while k < MANDEL_MAX && zr * zr + zi * zi <= 4.0 {
-            let t = zr * zr - zi * zi + cr;
-            zi = 2.0 * zr * zi + ci;
-            zr = t;
-            k += 1;
-        }
-        total += u64::from(k);
-    }
-    total
-}
-
-/// About 20 ns of dependent arithmetic (a multiply-rotate chain).
-#[inline]
-fn work(mut x: u64) -> u64 {
-    for _ in 0..26 {
-        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23) ^ 0x5bd1;
-    }
-    x
-}
-
-fn keep(x: &&u64) -> bool {
-    !(**x).is_multiple_of(3)
-}
-
-macro_rules! workloads {
-    () => {
-        use super::*;
-        pub fn sum_squares(n: u64) -> u64 {
-            (0..n)
-                .into_par_iter()
-                .map(|x| Wrapping(x * x))
-                .sum::<Wrapping<u64>>()
-                .0
-        }
-        pub fn filter_collect(v: &[u64]) -> Vec<u64> {
-            v.par_iter().filter(keep).copied().collect()
-        }
-        pub fn mandelbrot() -> u64 {
-            (0..MANDEL_H).into_par_iter().map(mandel_row).sum()
-        }
-        pub fn sort_unstable(v: &mut [u32]) {
-            v.par_sort_unstable()
-        }
-        pub fn sort_stable(v: &mut [u32]) {
-            v.par_sort()
-        }
-        pub fn fine_grained(v: &[u64]) -> u64 {
-            v.par_iter()
-                .map(|&x| Wrapping(work(x)))
-                .sum::<Wrapping<u64>>()
-                .0
-        }
-    };
-}
-
-mod weft_rows {
-    use weft_pool::iter::prelude::*;
-    workloads!();
-}
-
-mod rayon_rows {
-    use rayon::prelude::*;
-    workloads!();
 }
 
 /// Runs `f` inside a fresh pool of each implementation, in turn.
@@ -179,7 +90,7 @@ fn group(
 }
 
 fn benches(c: &mut Criterion) {
-    let sum_expect = (0..SUM_N).map(|x| Wrapping(x * x)).sum::<Wrapping<u64>>().0;
+    let sum_expect = expected::sum_squares(SUM_N);
     group(c, "par_iter_sum_squares_100m_u64", |b, install, weft| {
         b.iter(|| {
             let mut got = 0;
@@ -194,9 +105,9 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    let input: Vec<u64> = (0..FILTER_N).map(|_| rng.next()).collect();
-    let filter_expect = input.iter().filter(keep).count();
+    let mut rng = Rng::default();
+    let input: Vec<u64> = (0..FILTER_N).map(|_| rng.next_u64()).collect();
+    let filter_expect = expected::filter_count(&input);
     group(c, "par_iter_filter_collect_10m_u64", |b, install, weft| {
         b.iter(|| {
             let mut got = Vec::new();
@@ -212,7 +123,7 @@ fn benches(c: &mut Criterion) {
     });
     drop(input);
 
-    let mandel_expect: u64 = (0..MANDEL_H).map(mandel_row).sum();
+    let mandel_expect = expected::mandelbrot();
     group(
         c,
         "par_iter_mandelbrot_1024x512_rows",
@@ -231,12 +142,8 @@ fn benches(c: &mut Criterion) {
         },
     );
 
-    let fine: Vec<u64> = (0..FINE_N).map(|_| rng.next()).collect();
-    let fine_expect = fine
-        .iter()
-        .map(|&x| Wrapping(work(x)))
-        .sum::<Wrapping<u64>>()
-        .0;
+    let fine: Vec<u64> = (0..FINE_N).map(|_| rng.next_u64()).collect();
+    let fine_expect = expected::fine_grained(&fine);
     group(c, "par_iter_fine_grained_1m_20ns", |b, install, weft| {
         b.iter(|| {
             let mut got = 0;
@@ -252,7 +159,7 @@ fn benches(c: &mut Criterion) {
     });
     drop(fine);
 
-    let unsorted: Vec<u32> = (0..SORT_N).map(|_| rng.next() as u32).collect();
+    let unsorted: Vec<u32> = (0..SORT_N).map(|_| rng.next_u64() as u32).collect();
     let mut sorted = unsorted.clone();
     sorted.sort_unstable();
     for (name, stable) in [

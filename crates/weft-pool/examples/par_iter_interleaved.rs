@@ -8,90 +8,12 @@
 //! `cargo run --release -p weft-pool --example par_iter_interleaved -- [THREADS] [ROUNDS]`
 
 use std::hint::black_box;
-use std::num::Wrapping;
 use std::time::{Duration, Instant};
 
-const SUM_N: u64 = 100_000_000;
-const N: usize = 10_000_000;
-const FINE_N: usize = 1_000_000;
-const MANDEL_W: usize = 1024;
-const MANDEL_H: usize = 512;
+#[path = "../benches/shared/par_iter_workloads.rs"]
+mod workloads;
 
-#[inline(never)]
-fn mandel_row(y: usize) -> u64 {
-    let ci = -0.4 + 1.6 * y as f64 / MANDEL_H as f64;
-    let mut total = 0u64;
-    for x in 0..MANDEL_W {
-        let cr = -2.2 + 3.0 * x as f64 / MANDEL_W as f64;
-        let (mut zr, mut zi, mut k) = (0.0f64, 0.0f64, 0u32);
-        while k < 400 && zr * zr + zi * zi <= 4.0 {
-            let t = zr * zr - zi * zi + cr;
-            zi = 2.0 * zr * zi + ci;
-            zr = t;
-            k += 1;
-        }
-        total += u64::from(k);
-    }
-    total
-}
-
-#[inline]
-fn work(mut x: u64) -> u64 {
-    for _ in 0..26 {
-        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(23) ^ 0x5bd1;
-    }
-    x
-}
-
-fn keep(x: &&u64) -> bool {
-    !(**x).is_multiple_of(3)
-}
-
-/// The bench's workloads, one text for both preludes.
-macro_rules! workloads {
-    () => {
-        use super::*;
-        pub fn sum_squares(n: u64) -> u64 {
-            (0..n)
-                .into_par_iter()
-                .map(|x| Wrapping(x * x))
-                .sum::<Wrapping<u64>>()
-                .0
-        }
-        pub fn filter_collect(v: &[u64]) -> usize {
-            v.par_iter()
-                .filter(keep)
-                .copied()
-                .collect::<Vec<u64>>()
-                .len()
-        }
-        pub fn mandelbrot() -> u64 {
-            (0..MANDEL_H).into_par_iter().map(mandel_row).sum()
-        }
-        pub fn fine_grained(v: &[u64]) -> u64 {
-            v.par_iter()
-                .map(|&x| Wrapping(work(x)))
-                .sum::<Wrapping<u64>>()
-                .0
-        }
-        pub fn sort_unstable(v: &mut [u32]) {
-            v.par_sort_unstable()
-        }
-        pub fn sort_stable(v: &mut [u32]) {
-            v.par_sort()
-        }
-    };
-}
-
-mod w {
-    use weft_pool::iter::prelude::*;
-    workloads!();
-}
-
-mod r {
-    use rayon::prelude::*;
-    workloads!();
-}
+use workloads::{FILTER_N, FINE_N, Rng, SORT_N, SUM_N, expected, rayon_rows as r, weft_rows as w};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -102,16 +24,14 @@ fn main() {
         .num_threads(threads)
         .build()
         .unwrap();
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let v: Vec<u64> = (0..N).map(|_| next()).collect();
-    let fine: Vec<u64> = (0..FINE_N).map(|_| next()).collect();
-    let unsorted: Vec<u32> = (0..N).map(|_| next() as u32).collect();
+    // The bench's inputs, drawn in the bench's order.
+    let mut rng = Rng::default();
+    let v: Vec<u64> = (0..FILTER_N).map(|_| rng.next_u64()).collect();
+    let fine: Vec<u64> = (0..FINE_N).map(|_| rng.next_u64()).collect();
+    let unsorted: Vec<u32> = (0..SORT_N).map(|_| rng.next_u64() as u32).collect();
+    // Results are checked (off the clock) as in the bench.
+    let (sum_expect, filter_expect) = (expected::sum_squares(SUM_N), expected::filter_count(&v));
+    let (mandel_expect, fine_expect) = (expected::mandelbrot(), expected::fine_grained(&fine));
 
     println!("{threads} threads, best of {rounds}, weft and rayon taking turns");
     println!("{:36} {:>12} {:>12} {:>6}", "row", "weft", "rayon", "ratio");
@@ -129,30 +49,41 @@ fn main() {
                 bw.as_secs_f64() / br.as_secs_f64()
             );
         };
-    fn time<R>(f: impl FnOnce() -> R) -> Duration {
+    /// Times `f`, then checks its result (off the clock).
+    fn time<R: PartialEq + std::fmt::Debug>(expect: R, f: impl FnOnce() -> R) -> Duration {
         let t = Instant::now();
-        black_box(f());
-        t.elapsed()
+        let got = black_box(f());
+        let d = t.elapsed();
+        assert_eq!(got, expect);
+        d
     }
     row(
         "par_iter_sum_squares_100m_u64",
-        &mut || time(|| wp.install(|| w::sum_squares(black_box(SUM_N)))),
-        &mut || time(|| rp.install(|| r::sum_squares(black_box(SUM_N)))),
+        &mut || {
+            time(sum_expect, || {
+                wp.install(|| w::sum_squares(black_box(SUM_N)))
+            })
+        },
+        &mut || {
+            time(sum_expect, || {
+                rp.install(|| r::sum_squares(black_box(SUM_N)))
+            })
+        },
     );
     row(
         "par_iter_filter_collect_10m_u64",
-        &mut || time(|| wp.install(|| w::filter_collect(&v))),
-        &mut || time(|| rp.install(|| r::filter_collect(&v))),
+        &mut || time(filter_expect, || wp.install(|| w::filter_collect(&v).len())),
+        &mut || time(filter_expect, || rp.install(|| r::filter_collect(&v).len())),
     );
     row(
         "par_iter_mandelbrot_1024x512_rows",
-        &mut || time(|| wp.install(w::mandelbrot)),
-        &mut || time(|| rp.install(r::mandelbrot)),
+        &mut || time(mandel_expect, || wp.install(w::mandelbrot)),
+        &mut || time(mandel_expect, || rp.install(r::mandelbrot)),
     );
     row(
         "par_iter_fine_grained_1m_20ns",
-        &mut || time(|| wp.install(|| w::fine_grained(&fine))),
-        &mut || time(|| rp.install(|| r::fine_grained(&fine))),
+        &mut || time(fine_expect, || wp.install(|| w::fine_grained(&fine))),
+        &mut || time(fine_expect, || rp.install(|| r::fine_grained(&fine))),
     );
     let sorted = |f: &dyn Fn(&mut Vec<u32>)| {
         let mut u = unsorted.clone();
