@@ -19,7 +19,32 @@
 //!   the same as the first payload of a fresh pool (the pool's start is not
 //!   timed), before any region is reused.
 //! - `crash_to_replacement`: a worker aborts; time until the replacement
-//!   has served a task (includes the crashing task's round trip).
+//!   has served a task (includes the crashing task's round trip). The
+//!   pool keeps a spare worker (`ProcessPoolBuilder::spare_worker(true)`,
+//!   not the default) and each crash finds it at rest: its spare ready
+//!   (the wait for that, between crashes, is not timed). A crash then
+//!   costs the lost task's round trip, the reap and the hand-over of the
+//!   spare, not a process start. `crash_to_replacement_no_spare`: the
+//!   default pool (no spare), crashes back to back: the replacement is a
+//!   process started then.
+//! - `map_4_workers_64_items_{1kib,64kib,1mib}` (issue 16): a 4-process
+//!   pool maps an echo over 64 byte strings of that size (chunks of 4,
+//!   what weft's and `Pool.map`'s automatic chunk size both are, and what
+//!   the executors are given); every result comes back.
+//! - `cpu_mix_4_workers_200_tasks` (issue 16): a 4-process pool maps 200
+//!   tasks that each burn a fixed amount of the worker's own CPU time
+//!   (`CLOCK_THREAD_CPUTIME_ID`, so Python's and Rust's tasks do the same
+//!   work whatever their language's speed): 50 µs to 3 ms in a skewed
+//!   mix (115 ms of CPU in all), chunk size 1 on every row, as uneven
+//!   tasks want. The floor on this 2-core machine is about half the CPU
+//!   total; the rest is each pool's dispatch and balance.
+//! - `crash_recovery_4_workers` (issue 16): in a 4-process pool (no
+//!   spare), a task aborts its worker; time until its failure is reported
+//!   and then a map of 100 tiny tasks has run (chunks of 7 on every row).
+//!   loky recovers by restarting its executor (`get_reusable_executor`),
+//!   `ProcessPoolExecutor` only by being made again after
+//!   `BrokenProcessPool` (its row includes that); `multiprocessing.Pool`
+//!   hangs on a lost task, so has no row.
 //! - `pool_startup`: a 2-process pool's whole life: built, its first tiny
 //!   task served, shut down (its workers reaped). Python's rows time the
 //!   same: the constructor, the first task and the `with` block's exit.
@@ -45,7 +70,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group};
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
@@ -65,13 +90,38 @@ fn crash(_: ()) {
 
 fn empty(_: ()) {}
 
+/// This thread's CPU time, in nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Burns `us` microseconds of this thread's CPU time.
+fn spin_cpu(us: u64) -> u64 {
+    let end = thread_cpu_ns() + us * 1000;
+    while thread_cpu_ns() < end {
+        std::hint::spin_loop();
+    }
+    us
+}
+
 fn fill((q, n): (Queue<u64>, u64)) {
     for i in 0..n {
         q.put(i).unwrap();
     }
 }
 
-weft_process::register!(square, echo_bytes, crash, empty, fill);
+weft_process::register!(square, echo_bytes, crash, empty, fill, spin_cpu);
+
+/// The CPU-time mix of `cpu_mix_4_workers_200_tasks`, in µs (repeated 25
+/// times; python_peers.py has the same).
+const CPU_MIX: [u64; 8] = [3000, 50, 200, 50, 1000, 50, 200, 50];
 
 const CHILD_ENV: &str = "WEFT_BENCH_CHILD";
 const SERVER_ENV: &str = "WEFT_BENCH_SERVER";
@@ -307,8 +357,39 @@ fn big_bytes(c: &mut Criterion) {
     g.finish();
 }
 
+/// Waits (untimed) until `pool`'s spare worker is ready.
+fn spare_ready(pool: &ProcessPool) {
+    while pool.spare_pid().is_none() {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 fn crash_recovery(c: &mut Criterion) {
     let mut g = c.benchmark_group("crash_to_replacement");
+    g.sample_size(10);
+    let pool = ProcessPool::builder()
+        .processes(1)
+        .spare_worker(true)
+        .build()
+        .unwrap();
+    g.bench_function("weft", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                spare_ready(&pool);
+                let t = Instant::now();
+                let lost = pool.apply(crash, ());
+                assert!(matches!(lost, Err(TaskError::WorkerLost { .. })));
+                black_box(pool.apply(square, 3).unwrap());
+                timed += t.elapsed();
+            }
+            timed
+        });
+    });
+    drop(pool);
+    g.finish();
+
+    let mut g = c.benchmark_group("crash_to_replacement_no_spare");
     g.sample_size(10);
     let pool = ProcessPool::builder().processes(1).build().unwrap();
     g.bench_function("weft", |b| {
@@ -316,6 +397,71 @@ fn crash_recovery(c: &mut Criterion) {
             let lost = pool.apply(crash, ());
             assert!(matches!(lost, Err(TaskError::WorkerLost { .. })));
             pool.apply(square, 3).unwrap()
+        });
+    });
+    g.finish();
+}
+
+/// Issue 16: payloads of 1 KiB to 1 MiB through a 4-process pool.
+fn payloads_4_workers(c: &mut Criterion) {
+    let pool = ProcessPool::builder().processes(4).build().unwrap();
+    for (name, size) in [
+        ("1kib", 1usize << 10),
+        ("64kib", 64 << 10),
+        ("1mib", 1 << 20),
+    ] {
+        let mut g = c.benchmark_group(format!("map_4_workers_64_items_{name}"));
+        g.sample_size(10);
+        let items: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; size]).collect();
+        g.bench_function("weft", |b| {
+            b.iter_batched(
+                || items.clone(),
+                |items| {
+                    let n: usize = pool
+                        .map_chunked(echo_bytes, items, 4)
+                        .map(|r| r.unwrap().len())
+                        .sum();
+                    assert_eq!(n, 64 * size);
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        g.finish();
+    }
+}
+
+/// Issue 16: uneven CPU-bound tasks on a 4-process pool.
+fn cpu_mix_4_workers(c: &mut Criterion) {
+    let pool = ProcessPool::builder().processes(4).build().unwrap();
+    let mut g = c.benchmark_group("cpu_mix_4_workers_200_tasks");
+    g.sample_size(10);
+    let tasks: Vec<u64> = (0..25).flat_map(|_| CPU_MIX).collect();
+    let total: u64 = tasks.iter().sum();
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            let sum: u64 = pool
+                .map_chunked(spin_cpu, tasks.iter().copied(), 1)
+                .map(Result::unwrap)
+                .sum();
+            assert_eq!(sum, total);
+        });
+    });
+    g.finish();
+}
+
+/// Issue 16: a crash in a 4-process pool, then tiny tasks on the
+/// recovered pool.
+fn crash_recovery_4_workers(c: &mut Criterion) {
+    let pool = ProcessPool::builder().processes(4).build().unwrap();
+    let mut g = c.benchmark_group("crash_recovery_4_workers");
+    g.sample_size(10);
+    g.bench_function("weft", |b| {
+        b.iter(|| {
+            let lost = pool.submit(crash, ()).join();
+            assert!(matches!(lost, Err(TaskError::WorkerLost { .. })));
+            pool.map_chunked(square, 0..100u64, 7)
+                .map(Result::unwrap)
+                .fold(0u64, u64::wrapping_add)
         });
     });
     g.finish();
@@ -368,7 +514,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = round_trip, round_trip_one_cpu, submit_throughput, map_throughput, big_bytes, crash_recovery, startup, process_start_join, queue_items
+    targets = round_trip, round_trip_one_cpu, submit_throughput, map_throughput, big_bytes, crash_recovery, startup, process_start_join, queue_items, payloads_4_workers, cpu_mix_4_workers, crash_recovery_4_workers
 }
 
 fn main() {

@@ -4,7 +4,9 @@
 Runs the same workloads on multiprocessing.Pool (impl "python-mp-pool") and
 concurrent.futures.ProcessPoolExecutor (impl "python-process-pool-executor"),
 multiprocessing.Process ("python-process-fork", "python-process-spawn") and
-multiprocessing.Queue ("python-mp-queue"), and prints a JSON list of {"bench", "impl", "ns_per_iter", "lo", "hi"} rows
+multiprocessing.Queue ("python-mp-queue"), and loky's reusable executor
+("loky", PyPI `loky`, a ProcessPoolExecutor that survives a worker's
+crash) on issue 16's 4-worker rows, and prints a JSON list of {"bench", "impl", "ns_per_iter", "lo", "hi"} rows
 (the format of target/weft-bench/results.json: the median of the timed runs,
 and a 95% confidence interval of that median from order statistics) on
 stdout. Meant to be run by
@@ -16,6 +18,22 @@ Workloads without a row, and why:
 - crash_to_replacement: a worker that dies hangs multiprocessing.Pool's task
   forever and breaks a ProcessPoolExecutor for good (BrokenProcessPool), so
   there is no "replacement serving tasks" to time.
+- crash_recovery_4_workers has loky's row (its executor is restarted by
+  get_reusable_executor after a TerminatedWorkerError) and
+  ProcessPoolExecutor's made again after BrokenProcessPool (what its users
+  must do; the new executor's start is in the time), not
+  multiprocessing.Pool's (it hangs on the lost task).
+
+Issue 16's rows (4 workers each): map_4_workers_64_items_{1kib,64kib,1mib}
+(Pool.map's own chunk size, which is 4 here; the executors get
+chunksize=4), cpu_mix_4_workers_200_tasks (every row chunksize=1; each task
+burns a fixed amount of its own thread's CPU time, time.thread_time_ns, so
+Python does the same work as Rust), crash_recovery_4_workers (chunksize=7).
+loky is held as its documentation shows: one get_reusable_executor, reused
+across calls (and across the rows, as its workers are).
+
+`--only NAME[,NAME]` runs only the rows whose bench name contains one of
+the NAMEs (for short local runs).
 - pool_startup is timed as "constructor + first tiny task + teardown" (the
   `with` block's exit: Pool.terminate() and ProcessPoolExecutor.shutdown(),
   each of which joins the workers), as weft's row is: build, first task,
@@ -26,6 +44,7 @@ pools as their users get them.
 """
 
 import concurrent.futures
+import concurrent.futures.process
 import json
 import math
 import multiprocessing
@@ -52,6 +71,26 @@ def fill(q, n):
         q.put(i)
 
 
+def crash():
+    # SIGABRT, as weft's row: without the traceback faulthandler prints.
+    import faulthandler
+    faulthandler.disable()
+    os.abort()
+
+
+def spin_cpu(us):
+    """Burns `us` microseconds of this thread's CPU time."""
+    end = time.thread_time_ns() + us * 1000
+    while time.thread_time_ns() < end:
+        pass
+    return us
+
+
+# The CPU-time mix of cpu_mix_4_workers_200_tasks, in µs (process.rs has
+# the same), repeated 25 times.
+CPU_MIX = [3000, 50, 200, 50, 1000, 50, 200, 50]
+
+
 def median_ci(samples):
     """The median and a 95% confidence interval of it (order statistics:
     ranks n/2 -+ 0.98 sqrt(n), so min..max for n <= 5)."""
@@ -74,8 +113,94 @@ def timed(fn, iters, warmup=1):
     return median_ci(samples)
 
 
+def issue16_rows(row, scale, wanted):
+    """The 4-worker rows of issue 16, for multiprocessing.Pool,
+    ProcessPoolExecutor and loky."""
+    try:
+        import loky
+    except ImportError:
+        loky = None
+        print("python_peers.py: loky is not installed; its rows are skipped "
+              "(cargo xtask services --bench installs it)", file=sys.stderr)
+    sizes = [("1kib", 1 << 10), ("64kib", 64 << 10), ("1mib", 1 << 20)]
+    tasks = CPU_MIX * 25
+    total = sum(tasks)
+
+    def payload_rows(impl, map_fn):
+        for name, size in sizes:
+            bench = "map_4_workers_64_items_" + name
+            if not wanted(bench):
+                continue
+            items = [bytes([i]) * size for i in range(64)]
+
+            def run(items=items, size=size):
+                n = sum(len(b) for b in map_fn(echo, items, 4))
+                assert n == 64 * size
+
+            row(bench, impl, timed(run, 5 * scale))
+        if wanted("cpu_mix_4_workers_200_tasks"):
+            def mix():
+                assert sum(map_fn(spin_cpu, tasks, 1)) == total
+
+            row("cpu_mix_4_workers_200_tasks", impl, timed(mix, 5 * scale))
+
+    with multiprocessing.Pool(4) as pool:
+        # Pool.map's own chunk size for 64 items on 4 processes is 4.
+        payload_rows("python-mp-pool",
+                     lambda f, xs, c: pool.map(f, xs) if c == 4 else pool.map(f, xs, c))
+    with concurrent.futures.ProcessPoolExecutor(4) as ex:
+        payload_rows("python-process-pool-executor",
+                     lambda f, xs, c: list(ex.map(f, xs, chunksize=c)))
+    if loky is not None:
+        ex = loky.get_reusable_executor(max_workers=4)
+        payload_rows("loky", lambda f, xs, c: list(ex.map(f, xs, chunksize=c)))
+
+    if not wanted("crash_recovery_4_workers"):
+        return
+
+    # crash_recovery_4_workers: a task aborts its worker; the failure is
+    # reported, then 100 tiny tasks run on the recovered pool.
+    if loky is not None:
+        def loky_recovery():
+            ex = loky.get_reusable_executor(max_workers=4)
+            try:
+                ex.submit(crash).result()
+                raise AssertionError("the crash did not fail its task")
+            except loky.process_executor.TerminatedWorkerError:
+                pass
+            # The broken executor is replaced by a new one here.
+            ex = loky.get_reusable_executor(max_workers=4)
+            return sum(ex.map(square, range(100), chunksize=7))
+
+        row("crash_recovery_4_workers", "loky", timed(loky_recovery, 5 * scale))
+
+    state = {"ex": concurrent.futures.ProcessPoolExecutor(4)}
+
+    def executor_recovery():
+        try:
+            state["ex"].submit(crash).result()
+            raise AssertionError("the crash did not fail its task")
+        except concurrent.futures.process.BrokenProcessPool:
+            pass
+        state["ex"].shutdown()
+        state["ex"] = concurrent.futures.ProcessPoolExecutor(4)
+        return sum(state["ex"].map(square, range(100), chunksize=7))
+
+    row("crash_recovery_4_workers", "python-process-pool-executor",
+        timed(executor_recovery, 5 * scale))
+    state["ex"].shutdown()
+
+
 def main():
-    quick = "--quick" in sys.argv[1:]
+    args = sys.argv[1:]
+    quick = "--quick" in args
+    only = None
+    if "--only" in args:
+        only = args[args.index("--only") + 1].split(",")
+
+    def wanted(bench):
+        return only is None or any(o in bench for o in only)
+
     scale = 1 if quick else 3
     procs = os.cpu_count() or 1
     n_map = 1_000_000
@@ -88,43 +213,46 @@ def main():
         rows.append({"bench": bench, "impl": impl, "ns_per_iter": float(ns),
                      "lo": float(lo), "hi": float(hi)})
 
-    # round_trip_tiny_task_one_cpu: this process and its workers (which
-    # inherit the mask) on one CPU, as process.rs does for every row.
-    everywhere = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(everywhere)})
-    with multiprocessing.Pool(1) as pool:
-        row("round_trip_tiny_task_one_cpu", "python-mp-pool",
-            timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
-    with concurrent.futures.ProcessPoolExecutor(1) as ex:
-        row("round_trip_tiny_task_one_cpu", "python-process-pool-executor",
-            timed(lambda: ex.submit(square, 7).result(), 2000 * scale, warmup=100))
-    os.sched_setaffinity(0, everywhere)
+    if wanted("round_trip_tiny_task_one_cpu"):
+        # round_trip_tiny_task_one_cpu: this process and its workers (which
+        # inherit the mask) on one CPU, as process.rs does for every row.
+        everywhere = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(everywhere)})
+        with multiprocessing.Pool(1) as pool:
+            row("round_trip_tiny_task_one_cpu", "python-mp-pool",
+                timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
+        with concurrent.futures.ProcessPoolExecutor(1) as ex:
+            row("round_trip_tiny_task_one_cpu", "python-process-pool-executor",
+                timed(lambda: ex.submit(square, 7).result(), 2000 * scale, warmup=100))
+        os.sched_setaffinity(0, everywhere)
 
-    with multiprocessing.Pool(1) as pool:
-        row("round_trip_tiny_task", "python-mp-pool",
-            timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
-        row("bytes_64mib_round_trip", "python-mp-pool",
-            timed(lambda: pool.apply(echo, (payload,)), 3 * scale))
-    with multiprocessing.Pool(procs) as pool:
-        row("submit_10k_tiny_tasks", "python-mp-pool",
-            timed(lambda: sum(r.get() for r in
-                              [pool.apply_async(square, (i,)) for i in range(10_000)]),
-                  3 * scale))
-        row("map_1m_tiny_tasks", "python-mp-pool",
-            timed(lambda: sum(pool.map(square, range(n_map))), 2 * scale))
+    if wanted("bytes_64mib_round_trip") or wanted("map_1m_tiny_tasks") or wanted("round_trip_tiny_task") or wanted("submit_10k_tiny_tasks"):
+        with multiprocessing.Pool(1) as pool:
+            row("round_trip_tiny_task", "python-mp-pool",
+                timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
+            row("bytes_64mib_round_trip", "python-mp-pool",
+                timed(lambda: pool.apply(echo, (payload,)), 3 * scale))
+        with multiprocessing.Pool(procs) as pool:
+            row("submit_10k_tiny_tasks", "python-mp-pool",
+                timed(lambda: sum(r.get() for r in
+                                  [pool.apply_async(square, (i,)) for i in range(10_000)]),
+                      3 * scale))
+            row("map_1m_tiny_tasks", "python-mp-pool",
+                timed(lambda: sum(pool.map(square, range(n_map))), 2 * scale))
 
-    with concurrent.futures.ProcessPoolExecutor(1) as ex:
-        row("round_trip_tiny_task", "python-process-pool-executor",
-            timed(lambda: ex.submit(square, 7).result(), 2000 * scale, warmup=100))
-        row("bytes_64mib_round_trip", "python-process-pool-executor",
-            timed(lambda: ex.submit(echo, payload).result(), 3 * scale))
-    with concurrent.futures.ProcessPoolExecutor(procs) as ex:
-        row("submit_10k_tiny_tasks", "python-process-pool-executor",
-            timed(lambda: sum(f.result() for f in
-                              [ex.submit(square, i) for i in range(10_000)]),
-                  3 * scale))
-        row("map_1m_tiny_tasks", "python-process-pool-executor",
-            timed(lambda: sum(ex.map(square, range(n_map), chunksize=chunk)), 2 * scale))
+    if wanted("bytes_64mib_round_trip") or wanted("map_1m_tiny_tasks") or wanted("round_trip_tiny_task") or wanted("submit_10k_tiny_tasks"):
+        with concurrent.futures.ProcessPoolExecutor(1) as ex:
+            row("round_trip_tiny_task", "python-process-pool-executor",
+                timed(lambda: ex.submit(square, 7).result(), 2000 * scale, warmup=100))
+            row("bytes_64mib_round_trip", "python-process-pool-executor",
+                timed(lambda: ex.submit(echo, payload).result(), 3 * scale))
+        with concurrent.futures.ProcessPoolExecutor(procs) as ex:
+            row("submit_10k_tiny_tasks", "python-process-pool-executor",
+                timed(lambda: sum(f.result() for f in
+                                  [ex.submit(square, i) for i in range(10_000)]),
+                      3 * scale))
+            row("map_1m_tiny_tasks", "python-process-pool-executor",
+                timed(lambda: sum(ex.map(square, range(n_map), chunksize=chunk)), 2 * scale))
 
     def start_pool():
         with multiprocessing.Pool(2) as p:
@@ -134,21 +262,23 @@ def main():
         with concurrent.futures.ProcessPoolExecutor(2) as e:
             e.submit(square, 1).result()
 
-    row("pool_startup", "python-mp-pool", timed(start_pool, 5 * scale))
-    row("pool_startup", "python-process-pool-executor", timed(start_executor, 5 * scale))
+    if wanted("pool_startup"):
+        row("pool_startup", "python-mp-pool", timed(start_pool, 5 * scale))
+        row("pool_startup", "python-process-pool-executor", timed(start_executor, 5 * scale))
 
-    # process_start_join: an empty function's Process, started and joined,
-    # with each start method weft is compared with.
-    for method in ("fork", "spawn"):
-        ctx = multiprocessing.get_context(method)
+    if wanted("process_start_join"):
+        # process_start_join: an empty function's Process, started and joined,
+        # with each start method weft is compared with.
+        for method in ("fork", "spawn"):
+            ctx = multiprocessing.get_context(method)
 
-        def start_join(ctx=ctx):
-            p = ctx.Process(target=empty)
-            p.start()
-            p.join()
+            def start_join(ctx=ctx):
+                p = ctx.Process(target=empty)
+                p.start()
+                p.join()
 
-        row("process_start_join", "python-process-" + method,
-            timed(start_join, 10 * scale))
+            row("process_start_join", "python-process-" + method,
+                timed(start_join, 10 * scale))
 
     # queue_100k_items: a forked Process fills a multiprocessing.Queue with
     # 100,000 ints; this process gets them all.
@@ -163,7 +293,10 @@ def main():
         p.join()
         return total
 
-    row("queue_100k_items", "python-mp-queue", timed(queue_items, 3 * scale, warmup=0))
+    if wanted("queue_100k_items"):
+        row("queue_100k_items", "python-mp-queue", timed(queue_items, 3 * scale, warmup=0))
+
+    issue16_rows(row, scale, wanted)
 
     json.dump(rows, sys.stdout, indent=2)
     print()
