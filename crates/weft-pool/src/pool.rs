@@ -660,11 +660,53 @@ impl ThreadPool {
     /// assert_eq!(h.join(), Ok(1));
     /// # Ok::<(), weft_pool::PoolError>(())
     /// ```
+    ///
+    /// # From a worker of another pool
+    ///
+    /// Called (or the pool dropped) on a worker of another weft pool `a`,
+    /// it waits as above, and meanwhile that worker runs the
+    /// [`install`](Self::install) calls that other pools' workers make into
+    /// `a`: a task of this pool that installs into `a` finishes even when
+    /// the caller is `a`'s only free worker.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weft_pool::{ShutdownMode, ThreadPool};
+    /// let a = Arc::new(ThreadPool::new(1)?);
+    /// let b = ThreadPool::new(1)?;
+    /// let a2 = Arc::clone(&a);
+    /// let h = b.spawn(move || a2.install(|| 2))?;
+    /// // `a`'s only worker stops `b`, whose task needs `a`.
+    /// a.install(move || b.shutdown(ShutdownMode::Wait));
+    /// assert_eq!(h.join(), Ok(2));
+    /// # Ok::<(), weft_pool::PoolError>(())
+    /// ```
+    ///
+    /// Inside an `install` that a worker of this pool is waiting on
+    /// (`b.install(|| a.install(|| b.shutdown(..)))`), that worker cannot
+    /// exit before the call returns, so it closes the pool and returns
+    /// without waiting, as a call from the pool's own worker does.
+    ///
+    /// The waiting worker runs no other work of its pool: if this pool's
+    /// tasks wait for *other* work of the caller's pool (a task
+    /// [`spawn`](Self::spawn)ed there, a channel fed by it) and the caller
+    /// is that pool's only free worker, the call never returns. Stop such a
+    /// pool from outside any pool, or with
+    /// [`shutdown_nowait`](Self::shutdown_nowait) and a later wait from
+    /// outside.
     pub fn shutdown(&self, mode: ShutdownMode) {
         self.registry
             .shutdown(matches!(mode, ShutdownMode::CancelPending));
-        if self.registry.is_current_worker() {
-            return;
+        if let Some(w) = WorkerThread::current() {
+            if Arc::ptr_eq(w.registry(), &self.registry) {
+                return;
+            }
+            // A worker of another pool: wait while running the installs
+            // sent to its own pool (see the docs above), or not at all when
+            // a worker of this pool is waiting on the caller.
+            if !self.registry.wait_for_exit_in_worker(w) {
+                return;
+            }
         }
         self.registry.join_workers();
     }

@@ -53,8 +53,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::PoolError;
 use crate::job::{
-    CoreLatch, HeapJob, JobRef, JobResult, JoinJob, JoinPrefix, NO_THIEF, SpawnJob, StackJob,
-    TAG_JOIN, TAG_OTHER, WakeLatch, WakeTarget, drop_quietly,
+    CoreLatch, HeapJob, JobRef, JobResult, JoinJob, JoinPrefix, Latch, NO_THIEF, SpawnJob,
+    StackJob, TAG_JOIN, TAG_OTHER, WakeLatch, WakeTarget, drop_quietly,
 };
 use crate::sleep::{Sleep, Waiters};
 
@@ -122,6 +122,15 @@ pub(crate) struct Registry {
     /// its hook says so from the first submit on.
     started: parking_lot::Mutex<usize>,
     started_cv: parking_lot::Condvar,
+    /// Workers started and not yet exited, and the latches of workers of
+    /// other pools waiting (in `shutdown`) for them all to exit.
+    exits: parking_lot::Mutex<Exits>,
+}
+
+/// See `Registry::exits`.
+struct Exits {
+    alive: usize,
+    waiters: Vec<Arc<WakeLatch>>,
 }
 
 /// Configuration the builder hands to [`Registry::new`].
@@ -249,6 +258,10 @@ impl Registry {
             broken: OnceLock::new(),
             started: parking_lot::Mutex::new(0),
             started_cv: parking_lot::Condvar::new(),
+            exits: parking_lot::Mutex::new(Exits {
+                alive: 0,
+                waiters: Vec::new(),
+            }),
         });
         for (index, deque) in deques.into_iter().enumerate() {
             if let Err(e) = registry.start_worker(&mut config, index, deque) {
@@ -294,11 +307,17 @@ impl Registry {
             b = b.stack_size(size);
         }
         let reg = Arc::clone(self);
+        // Counted before it runs, so that it cannot count its exit first.
+        self.exits.lock().alive += 1;
         // `spawn` returns an error for what the OS refuses; the
         // `catch_unwind` is for any assertion of std's on the way there.
-        match catch_unwind(AssertUnwindSafe(move || {
+        let spawned = catch_unwind(AssertUnwindSafe(move || {
             b.spawn(move || main_loop(reg, index, deque))
-        })) {
+        }));
+        if !matches!(spawned, Ok(Ok(_))) {
+            self.exits.lock().alive -= 1;
+        }
+        match spawned {
             Ok(Ok(h)) => {
                 self.joiner.state.lock().handles.push(h);
                 Ok(())
@@ -315,9 +334,67 @@ impl Registry {
 
     /// Joins every worker (after [`shutdown`](Self::shutdown)); a second
     /// caller waits until the first has joined them all. Must not be called
-    /// from one of this pool's workers.
+    /// from one of this pool's workers; from a worker of another pool, call
+    /// [`wait_for_exit_in_worker`](Self::wait_for_exit_in_worker) first.
     pub(crate) fn join_workers(&self) {
         self.joiner.join_all();
+    }
+
+    /// Called by each worker as the last thing it does: the last one wakes
+    /// the workers of other pools waiting in `wait_for_exit_in_worker`.
+    fn worker_exited(&self) {
+        let waiters = {
+            let mut exits = self.exits.lock();
+            exits.alive -= 1;
+            if exits.alive > 0 {
+                return;
+            }
+            std::mem::take(&mut exits.waiters)
+        };
+        for latch in waiters {
+            // SAFETY: `latch` (an `Arc`) keeps it alive through the call.
+            unsafe { Latch::set(Arc::as_ptr(&latch)) };
+        }
+    }
+
+    /// Waits, on `w`, a worker of another pool, until every worker of this
+    /// (shut down) pool has exited, so that [`join_workers`](Self::join_workers)
+    /// then returns at once. Meanwhile `w` runs what a worker blocked in a
+    /// cross-pool `install` runs (`wait_until` with `cross`): `install`
+    /// jobs other pools send to its pool, and jobs sent to its mailbox. A
+    /// task of this pool that calls `install` into `w`'s pool therefore
+    /// finishes even when `w` is that pool's only free worker (a blocking
+    /// thread join deadlocked there).
+    ///
+    /// Returns `false`, without waiting, when a worker of this pool is
+    /// itself blocked, up `w`'s cross-pool wait chain, until `w`'s current
+    /// job returns (`b.install(|| a.install(|| b.shutdown(..)))`): that
+    /// worker cannot exit before this call returns, so the caller must not
+    /// wait for it (as when a pool's own worker shuts it down).
+    pub(crate) fn wait_for_exit_in_worker(&self, w: &WorkerThread) -> bool {
+        let mut link = w.chain();
+        // SAFETY: chain nodes live in the frames of `install_cross` calls
+        // that are blocked until the jobs carrying them (and so this code)
+        // finish.
+        while let Some(n) = unsafe { link.as_ref() } {
+            if ptr::eq(n.registry, self) {
+                return false;
+            }
+            link = n.parent;
+        }
+        let latch = Arc::new(WakeLatch::new(WakeTarget::OtherPool {
+            registry: Arc::clone(w.registry()),
+            index: w.index,
+        }));
+        {
+            let mut exits = self.exits.lock();
+            if exits.alive == 0 {
+                return true;
+            }
+            exits.waiters.push(Arc::clone(&latch));
+        }
+        w.wait_until(&latch.core, None, None, None, true);
+        true
     }
 
     pub(crate) fn num_threads(&self) -> usize {
@@ -1018,6 +1095,7 @@ fn main_loop(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
     if let Some(h) = &registry.exit_handler {
         let _ = run_hook(h, index);
     }
+    registry.worker_exited();
 }
 
 /// Runs a start or exit hook. A panic in it is reported on stderr and

@@ -616,3 +616,67 @@ fn a_tiny_stack_size_is_an_error_and_the_minimum_works() {
         assert!(r.is_err());
     });
 }
+
+// ---- shutdown of one pool from a worker of another ------------------------
+
+/// A worker of pool `a` shuts pool `b` down (or drops it) while `b`'s
+/// queued task is about to `install` into `a`. `a`'s only worker is the one
+/// waiting for `b`'s workers to exit: it must run that install meanwhile
+/// (it used to block in the thread join, and both waited forever).
+#[test]
+fn shutdown_from_another_pools_worker_runs_installs_sent_back_to_it() {
+    with_timeout(60, || {
+        for drop_it in [false, true] {
+            let a = Arc::new(ThreadPool::new(1).unwrap());
+            let b = ThreadPool::new(1).unwrap();
+            let go = Arc::new(AtomicBool::new(false));
+            let (a2, g) = (a.clone(), go.clone());
+            let h = b
+                .spawn(move || {
+                    wait_for(&g);
+                    // Give `a`'s worker time to be inside `shutdown`.
+                    thread::sleep(Duration::from_millis(50));
+                    a2.install(|| a2.current_thread_index().map(|i| i + 7))
+                })
+                .unwrap();
+            let exited = a.install(move || {
+                go.store(true, Ordering::SeqCst);
+                if drop_it {
+                    drop(b);
+                    true
+                } else {
+                    b.shutdown(ShutdownMode::Wait);
+                    b.is_shutdown()
+                }
+            });
+            assert!(exited);
+            // `shutdown(Wait)` returned only after the task had finished.
+            assert!(h.is_finished(), "drop: {drop_it}");
+            assert_eq!(h.join(), Ok(Some(7)));
+        }
+    });
+}
+
+/// `a -> b -> a`: a worker of `a`, inside an `install` that a worker of `b`
+/// is waiting on, shuts `b` down. `b`'s worker cannot exit before that
+/// install returns, so waiting for it would never end: the call closes `b`
+/// and returns without waiting, as a call from `b`'s own worker does.
+#[test]
+fn shutdown_of_a_pool_waiting_on_the_caller_does_not_wait_for_it() {
+    with_timeout(60, || {
+        let a = Arc::new(ThreadPool::new(1).unwrap());
+        let b = Arc::new(ThreadPool::new(1).unwrap());
+        let (a2, b2) = (a.clone(), b.clone());
+        let r = b.install(move || {
+            a2.install(move || {
+                b2.shutdown(ShutdownMode::Wait);
+                b2.is_shutdown()
+            })
+        });
+        assert!(r);
+        assert!(b.spawn(|| ()).is_err());
+        // From outside, it waits (and returns, the workers gone).
+        b.shutdown(ShutdownMode::Wait);
+        drop(a);
+    });
+}
