@@ -7,7 +7,9 @@
 //! work, written as a rayon user writes it (no chunk sizes, no cutoffs).
 //!
 //! Not a bench target of its own: Cargo only picks up `benches/*.rs` and
-//! `benches/*/main.rs`.
+//! `benches/*/main.rs`. A binary that includes it may use only some rows.
+
+#![allow(dead_code)]
 
 use std::num::Wrapping;
 
