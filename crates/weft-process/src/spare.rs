@@ -166,24 +166,36 @@ pub(crate) fn take(inner: &Inner, slot: usize) -> Option<Worker> {
             .unwrap_or_else(PoisonError::into_inner)
             .0;
     }
-    let taken = st.worker.take();
+    // The pid moves to the slot under the state lock: while a spare is
+    // ready the keeper starts no other, so the spare's pid slot holds this
+    // worker's pid and nothing else can write it meanwhile.
+    let taken = st.worker.take().map(|mut w| {
+        // From now on its exit wakes the slot's supervisor.
+        *lock(&w.notify) = inner.nudge[slot].0.clone();
+        let mut spare_pid = lock(&spare.pid);
+        if matches!(w.child.try_wait(), Ok(None)) {
+            // The terminate flag checked under both pid locks: `terminate`
+            // (which sets it, then kills every pid it finds) sees the
+            // worker in one place or the other.
+            let mut slot_pid = lock(&inner.slots[slot]);
+            if !inner.terminating.load(Ordering::SeqCst) {
+                *slot_pid = spare_pid.take();
+                return (w, None);
+            }
+        }
+        // Dead, or the pool is terminating: reaped below, its pid out of
+        // the spare's slot (which the next spare's start writes).
+        let pid = Mutex::new(spare_pid.take());
+        (w, Some(pid))
+    });
     drop(st);
     spare.wake();
-    let mut w = taken?;
-    // From now on its exit wakes the slot's supervisor.
-    *lock(&w.notify) = inner.nudge[slot].0.clone();
-    if matches!(w.child.try_wait(), Ok(None)) {
-        // Both pids under their locks, and the terminate flag checked
-        // under them: `terminate` (which sets the flag, then kills every
-        // pid it finds) sees the worker in one place or the other.
-        let mut slot_pid = lock(&inner.slots[slot]);
-        let mut spare_pid = lock(&spare.pid);
-        if !inner.terminating.load(Ordering::SeqCst) {
-            *slot_pid = spare_pid.take();
-            return Some(w);
+    match taken? {
+        (w, None) => Some(w),
+        (mut w, Some(pid)) => {
+            let _ = w.child.kill();
+            w.reap(&pid, Duration::from_secs(2));
+            None
         }
     }
-    let _ = w.child.kill();
-    w.reap(&spare.pid, Duration::from_secs(2));
-    None
 }

@@ -138,6 +138,25 @@ fn a_crashed_worker_is_replaced_by_the_spare_and_a_new_spare_starts() {
 }
 
 #[test]
+fn the_slot_keeps_the_pid_of_the_spare_it_took() {
+    // The keeper starts the next spare as soon as one is taken; the slot
+    // must still know (and `terminate` still kill) the one it took.
+    let pool = spare_pool(1);
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let spare = next_spare(&pool, &seen);
+        seen.push(spare);
+        assert!(pool.apply(do_abort, ()).is_err());
+        assert_eq!(pool.apply(pid, ()), Ok(spare));
+        assert_eq!(pool.pids(), vec![spare]);
+    }
+    let last = *seen.last().unwrap();
+    let next = next_spare(&pool, &seen);
+    pool.terminate();
+    assert!(reaped(last) && reaped(next), "terminate missed a worker");
+}
+
+#[test]
 fn two_crashes_in_a_row_both_fail_alone_and_the_pool_goes_on() {
     let pool = spare_pool(1);
     next_spare(&pool, &[]);
