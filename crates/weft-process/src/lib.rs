@@ -197,17 +197,20 @@
 //!   read, even a worker that has stopped reading. That is the credit
 //!   window.
 //! - Payloads above 32 KiB (arguments, results, a `map` chunk's offsets
-//!   and outcomes) never travel inside messages. Each side keeps one
-//!   `IpcSharedMemory` region, sent to the other once and mapped by both,
-//!   and reuses it while its pages are warm (a 64 MiB payload then costs
-//!   one `memcpy` into it, not 16,384 page faults); a region is written
-//!   again only once the other side is done with it (the worker has
-//!   answered the job; the parent has copied the result out and said so),
-//!   and while it is in use a payload gets shared memory of its own. A
-//!   `Vec<u8>` argument or result is copied as is, not serialized byte by
-//!   byte, and a worker keeps its last large buffer (up to 256 MiB) for the
-//!   next large argument, so an idle worker may hold about three times its
-//!   largest payload until it is replaced or the pool is dropped.
+//!   and outcomes) never travel inside messages. Each side of a worker's
+//!   channel keeps two `IpcSharedMemory` regions (one per job the pool
+//!   keeps in flight on it), each sent to the other once and mapped by
+//!   both, and reuses them while their pages are warm (a 64 MiB payload
+//!   then costs one `memcpy` into one, not 16,384 page faults); a region
+//!   is written again only once the other side is done with it (the worker
+//!   has answered the job; the parent has copied the result out and said
+//!   so), and while both are in use a payload gets shared memory of its
+//!   own. A `Vec<u8>` argument or result is copied as is, not serialized
+//!   byte by byte, and a worker keeps its last large buffer (up to
+//!   256 MiB) for the next large argument, so an idle worker and its side
+//!   of the pool may hold up to about five times its largest payload (its
+//!   two regions, the pool's two, its buffer) until it is replaced or the
+//!   pool is dropped.
 //! - Workers run in their own process group, so a terminal's Ctrl-C
 //!   (`SIGINT` to the foreground group) reaches the parent only, which
 //!   decides what happens to the pool (they still die with it). With
@@ -521,12 +524,32 @@ mod tests {
         assert!(channel.send(&[2, 1, 0], &[b"not a channel"]));
         assert!(channel.receive(Duration::from_secs(5)).is_err());
         // A region that was never sent.
-        let e = receive(&done(inline(&status), Blob::Region { len: 1 << 10 })).unwrap_err();
+        let e = receive(&done(
+            inline(&status),
+            Blob::Region {
+                slot: 0,
+                len: 1 << 10,
+            },
+        ))
+        .unwrap_err();
         assert!(e.contains("region"), "{e}");
+        // A region slot that does not exist.
+        let region = IpcSharedMemory::from_bytes(&[1; 100]);
+        let e = receive(&done(
+            inline(&status),
+            Blob::NewRegion {
+                slot: 2,
+                shm: &region,
+                len: 10,
+            },
+        ))
+        .unwrap_err();
+        assert!(e.contains("region 2"), "{e}");
         // A status list in the worker's region.
         let region = IpcSharedMemory::from_bytes(&status);
         let e = receive(&done(
             Blob::NewRegion {
+                slot: 0,
                 shm: &region,
                 len: status.len() as u64,
             },
@@ -543,6 +566,7 @@ mod tests {
         let e = receive(&done(
             inline(&status),
             Blob::NewRegion {
+                slot: 1,
                 shm: &small,
                 len: 200,
             },

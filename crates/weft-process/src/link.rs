@@ -2,14 +2,19 @@
 //! the sender to the peer, the receiver from it, and the shared-memory
 //! regions large payloads travel in.
 //!
-//! Each side owns one reusable region (an `IpcSharedMemory`, sent to the
-//! peer once and then mapped by both) that it writes ([`Link::blob`]), and
-//! maps the peer's region. A region is written again only once the peer is
-//! done reading it: the parent's region (job arguments) once the worker
-//! has answered that job, the worker's region (results) once the parent
-//! has sent [`ToWorker::Release`](crate::wire::ToWorker). While a region is
-//! in use, a payload travels in shared memory of its own. A 64 MiB payload
-//! then costs one `memcpy` into warm pages, not 16,384 page faults.
+//! Each side owns [`REGIONS`] reusable regions (`IpcSharedMemory`, each
+//! sent to the peer once and then mapped by both) that it writes
+//! ([`Link::blob`]), and maps the peer's. A region is written again only
+//! once the peer is done reading it: the parent's regions (job arguments)
+//! once the worker has answered that job, the worker's regions (results)
+//! once the parent has sent [`ToWorker::Release`](crate::wire::ToWorker)
+//! (one per result in a region, in order: it frees the oldest). Two, since
+//! the pool keeps two jobs in a worker's channel (`supervisor::PIPELINE`):
+//! with one, every other large job and result went through fresh shared
+//! memory (a 4 MiB `map` chunk then cost 1,024 page faults and zeroed
+//! pages on each side). Only while both are in use does a payload travel
+//! in shared memory of its own. A 64 MiB payload then costs one `memcpy`
+//! into warm pages, not 16,384 page faults.
 //!
 //! Nothing received is trusted: a receive runs where a panic (of
 //! ipc-channel's own decoding) is caught, and every length is checked
@@ -34,6 +39,9 @@ use crate::wire::{Blob, BlobIn, INLINE_MAX, Raw};
 /// every large payload travels in shared memory of its own there.
 const REUSE_REGIONS: bool = !cfg!(target_os = "macos");
 
+/// How many reusable regions each side of a link keeps.
+pub(crate) const REGIONS: usize = 2;
+
 /// What [`Link::recv`] got.
 #[derive(Debug)]
 pub(crate) enum Received<M> {
@@ -54,8 +62,8 @@ pub(crate) enum Payload {
     Owned(Vec<u8>),
     /// In shared memory of its own.
     Shm(IpcSharedMemory, usize),
-    /// The first bytes of the peer's region.
-    Region(usize),
+    /// The first bytes of the peer's region of this slot.
+    Region(usize, usize),
 }
 
 /// Where [`Link::place`] put a payload.
@@ -63,10 +71,11 @@ pub(crate) enum Payload {
 pub(crate) enum Placed {
     /// In the message.
     Inline,
-    /// In this side's region, which the peer maps: this long.
-    Region(u64),
-    /// In a new region of this side's, sent with the message: this long.
-    NewRegion(u64),
+    /// In this side's region of this slot, which the peer maps: this long.
+    Region(usize, u64),
+    /// In a new region of this side's in this slot, sent with the message:
+    /// this long.
+    NewRegion(usize, u64),
     /// In shared memory of its own.
     OneShot(IpcSharedMemory),
 }
@@ -75,20 +84,26 @@ pub(crate) enum Placed {
 pub(crate) struct Link<In> {
     to: OpaqueIpcSender,
     from: IpcReceiver<Incoming<In>>,
-    /// The region this side writes, and the tag of the payload the peer
-    /// may still be reading from it.
-    mine: Option<IpcSharedMemory>,
-    mine_busy: Option<u64>,
-    /// The peer's region.
-    theirs: Option<IpcSharedMemory>,
+    /// The regions this side writes, and the tag of the payload the peer
+    /// may still be reading from each.
+    mine: [Option<IpcSharedMemory>; REGIONS],
+    mine_busy: [Option<u64>; REGIONS],
+    /// The peer's regions.
+    theirs: [Option<IpcSharedMemory>; REGIONS],
 }
 
 impl<In> std::fmt::Debug for Link<In> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
-            .field("mine", &self.mine.as_ref().map(|m| m.len()))
+            .field(
+                "mine",
+                &self.mine.each_ref().map(|m| m.as_ref().map(|m| m.len())),
+            )
             .field("mine_busy", &self.mine_busy)
-            .field("theirs", &self.theirs.as_ref().map(|t| t.len()))
+            .field(
+                "theirs",
+                &self.theirs.each_ref().map(|t| t.as_ref().map(|t| t.len())),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -98,17 +113,18 @@ impl<In: DeserializeOwned> Link<In> {
         Link {
             to,
             from,
-            mine: None,
-            mine_busy: None,
-            theirs: None,
+            mine: [None, None],
+            mine_busy: [None, None],
+            theirs: [None, None],
         }
     }
 
-    /// Places `bytes` for the next message: inline when small; else in
-    /// this side's reusable region if `reuse` is given and the region is
-    /// free (it then stays busy until [`release`](Self::release) with that
-    /// tag); else in shared memory of its own. [`blob`](Self::blob) then
-    /// wraps it for the message.
+    /// Places `bytes` for the next message: inline when small; else, if
+    /// `reuse` is given, in a free reusable region of this side's (one
+    /// large enough if there is one, else a new one in a free slot; it then
+    /// stays busy until [`release`](Self::release) with that tag); else in
+    /// shared memory of its own. [`blob`](Self::blob) then wraps it for the
+    /// message.
     pub(crate) fn place(&mut self, bytes: &[u8], reuse: Option<u64>) -> Placed {
         if bytes.len() <= INLINE_MAX {
             return Placed::Inline;
@@ -116,43 +132,77 @@ impl<In: DeserializeOwned> Link<In> {
         let len = bytes.len() as u64;
         if let Some(tag) = reuse
             && REUSE_REGIONS
-            && self.mine_busy.is_none()
             && bytes.len() <= REGION_MAX
         {
-            self.mine_busy = Some(tag);
-            if let Some(region) = self.mine.as_mut().filter(|r| r.len() >= bytes.len()) {
-                crate::sys::write_region(region, bytes);
-                return Placed::Region(len);
+            let free = |i: &usize| self.mine_busy[*i].is_none();
+            let warm = (0..REGIONS).filter(free).find(|&i| {
+                self.mine[i]
+                    .as_ref()
+                    .is_some_and(|r| r.len() >= bytes.len())
+            });
+            if let Some(i) = warm {
+                self.mine_busy[i] = Some(tag);
+                if let Some(region) = self.mine[i].as_mut() {
+                    crate::sys::write_region(region, bytes);
+                }
+                return Placed::Region(i, len);
             }
-            self.mine = Some(IpcSharedMemory::from_bytes(bytes));
-            return Placed::NewRegion(len);
+            // An empty slot first, else the smallest region is replaced.
+            let slot = (0..REGIONS)
+                .filter(free)
+                .min_by_key(|&i| self.mine[i].as_ref().map_or(0, |r| r.len()));
+            if let Some(i) = slot {
+                self.mine_busy[i] = Some(tag);
+                self.mine[i] = Some(IpcSharedMemory::from_bytes(bytes));
+                return Placed::NewRegion(i, len);
+            }
         }
         Placed::OneShot(IpcSharedMemory::from_bytes(bytes))
     }
 
     /// The payload `bytes`, placed as `placed`, as a message carries it.
     pub(crate) fn blob<'a>(&'a self, placed: &'a Placed, bytes: &'a [u8]) -> Blob<'a> {
-        match (placed, &self.mine) {
-            (Placed::Inline, _) => Blob::Inline(Raw(bytes)),
-            (Placed::Region(len), _) => Blob::Region { len: *len },
-            (Placed::NewRegion(len), Some(shm)) => Blob::NewRegion { shm, len: *len },
-            // Cannot happen (a new region is kept until the next one).
-            (Placed::NewRegion(_), None) => Blob::Inline(Raw(bytes)),
-            (Placed::OneShot(shm), _) => Blob::OneShot(shm),
+        match placed {
+            Placed::Inline => Blob::Inline(Raw(bytes)),
+            Placed::Region(slot, len) => Blob::Region {
+                slot: *slot as u8,
+                len: *len,
+            },
+            Placed::NewRegion(slot, len) => match &self.mine[*slot] {
+                Some(shm) => Blob::NewRegion {
+                    slot: *slot as u8,
+                    shm,
+                    len: *len,
+                },
+                // Cannot happen (a new region is kept until its slot's next).
+                None => Blob::Inline(Raw(bytes)),
+            },
+            Placed::OneShot(shm) => Blob::OneShot(shm),
         }
     }
 
     /// The peer is done with the payload tagged `tag` (if it was in this
     /// side's region, the region is free again).
     pub(crate) fn release(&mut self, tag: u64) {
-        if self.mine_busy == Some(tag) {
-            self.mine_busy = None;
+        for busy in &mut self.mine_busy {
+            if *busy == Some(tag) {
+                *busy = None;
+            }
         }
     }
 
-    /// Frees this side's region whatever it holds (the peer released it).
-    pub(crate) fn release_any(&mut self) {
-        self.mine_busy = None;
+    /// Frees this side's busy region of the oldest (smallest) tag: the peer
+    /// released it (it releases them in the order they were sent, and tags
+    /// grow).
+    pub(crate) fn release_oldest(&mut self) {
+        if let Some(busy) = self
+            .mine_busy
+            .iter_mut()
+            .filter(|b| b.is_some())
+            .min_by_key(|b| **b)
+        {
+            *busy = None;
+        }
     }
 
     /// Sends `msg`. A peer that is gone is an error; so is a message that
@@ -195,24 +245,33 @@ impl<In: DeserializeOwned> Link<In> {
                 }
                 Ok(Payload::Shm(shm, len))
             }
-            BlobIn::NewRegion { shm, len } => {
+            BlobIn::NewRegion { slot, shm, len } => {
+                let slot = usize::from(slot);
+                let Some(theirs) = self.theirs.get_mut(slot) else {
+                    return Err(format!(
+                        "a payload names region {slot}, which does not exist"
+                    ));
+                };
                 let ok = usize::try_from(len)
                     .ok()
                     .filter(|&l| l <= shm.len() && shm.len() <= REGION_MAX);
                 // Kept even when the payload is refused, so that both sides
                 // agree on the region.
-                self.theirs = Some(shm);
+                *theirs = Some(shm);
                 let len = ok.ok_or_else(|| {
                     format!("a payload of {len} bytes does not fit the region it came with")
                 })?;
                 if len > limit {
                     return Err(over(len as u64));
                 }
-                Ok(Payload::Region(len))
+                Ok(Payload::Region(slot, len))
             }
-            BlobIn::Region { len } => {
-                let Some(region) = &self.theirs else {
-                    return Err("a payload refers to a region that was never sent".into());
+            BlobIn::Region { slot, len } => {
+                let slot = usize::from(slot);
+                let Some(region) = self.theirs.get(slot).and_then(Option::as_ref) else {
+                    return Err(format!(
+                        "a payload refers to region {slot}, which was never sent"
+                    ));
                 };
                 let len = usize::try_from(len)
                     .ok()
@@ -221,7 +280,7 @@ impl<In: DeserializeOwned> Link<In> {
                 if len > limit {
                     return Err(over(len as u64));
                 }
-                Ok(Payload::Region(len))
+                Ok(Payload::Region(slot, len))
             }
         }
     }
@@ -233,9 +292,10 @@ impl<In: DeserializeOwned> Link<In> {
             Payload::Shm(shm, len) => shm
                 .get(..*len)
                 .ok_or_else(|| "a payload overruns its shared memory".to_string()),
-            Payload::Region(len) => self
+            Payload::Region(slot, len) => self
                 .theirs
-                .as_ref()
+                .get(*slot)
+                .and_then(Option::as_ref)
                 .and_then(|r| r.get(..*len))
                 .ok_or_else(|| "a payload refers to a region that was never sent".to_string()),
         }

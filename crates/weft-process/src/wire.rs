@@ -143,15 +143,19 @@ impl<'de> Deserialize<'de> for Bytes {
 pub(crate) enum Blob<'a> {
     /// Carried inside the message.
     Inline(Raw<'a>),
-    /// The first `len` bytes of the sender's reusable region, which the
-    /// receiver already maps.
+    /// The first `len` bytes of the sender's reusable region number
+    /// `slot`, which the receiver already maps.
     Region {
+        /// Which of the sender's regions (below `link::REGIONS`).
+        slot: u8,
         /// The payload's length.
         len: u64,
     },
     /// The first `len` bytes of a new reusable region of the sender, which
-    /// comes with the message; it replaces the previous one.
+    /// comes with the message; it replaces the previous one of its slot.
     NewRegion {
+        /// Which of the sender's regions it replaces.
+        slot: u8,
         /// The region.
         shm: &'a IpcSharedMemory,
         /// The payload's length.
@@ -166,13 +170,17 @@ pub(crate) enum Blob<'a> {
 pub(crate) enum BlobIn {
     /// Carried inside the message.
     Inline(Bytes),
-    /// In the sender's reusable region.
+    /// In one of the sender's reusable regions.
     Region {
+        /// Which one (checked).
+        slot: u8,
         /// The payload's length (checked against the region).
         len: u64,
     },
     /// In a new reusable region of the sender.
     NewRegion {
+        /// Which of the sender's regions it replaces (checked).
+        slot: u8,
         /// The region.
         shm: IpcSharedMemory,
         /// The payload's length (checked against the region).
@@ -187,7 +195,7 @@ impl BlobIn {
     pub(crate) fn len(&self) -> u64 {
         match self {
             BlobIn::Inline(b) => b.0.len() as u64,
-            BlobIn::Region { len } | BlobIn::NewRegion { len, .. } => *len,
+            BlobIn::Region { len, .. } | BlobIn::NewRegion { len, .. } => *len,
             BlobIn::OneShot(shm) => shm.len() as u64,
         }
     }

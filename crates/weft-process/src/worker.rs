@@ -191,7 +191,7 @@ fn serve() -> i32 {
         let sent = match msg {
             ToWorkerIn::Shutdown => return 0,
             ToWorkerIn::Release => {
-                link.release_any();
+                link.release_oldest();
                 continue;
             }
             ToWorkerIn::Init { func, arg } => {
