@@ -876,3 +876,51 @@ fn scoped_task_group_runs_in_block_on() {
         assert_eq!(out.unwrap(), ("body", vec![10, 10]));
     });
 }
+
+/// Each worker has an executor of its own, and a task spawned by a worker
+/// goes to that worker's executor: the other workers must still run it when
+/// its own worker is busy (here, blocked until that very task has run).
+#[test]
+fn a_task_spawned_by_a_blocked_worker_runs_on_another() {
+    within(|| {
+        let rt = mt(2);
+        let ran_elsewhere = rt.block_on(async {
+            multi::spawn(async {
+                let done = Arc::new(weft_sync::Event::new());
+                let d = done.clone();
+                let me = std::thread::current().id();
+                let child = multi::spawn(async move {
+                    d.set();
+                    std::thread::current().id()
+                });
+                // Block this worker (no await) until the child has run.
+                assert!(done.wait_timeout(LIMIT), "the child never ran");
+                (me, child.join().unwrap())
+            })
+            .await
+            .unwrap()
+        });
+        assert_ne!(ran_elsewhere.0, ran_elsewhere.1);
+    });
+}
+
+/// Work spawned from outside the workers is spread over all of them: two
+/// tasks that each wait for the other to start both run, on two threads.
+#[test]
+fn tasks_spawned_from_outside_use_every_worker() {
+    within(|| {
+        let rt = mt(2);
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let b = barrier.clone();
+                rt.spawn(async move {
+                    b.wait(); // blocks its worker until the other task arrives
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        let ids: Vec<_> = tasks.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_ne!(ids[0], ids[1]);
+    });
+}
