@@ -91,6 +91,9 @@ where
     fn min_len(&self) -> usize {
         self.base.min_len()
     }
+    fn max_len(&self) -> usize {
+        self.base.max_len()
+    }
     fn split_at(self, index: usize) -> (Self, Self) {
         let (l, r) = self.base.split_at(index);
         (
@@ -721,6 +724,9 @@ impl<P: Producer> Producer for EnumerateProducer<P> {
     fn min_len(&self) -> usize {
         self.base.min_len()
     }
+    fn max_len(&self) -> usize {
+        self.base.max_len()
+    }
     fn split_at(self, index: usize) -> (Self, Self) {
         let (l, r) = self.base.split_at(index);
         (
@@ -828,6 +834,9 @@ impl<A: Producer, B: Producer> Producer for ZipProducer<A, B> {
     fn min_len(&self) -> usize {
         self.a.min_len().max(self.b.min_len())
     }
+    fn max_len(&self) -> usize {
+        self.a.max_len().min(self.b.max_len())
+    }
     fn split_at(self, index: usize) -> (Self, Self) {
         let (al, ar) = self.a.split_at(index);
         let (bl, br) = self.b.split_at(index);
@@ -911,6 +920,9 @@ impl<P: Producer> Producer for ChunkProducer<P> {
     fn min_len(&self) -> usize {
         self.base.min_len().div_ceil(self.size)
     }
+    fn max_len(&self) -> usize {
+        (self.base.max_len() / self.size).max(1)
+    }
     fn split_at(self, index: usize) -> (Self, Self) {
         let at = index.saturating_mul(self.size).min(self.len);
         let (l, r) = self.base.split_at(at);
@@ -949,7 +961,7 @@ impl<I: Iterator> Iterator for ChunkIter<I> {
     }
 }
 
-// ------------------------------------------------------------ min_len
+// ---------------------------------------------------- min_len, max_len
 
 /// [`IndexedParallelIterator::with_min_len`]'s iterator.
 #[derive(Clone, Debug)]
@@ -965,47 +977,74 @@ impl<I> MinLen<I> {
     }
 }
 
-impl<I: IndexedParallelIterator> ParallelIterator for MinLen<I> {
-    type Item = I::Item;
-    fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result {
-        bridge(self, consumer)
-    }
-    fn opt_len(&self) -> Option<usize> {
-        Some(self.base.len())
+/// [`IndexedParallelIterator::with_max_len`]'s iterator.
+#[derive(Clone, Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct MaxLen<I> {
+    base: I,
+    max: usize,
+}
+
+impl<I> MaxLen<I> {
+    pub(super) fn new(base: I, max: usize) -> Self {
+        MaxLen { base, max }
     }
 }
 
-impl<I: IndexedParallelIterator> IndexedParallelIterator for MinLen<I> {
-    fn len(&self) -> usize {
-        self.base.len()
-    }
-    fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
-        struct Callback<CB> {
-            callback: CB,
-            min: usize,
+/// `MinLen` and `MaxLen`: the base's items, with bounds for the bridge.
+macro_rules! len_bounds {
+    ($ty:ident, $field:ident, $min:expr, $max:expr) => {
+        impl<I: IndexedParallelIterator> ParallelIterator for $ty<I> {
+            type Item = I::Item;
+            fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result {
+                bridge(self, consumer)
+            }
+            fn opt_len(&self) -> Option<usize> {
+                Some(self.base.len())
+            }
         }
-        impl<T, CB: ProducerCallback<T>> ProducerCallback<T> for Callback<CB> {
-            type Output = CB::Output;
-            fn callback<P: Producer<Item = T>>(self, base: P) -> CB::Output {
-                self.callback.callback(MinLenProducer {
-                    base,
-                    min: self.min,
+
+        impl<I: IndexedParallelIterator> IndexedParallelIterator for $ty<I> {
+            fn len(&self) -> usize {
+                self.base.len()
+            }
+            fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
+                struct Callback<CB> {
+                    callback: CB,
+                    min: usize,
+                    max: usize,
+                }
+                impl<T, CB: ProducerCallback<T>> ProducerCallback<T> for Callback<CB> {
+                    type Output = CB::Output;
+                    fn callback<P: Producer<Item = T>>(self, base: P) -> CB::Output {
+                        self.callback.callback(BoundsProducer {
+                            base,
+                            min: self.min,
+                            max: self.max,
+                        })
+                    }
+                }
+                let $field = self.$field;
+                self.base.with_producer(Callback {
+                    callback,
+                    min: $min,
+                    max: $max,
                 })
             }
         }
-        self.base.with_producer(Callback {
-            callback,
-            min: self.min,
-        })
-    }
+    };
 }
 
-struct MinLenProducer<P> {
+len_bounds!(MinLen, min, min, usize::MAX);
+len_bounds!(MaxLen, max, 1, max);
+
+struct BoundsProducer<P> {
     base: P,
     min: usize,
+    max: usize,
 }
 
-impl<P: Producer> Producer for MinLenProducer<P> {
+impl<P: Producer> Producer for BoundsProducer<P> {
     type Item = P::Item;
     type IntoIter = P::IntoIter;
 
@@ -1015,21 +1054,113 @@ impl<P: Producer> Producer for MinLenProducer<P> {
     fn min_len(&self) -> usize {
         self.base.min_len().max(self.min)
     }
+    fn max_len(&self) -> usize {
+        self.base.max_len().min(self.max)
+    }
     fn split_at(self, index: usize) -> (Self, Self) {
         let (l, r) = self.base.split_at(index);
+        let (min, max) = (self.min, self.max);
         (
-            MinLenProducer {
-                base: l,
-                min: self.min,
-            },
-            MinLenProducer {
-                base: r,
-                min: self.min,
-            },
+            BoundsProducer { base: l, min, max },
+            BoundsProducer { base: r, min, max },
         )
     }
     fn fold_with<F: Folder<P::Item>>(self, folder: F) -> F {
         self.base.fold_with(folder)
+    }
+}
+
+// ------------------------------------------------------------ step_by
+
+/// [`IndexedParallelIterator::step_by`]'s iterator.
+#[derive(Clone, Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct StepBy<I> {
+    base: I,
+    step: usize,
+}
+
+impl<I> StepBy<I> {
+    pub(super) fn new(base: I, step: usize) -> Self {
+        StepBy { base, step }
+    }
+}
+
+impl<I: IndexedParallelIterator> ParallelIterator for StepBy<I> {
+    type Item = I::Item;
+    fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result {
+        bridge(self, consumer)
+    }
+    fn opt_len(&self) -> Option<usize> {
+        Some(IndexedParallelIterator::len(self))
+    }
+}
+
+impl<I: IndexedParallelIterator> IndexedParallelIterator for StepBy<I> {
+    fn len(&self) -> usize {
+        self.base.len().div_ceil(self.step)
+    }
+    fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
+        struct Callback<CB> {
+            callback: CB,
+            step: usize,
+            len: usize,
+        }
+        impl<T, CB: ProducerCallback<T>> ProducerCallback<T> for Callback<CB> {
+            type Output = CB::Output;
+            fn callback<P: Producer<Item = T>>(self, base: P) -> CB::Output {
+                self.callback.callback(StepByProducer {
+                    base,
+                    step: self.step,
+                    len: self.len,
+                })
+            }
+        }
+        let (step, len) = (self.step, self.base.len());
+        self.base.with_producer(Callback {
+            callback,
+            step,
+            len,
+        })
+    }
+}
+
+/// Every `step`-th of the base's `len` positions, from its first.
+struct StepByProducer<P> {
+    base: P,
+    step: usize,
+    len: usize,
+}
+
+impl<P: Producer> Producer for StepByProducer<P> {
+    type Item = P::Item;
+    type IntoIter = std::iter::StepBy<P::IntoIter>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.base.into_iter().step_by(self.step)
+    }
+    fn min_len(&self) -> usize {
+        self.base.min_len().div_ceil(self.step)
+    }
+    fn max_len(&self) -> usize {
+        (self.base.max_len() / self.step).max(1)
+    }
+    fn split_at(self, index: usize) -> (Self, Self) {
+        let at = index.saturating_mul(self.step).min(self.len);
+        let (l, r) = self.base.split_at(at);
+        let step = self.step;
+        (
+            StepByProducer {
+                base: l,
+                step,
+                len: at,
+            },
+            StepByProducer {
+                base: r,
+                step,
+                len: self.len - at,
+            },
+        )
     }
 }
 
@@ -1260,6 +1391,9 @@ where
     }
     fn min_len(&self) -> usize {
         self.base.min_len()
+    }
+    fn max_len(&self) -> usize {
+        self.base.max_len()
     }
     fn split_at(self, index: usize) -> (Self, Self) {
         let (l, r) = self.base.split_at(index);

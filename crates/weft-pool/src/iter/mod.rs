@@ -33,24 +33,27 @@
 //!
 //! | Kind | Items |
 //! |---|---|
-//! | sources | `par_iter()`, `par_iter_mut()`, `into_par_iter()` on slices, `Vec` and integer ranges; [`ParallelSlice::par_chunks`], [`ParallelSliceMut::par_chunks_mut`] |
-//! | adapters | `map`, `map_init`, `map_with`, `filter`, `filter_map`, `flat_map_iter`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `take`, `skip`, `with_min_len` |
-//! | consumers | `for_each`, `for_each_init`, `for_each_with`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`, `collect_into_vec`; `collect` |
+//! | sources | `par_iter()`, `par_iter_mut()`, `into_par_iter()` on slices, `Vec` and integer ranges; [`ParallelSlice::par_chunks`], [`ParallelSlice::par_chunks_exact`], [`ParallelSlice::par_windows`], [`ParallelSliceMut::par_chunks_mut`]; [`ParallelBridge::par_bridge`] on any `Iterator + Send` |
+//! | adapters | `map`, `map_init`, `map_with`, `filter`, `filter_map`, `flat_map`, `flat_map_iter`, `flatten`, `flatten_iter`, `chain`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `step_by`, `take`, `skip`, `with_min_len`, `with_max_len` |
+//! | consumers | `for_each`, `for_each_init`, `for_each_with`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`, `collect_into_vec`; `try_for_each`, `try_reduce` (over `Result`/`Option`, see [`TryOutcome`]), `unzip`, `partition`, `collect`; [`ParallelExtend::par_extend`] |
 //! | sorting | [`ParallelSliceMut::par_sort`], `par_sort_by`, `par_sort_by_key`, `par_sort_unstable`, `par_sort_unstable_by`, `par_sort_unstable_by_key` |
 
 mod adapters;
 mod collect;
 mod consumers;
+mod extra;
 pub mod plumbing;
 mod sort;
 mod sources;
 
 pub use adapters::{
     Chunks, Cloned, Copied, Enumerate, Filter, FilterMap, FlatMapIter, Fold, Inspect, Map, MapInit,
-    MinLen, Range, Zip,
+    MaxLen, MinLen, Range, StepBy, Zip,
 };
+pub use extra::{Chain, FlatMap, IterBridge, ParallelBridge, ParallelExtend, TryOutcome};
 pub use sources::{
-    Iter, IterMut, RangeInclusiveIter, RangeIter, SliceChunks, SliceChunksMut, VecIntoIter,
+    Iter, IterMut, RangeInclusiveIter, RangeIter, SliceChunks, SliceChunksExact, SliceChunksMut,
+    SliceWindows, VecIntoIter,
 };
 
 use plumbing::{Consumer, ProducerCallback};
@@ -59,8 +62,8 @@ use plumbing::{Consumer, ProducerCallback};
 pub mod prelude {
     pub use super::{
         FromParallelIterator, IndexedParallelIterator, IntoParallelIterator,
-        IntoParallelRefIterator, IntoParallelRefMutIterator, ParallelIterator, ParallelSlice,
-        ParallelSliceMut,
+        IntoParallelRefIterator, IntoParallelRefMutIterator, ParallelBridge, ParallelExtend,
+        ParallelIterator, ParallelSlice, ParallelSliceMut,
     };
 }
 
@@ -173,6 +176,70 @@ pub trait ParallelIterator: Sized + Send {
         I::Item: Send,
     {
         FlatMapIter::new(self, f)
+    }
+
+    /// Applies `f` and yields the items of each parallel iterator it
+    /// returns, in order; each of those runs in parallel too (rayon's
+    /// `flat_map`; [`flat_map_iter`](Self::flat_map_iter) for sequential
+    /// inner iterators, which is cheaper when they are short).
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u32> = (1..4u32).into_par_iter().flat_map(|n| (0..n).into_par_iter()).collect();
+    /// assert_eq!(v, [0, 0, 1, 0, 1, 2]);
+    /// ```
+    fn flat_map<F, PI>(self, f: F) -> FlatMap<Self, F>
+    where
+        F: Fn(Self::Item) -> PI + Sync + Send,
+        PI: IntoParallelIterator,
+    {
+        FlatMap::new(self, f)
+    }
+
+    /// Yields the items of each item, itself a parallel iterator (or
+    /// `Vec`, range, ...), in order.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u8> = vec![vec![1, 2], vec![], vec![3]].into_par_iter().flatten().collect();
+    /// assert_eq!(v, [1, 2, 3]);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    fn flatten(self) -> FlatMap<Self, fn(Self::Item) -> Self::Item>
+    where
+        Self::Item: IntoParallelIterator,
+    {
+        FlatMap::new(self, std::convert::identity)
+    }
+
+    /// Yields the items of each item, a sequential iterator, in order.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u8> = vec![vec![1, 2], vec![], vec![3]].into_par_iter().flatten_iter().collect();
+    /// assert_eq!(v, [1, 2, 3]);
+    /// ```
+    #[allow(clippy::type_complexity)]
+    fn flatten_iter(self) -> FlatMapIter<Self, fn(Self::Item) -> Self::Item>
+    where
+        Self::Item: IntoIterator,
+        <Self::Item as IntoIterator>::Item: Send,
+    {
+        FlatMapIter::new(self, std::convert::identity)
+    }
+
+    /// This iterator's items, then those of `other`.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u32> = (0..3u32).into_par_iter().chain(vec![7, 8]).collect();
+    /// assert_eq!(v, [0, 1, 2, 7, 8]);
+    /// ```
+    fn chain<C>(self, other: C) -> Chain<Self, C::Iter>
+    where
+        C: IntoParallelIterator<Item = Self::Item>,
+    {
+        Chain::new(self, other.into_par_iter())
     }
 
     /// Copies borrowed items.
@@ -290,6 +357,113 @@ pub trait ParallelIterator: Sized + Send {
             identity: &identity,
             op: &op,
         })
+    }
+
+    /// Calls `op` on every item until one call fails (returns `Err` or
+    /// `None`); returns that failure (one of them, if several pieces fail)
+    /// or success. The other pieces stop at their next item.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let r = (0..100u32).into_par_iter().try_for_each(|x| if x == 42 { Err(x) } else { Ok(()) });
+    /// assert_eq!(r, Err(42));
+    /// assert_eq!((0..10u32).into_par_iter().try_for_each(|_| Some(())), Some(()));
+    /// ```
+    fn try_for_each<OP, R>(self, op: OP) -> R
+    where
+        OP: Fn(Self::Item) -> R + Sync + Send,
+        R: TryOutcome<Output = ()> + Send,
+    {
+        match self.map(op).find_map_any(|r| r.branch().err()) {
+            Some(failure) => R::from_residual(failure),
+            None => R::from_output(()),
+        }
+    }
+
+    /// Reduces the values of items that are `Result`s or `Option`s with
+    /// `op`, which may fail too; the first failure seen (an item's or
+    /// `op`'s) is the result, and the other pieces stop at their next item.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let sum = (1..=10u32).into_par_iter().map(Some).try_reduce(|| 0, |a, b| a.checked_add(b));
+    /// assert_eq!(sum, Some(55));
+    /// let r: Result<u8, &str> = (0..100u8).into_par_iter().map(Ok)
+    ///     .try_reduce(|| 0, |a, b| a.checked_add(b).ok_or("overflow"));
+    /// assert_eq!(r, Err("overflow"));
+    /// ```
+    fn try_reduce<T, OP, ID>(self, identity: ID, op: OP) -> Self::Item
+    where
+        OP: Fn(T, T) -> Self::Item + Sync + Send,
+        ID: Fn() -> T + Sync + Send,
+        Self::Item: TryOutcome<Output = T>,
+        T: Send,
+    {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let r = self.drive(extra::TryReduceConsumer {
+            identity: &identity,
+            op: &op,
+            stop: &stop,
+        });
+        match r {
+            Ok(t) => Self::Item::from_output(t),
+            Err(failure) => Self::Item::from_residual(failure),
+        }
+    }
+
+    /// Splits pairs into two collections, in order (for `Vec`s).
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let (a, b): (Vec<u32>, Vec<String>) =
+    ///     (0..3u32).into_par_iter().map(|x| (x, x.to_string())).unzip();
+    /// assert_eq!(a, [0, 1, 2]);
+    /// assert_eq!(b, ["0", "1", "2"]);
+    /// ```
+    fn unzip<A, B, FromA, FromB>(self) -> (FromA, FromB)
+    where
+        Self: ParallelIterator<Item = (A, B)>,
+        A: Send,
+        B: Send,
+        FromA: Default + Send + ParallelExtend<A>,
+        FromB: Default + Send + ParallelExtend<B>,
+    {
+        let (va, vb) = extra::split_two(self, |a, b, (x, y)| {
+            a.push(x);
+            b.push(y);
+        });
+        let (mut fa, mut fb) = (FromA::default(), FromB::default());
+        fa.par_extend(va);
+        fb.par_extend(vb);
+        (fa, fb)
+    }
+
+    /// Splits the items into those for which `predicate` holds and the
+    /// others, each in order (for `Vec`s).
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let (even, odd): (Vec<u32>, Vec<u32>) = (0..6u32).into_par_iter().partition(|x| x % 2 == 0);
+    /// assert_eq!(even, [0, 2, 4]);
+    /// assert_eq!(odd, [1, 3, 5]);
+    /// ```
+    fn partition<A, B, P>(self, predicate: P) -> (A, B)
+    where
+        A: Default + Send + ParallelExtend<Self::Item>,
+        B: Default + Send + ParallelExtend<Self::Item>,
+        P: Fn(&Self::Item) -> bool + Sync + Send,
+    {
+        let (va, vb) = extra::split_two(self, |a, b, x| {
+            if predicate(&x) {
+                a.push(x);
+            } else {
+                b.push(x);
+            }
+        });
+        let (mut fa, mut fb) = (A::default(), B::default());
+        fa.par_extend(va);
+        fb.par_extend(vb);
+        (fa, fb)
     }
 
     /// Reduces the items with `op`; `None` when there are none.
@@ -523,6 +697,36 @@ pub trait IndexedParallelIterator: ParallelIterator {
     fn with_min_len(self, min: usize) -> MinLen<Self> {
         MinLen::new(self, min)
     }
+
+    /// Always splits the work into pieces of at most `max` items (unless
+    /// that goes below a [`with_min_len`](Self::with_min_len)): for items
+    /// so costly or uneven that each should be free to move to another
+    /// worker. Not needed to be fast: splitting adapts by itself.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u32> = (0..100u32).into_par_iter().with_max_len(1).map(|x| x * 2).collect();
+    /// assert_eq!(v, (0..100).map(|x| x * 2).collect::<Vec<_>>());
+    /// ```
+    fn with_max_len(self, max: usize) -> MaxLen<Self> {
+        MaxLen::new(self, max)
+    }
+
+    /// Every `step`-th item, from the first (as `Iterator::step_by`).
+    ///
+    /// # Panics
+    ///
+    /// If `step` is 0.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u32> = (0..10u32).into_par_iter().step_by(3).collect();
+    /// assert_eq!(v, [0, 3, 6, 9]);
+    /// ```
+    fn step_by(self, step: usize) -> StepBy<Self> {
+        assert!(step != 0, "step must not be zero");
+        StepBy::new(self, step)
+    }
 }
 
 /// Something that can become a parallel iterator: `into_par_iter()`.
@@ -657,6 +861,44 @@ pub trait ParallelSlice<T: Sync> {
     fn par_chunks(&self, chunk_size: usize) -> SliceChunks<'_, T> {
         assert!(chunk_size != 0, "chunk_size must not be zero");
         SliceChunks::new(self.as_parallel_slice(), chunk_size)
+    }
+
+    /// The slice's chunks of exactly `chunk_size` items, in parallel; the
+    /// `len % chunk_size` items left over are in the iterator's
+    /// [`remainder`](SliceChunksExact::remainder).
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_size` is 0.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v = [1, 2, 3, 4, 5];
+    /// let chunks = v.par_chunks_exact(2);
+    /// assert_eq!(chunks.remainder(), [5]);
+    /// let sums: Vec<i32> = chunks.map(|c| c.iter().sum()).collect();
+    /// assert_eq!(sums, [3, 7]);
+    /// ```
+    fn par_chunks_exact(&self, chunk_size: usize) -> SliceChunksExact<'_, T> {
+        assert!(chunk_size != 0, "chunk_size must not be zero");
+        SliceChunksExact::new(self.as_parallel_slice(), chunk_size)
+    }
+
+    /// Every overlapping window of `window_size` items, in parallel (none
+    /// if the slice is shorter).
+    ///
+    /// # Panics
+    ///
+    /// If `window_size` is 0.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let d: Vec<i32> = [1, 4, 9, 16].par_windows(2).map(|w| w[1] - w[0]).collect();
+    /// assert_eq!(d, [3, 5, 7]);
+    /// ```
+    fn par_windows(&self, window_size: usize) -> SliceWindows<'_, T> {
+        assert!(window_size != 0, "window_size must not be zero");
+        SliceWindows::new(self.as_parallel_slice(), window_size)
     }
 }
 

@@ -53,6 +53,13 @@ pub trait Producer: Send + Sized {
         1
     }
 
+    /// The most positions a piece should hold: the bridge splits any piece
+    /// longer than this (unless that would go below [`min_len`](Self::min_len)).
+    /// `usize::MAX` unless [`with_max_len`](super::IndexedParallelIterator::with_max_len) says otherwise.
+    fn max_len(&self) -> usize {
+        usize::MAX
+    }
+
     /// Splits into the positions `[0, index)` and `[index, len)`.
     fn split_at(self, index: usize) -> (Self, Self);
 
@@ -224,15 +231,27 @@ where
 {
     in_worker(move || {
         let min = producer.min_len().max(1);
-        helper(len, false, Splitter::new(), min, producer, consumer)
+        let bounds = Bounds {
+            min,
+            max: producer.max_len().max(1),
+        };
+        helper(len, false, Splitter::new(), bounds, producer, consumer)
     })
+}
+
+/// The piece lengths a producer asks for: [`Producer::min_len`] and
+/// [`Producer::max_len`].
+#[derive(Clone, Copy)]
+struct Bounds {
+    min: usize,
+    max: usize,
 }
 
 fn helper<P, C>(
     len: usize,
     stolen: bool,
     mut splitter: Splitter,
-    min: usize,
+    bounds: Bounds,
     producer: P,
     consumer: C,
 ) -> C::Result
@@ -243,17 +262,17 @@ where
     if consumer.full() {
         return consumer.into_folder().complete();
     }
-    if len / 2 >= min && splitter.try_split(stolen) {
+    if len / 2 >= bounds.min && (len > bounds.max || splitter.try_split(stolen)) {
         let mid = len / 2;
         let (lp, rp) = producer.split_at(mid);
         let (lc, rc, reducer) = consumer.split_at(mid);
         let (l, r) = join_stolen(
-            move || helper(mid, false, splitter, min, lp, lc),
-            move |stolen| helper(len - mid, stolen, splitter, min, rp, rc),
+            move || helper(mid, false, splitter, bounds, lp, lc),
+            move |stolen| helper(len - mid, stolen, splitter, bounds, rp, rc),
         );
         reducer.reduce(l, r)
     } else {
-        fold_lazily(len, splitter, min, producer, consumer)
+        fold_lazily(len, splitter, bounds, producer, consumer)
     }
 }
 
@@ -271,7 +290,7 @@ const LEAF_CHUNKS: usize = 8;
 fn fold_lazily<P, C>(
     len: usize,
     splitter: Splitter,
-    min: usize,
+    bounds: Bounds,
     producer: P,
     consumer: C,
 ) -> C::Result
@@ -279,15 +298,17 @@ where
     P: Producer,
     C: Consumer<P::Item>,
 {
+    let min = bounds.min;
     let chunk = (len / LEAF_CHUNKS).max(min);
     let (mut len, mut producer, mut consumer) = (len, producer, consumer);
     let mut done: Option<(C::Result, C::Reducer)> = None;
     let result = loop {
-        if len <= chunk || consumer.full() {
+        // The rest after a chunk must hold `min` positions too.
+        if len < chunk.saturating_add(min) || consumer.full() {
             break producer.fold_with(consumer.into_folder()).complete();
         }
         if len / 2 >= min && WorkerThread::current().is_some_and(WorkerThread::share_requested) {
-            break helper(len, true, splitter, min, producer, consumer);
+            break helper(len, true, splitter, bounds, producer, consumer);
         }
         let (head, rest) = producer.split_at(chunk);
         let (head_c, rest_c, reducer) = consumer.split_at(chunk);

@@ -205,6 +205,131 @@ impl<'a, T: Sync> Producer for SliceChunksProducer<'a, T> {
     }
 }
 
+/// [`ParallelSlice::par_chunks_exact`](super::ParallelSlice::par_chunks_exact)'s
+/// iterator: yields `&[T]` of exactly the chunk size; the items left over
+/// are in [`remainder`](Self::remainder).
+#[derive(Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct SliceChunksExact<'a, T> {
+    /// The whole chunks only.
+    slice: &'a [T],
+    rem: &'a [T],
+    size: usize,
+}
+
+impl<'a, T> SliceChunksExact<'a, T> {
+    pub(super) fn new(slice: &'a [T], size: usize) -> Self {
+        let (slice, rem) = slice.split_at(slice.len() - slice.len() % size);
+        SliceChunksExact { slice, rem, size }
+    }
+
+    /// The last `len % chunk_size` items, which no chunk holds.
+    pub fn remainder(&self) -> &'a [T] {
+        self.rem
+    }
+}
+
+indexed_parallel_iterator!(['a, T: Sync + 'a] SliceChunksExact<'a, T>, &'a [T]);
+
+impl<'a, T: Sync + 'a> IndexedParallelIterator for SliceChunksExact<'a, T> {
+    fn len(&self) -> usize {
+        self.slice.len() / self.size
+    }
+    fn with_producer<CB: ProducerCallback<&'a [T]>>(self, callback: CB) -> CB::Output {
+        callback.callback(SliceChunksExactProducer {
+            slice: self.slice,
+            size: self.size,
+        })
+    }
+}
+
+struct SliceChunksExactProducer<'a, T> {
+    slice: &'a [T],
+    size: usize,
+}
+
+impl<'a, T: Sync> Producer for SliceChunksExactProducer<'a, T> {
+    type Item = &'a [T];
+    type IntoIter = std::slice::ChunksExact<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.slice.chunks_exact(self.size)
+    }
+    fn split_at(self, index: usize) -> (Self, Self) {
+        let (l, r) = self.slice.split_at(index * self.size);
+        (
+            SliceChunksExactProducer {
+                slice: l,
+                size: self.size,
+            },
+            SliceChunksExactProducer {
+                slice: r,
+                size: self.size,
+            },
+        )
+    }
+}
+
+// ------------------------------------------------------- par_windows
+
+/// [`ParallelSlice::par_windows`](super::ParallelSlice::par_windows)'s
+/// iterator: yields every overlapping `&[T]` of the window size.
+#[derive(Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct SliceWindows<'a, T> {
+    slice: &'a [T],
+    size: usize,
+}
+
+impl<'a, T> SliceWindows<'a, T> {
+    pub(super) fn new(slice: &'a [T], size: usize) -> Self {
+        SliceWindows { slice, size }
+    }
+}
+
+indexed_parallel_iterator!(['a, T: Sync + 'a] SliceWindows<'a, T>, &'a [T]);
+
+impl<'a, T: Sync + 'a> IndexedParallelIterator for SliceWindows<'a, T> {
+    fn len(&self) -> usize {
+        (self.slice.len() + 1).saturating_sub(self.size)
+    }
+    fn with_producer<CB: ProducerCallback<&'a [T]>>(self, callback: CB) -> CB::Output {
+        callback.callback(SliceWindowsProducer {
+            slice: self.slice,
+            size: self.size,
+        })
+    }
+}
+
+/// Windows `[i, i + size)` of `slice`, for every `i` with a whole window.
+struct SliceWindowsProducer<'a, T> {
+    slice: &'a [T],
+    size: usize,
+}
+
+impl<'a, T: Sync> Producer for SliceWindowsProducer<'a, T> {
+    type Item = &'a [T];
+    type IntoIter = std::slice::Windows<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.slice.windows(self.size)
+    }
+    fn split_at(self, index: usize) -> (Self, Self) {
+        // The left piece's windows start before `index`: it keeps the
+        // `size - 1` items after it; the right piece starts at `index`.
+        let end = (index + self.size - 1).min(self.slice.len());
+        let start = index.min(self.slice.len());
+        (
+            SliceWindowsProducer {
+                slice: &self.slice[..end],
+                size: self.size,
+            },
+            SliceWindowsProducer {
+                slice: &self.slice[start..],
+                size: self.size,
+            },
+        )
+    }
+}
+
 /// [`ParallelSliceMut::par_chunks_mut`](super::ParallelSliceMut::par_chunks_mut)'s
 /// iterator: yields `&mut [T]`.
 #[derive(Debug)]
