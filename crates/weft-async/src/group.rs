@@ -1,11 +1,12 @@
 //! [`TaskGroup`]: structured concurrency, as Python's `asyncio.TaskGroup`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::{Pin, pin};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use crate::children::{Children, Next};
@@ -215,110 +216,54 @@ impl<'a, T, E> TaskGroup<'a, T, E> {
         B: FnOnce(GroupScope<'a, T, E>) -> Fut,
         Fut: Future<Output = R>,
     {
-        let shared = Rc::new(ScopeShared {
-            new: RefCell::new(Vec::new()),
-            spawned: Cell::new(0),
-            cancelled: Cell::new(false),
-            finished: Cell::new(false),
-            polling: Cell::new(false),
-            waker: RefCell::new(None),
-        });
-        // Whatever way the scope ends (even dropped), children spawned
-        // after that are refused and those not started are dropped.
-        struct Finish<'s, 'a, T, E>(&'s ScopeShared<'a, T, E>);
-        impl<T, E> Drop for Finish<'_, '_, T, E> {
-            fn drop(&mut self) {
-                self.0.finished.set(true);
-                let leftover = std::mem::take(&mut *self.0.new.borrow_mut());
-                drop(leftover);
-                self.0.waker.borrow_mut().take();
-            }
-        }
-        let _finish = Finish(&shared);
-        let mut children: Children<dyn Future<Output = Outcome<T, E>> + 'a> = Children::dynamic();
-        let mut slot_index: Vec<usize> = Vec::new();
-        let mut results: Vec<Option<T>> = Vec::new();
-        let mut errors: Vec<GroupError<E>> = Vec::new();
-        let mut body = pin!(Some(body(GroupScope {
-            shared: shared.clone(),
-        })));
-        let mut body_out: Option<R> = None;
-        std::future::poll_fn(|cx| {
-            let stale = shared
-                .waker
-                .borrow()
-                .as_ref()
-                .is_none_or(|w| !w.will_wake(cx.waker()));
-            if stale {
-                *shared.waker.borrow_mut() = Some(cx.waker().clone());
-            }
-            shared.polling.set(true);
-            let mut first = true;
-            loop {
-                // Start the children spawned since the last round.
-                let new = std::mem::take(&mut *shared.new.borrow_mut());
-                for (index, child) in new {
-                    let slot = children.push(child);
-                    if slot_index.len() <= slot {
-                        slot_index.resize(slot + 1, 0);
-                    }
-                    slot_index[slot] = index;
-                    if results.len() <= index {
-                        results.resize_with(index + 1, || None);
-                    }
-                }
-                if first && body_out.is_none() && errors.is_empty() && !shared.cancelled.get() {
-                    first = false;
-                    if let Some(running) = body.as_mut().as_pin_mut()
-                        && let Poll::Ready(out) = running.poll(cx)
-                    {
-                        body_out = Some(out);
-                        body.set(None);
-                    }
-                    continue;
-                }
-                let _ = children.poll_children(
-                    cx,
-                    |child, cx| child.poll(cx),
-                    |slot, outcome| {
-                        let index = slot_index[slot];
-                        match outcome {
-                            Ok(Ok(v)) => results[index] = Some(v),
-                            Ok(Err(error)) => errors.push(GroupError::Failed { index, error }),
-                            Err(message) => errors.push(GroupError::Panicked { index, message }),
-                        }
-                        Next::Continue
-                    },
-                );
-                if shared.new.borrow().is_empty() || !errors.is_empty() || shared.cancelled.get() {
-                    break;
-                }
-            }
-            shared.polling.set(false);
-            if !errors.is_empty() || shared.cancelled.get() {
-                return Poll::Ready(());
-            }
-            if body_out.is_some() && children.left() == 0 {
-                return Poll::Ready(());
-            }
-            Poll::Pending
-        })
-        .await;
-        // Cancel what is left now, before returning: children first, then
-        // the body (which may hold handles the children use).
-        drop(children);
-        body.set(None);
-        let cancelled = shared.cancelled.get();
-        if errors.is_empty() && !cancelled {
-            let values = results
-                .into_iter()
-                .map(|r| r.expect("TaskGroup: every child produced a value"))
-                .collect();
-            let out = body_out.expect("TaskGroup: the body finished");
-            Ok((out, values))
-        } else {
-            Err(ErrorGroup { errors, cancelled })
-        }
+        run_scope(body).await
+    }
+
+    /// [`scope`](TaskGroup::scope) for `Send` children: the same group,
+    /// whose future is `Send` when `body`'s future, its output and the
+    /// children's values and errors are, so it can run inside a task of
+    /// the multi-threaded flavour ([`multi::spawn`](crate::multi::spawn)).
+    /// The children still run concurrently on the task that awaits the
+    /// scope, not in parallel (for that, spawn tasks into a
+    /// [`multi::TaskGroup`](crate::multi::TaskGroup)), and may borrow.
+    ///
+    /// ([`scope`](TaskGroup::scope) itself accepts children that are not
+    /// `Send`, such as ones holding an `Rc`: a group that may hold such
+    /// children cannot be `Send`, whatever the ones it holds are, so its
+    /// future is never `Send` and `multi::spawn` refuses it:)
+    ///
+    /// ```compile_fail
+    /// use weft_async::{multi, TaskGroup};
+    /// multi::run(async {
+    ///     multi::spawn(TaskGroup::<u8, ()>::scope(|tg| async move {
+    ///         tg.spawn(async { Ok(1) });
+    ///     }));
+    /// });
+    /// ```
+    ///
+    /// ```
+    /// use weft_async::{multi, TaskGroup};
+    /// let rt = multi::Runtime::builder().threads(2).build().unwrap();
+    /// let out = rt.spawn(async {
+    ///     let words = vec!["alpha".to_string(), "beta".to_string()];
+    ///     let words = &words;
+    ///     TaskGroup::scope_send(|tg| async move {
+    ///         for w in words {
+    ///             tg.spawn(async move { Ok::<_, String>(w.len()) }); // borrows `words`
+    ///         }
+    ///         "body"
+    ///     })
+    ///     .await
+    /// })
+    /// .join(); // a multi::Task, waited for from this thread
+    /// assert_eq!(out.unwrap(), Ok(("body", vec![5, 4])));
+    /// ```
+    pub async fn scope_send<B, Fut, R>(body: B) -> Result<(R, Vec<T>), ErrorGroup<E>>
+    where
+        B: FnOnce(GroupScope<'a, T, E, SendChildren>) -> Fut,
+        Fut: Future<Output = R>,
+    {
+        run_scope(body).await
     }
 
     /// Adds a child (Python's `tg.create_task(coro)`). Its index in
@@ -387,30 +332,198 @@ impl<'a, T, E> TaskGroup<'a, T, E> {
     }
 }
 
-/// What a [`TaskGroup::scope`] shares with its [`GroupScope`] handles.
-struct ScopeShared<'a, T, E> {
-    /// Children spawned and not started yet, with their spawn index.
-    new: RefCell<Vec<(usize, Child<'a, T, E>)>>,
-    /// How many children were spawned.
-    spawned: Cell<usize>,
-    cancelled: Cell<bool>,
-    /// The scope has ended: spawning is refused.
-    finished: Cell<bool>,
-    /// The scope's future is being polled (no need to wake it).
-    polling: Cell<bool>,
-    /// The scope's future's waker, to start children spawned from outside
-    /// its poll.
-    waker: RefCell<Option<Waker>>,
+/// The body of [`TaskGroup::scope`] and [`TaskGroup::scope_send`].
+async fn run_scope<'a, T, E, K, B, Fut, R>(body: B) -> Result<(R, Vec<T>), ErrorGroup<E>>
+where
+    K: Kind<'a, T, E>,
+    B: FnOnce(GroupScope<'a, T, E, K>) -> Fut,
+    Fut: Future<Output = R>,
+{
+    let shared: Arc<ScopeShared<'a, T, E, K>> = Arc::new(ScopeShared {
+        new: Mutex::new(Vec::new()),
+        spawned: AtomicUsize::new(0),
+        cancelled: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
+        polling: AtomicBool::new(false),
+        waker: Mutex::new(None),
+    });
+    // Whatever way the scope ends (even dropped), children spawned after
+    // that are refused and those not started are dropped.
+    struct Finish<'s, 'a, T, E, K: Kind<'a, T, E>>(&'s ScopeShared<'a, T, E, K>);
+    impl<'a, T, E, K: Kind<'a, T, E>> Drop for Finish<'_, 'a, T, E, K> {
+        fn drop(&mut self) {
+            self.0.finished.store(true, Ordering::SeqCst);
+            let leftover = std::mem::take(&mut *self.0.pending());
+            drop(leftover);
+            self.0.waker().take();
+        }
+    }
+    let _finish = Finish(&shared);
+    let mut children: Children<K::Child> = Children::dynamic();
+    let mut slot_index: Vec<usize> = Vec::new();
+    let mut results: Vec<Option<T>> = Vec::new();
+    let mut errors: Vec<GroupError<E>> = Vec::new();
+    let mut body = pin!(Some(body(GroupScope {
+        shared: shared.clone(),
+    })));
+    let mut body_out: Option<R> = None;
+    std::future::poll_fn(|cx| {
+        {
+            let mut waker = shared.waker();
+            if waker.as_ref().is_none_or(|w| !w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+        }
+        shared.polling.store(true, Ordering::SeqCst);
+        let mut first = true;
+        loop {
+            // Start the children spawned since the last round.
+            let new = std::mem::take(&mut *shared.pending());
+            for (index, child) in new {
+                let slot = children.push(child);
+                if slot_index.len() <= slot {
+                    slot_index.resize(slot + 1, 0);
+                }
+                slot_index[slot] = index;
+                if results.len() <= index {
+                    results.resize_with(index + 1, || None);
+                }
+            }
+            if first && body_out.is_none() && errors.is_empty() && !shared.is_cancelled() {
+                first = false;
+                if let Some(running) = body.as_mut().as_pin_mut()
+                    && let Poll::Ready(out) = running.poll(cx)
+                {
+                    body_out = Some(out);
+                    body.set(None);
+                }
+                continue;
+            }
+            let _ = children.poll_children(
+                cx,
+                |child, cx| child.poll(cx),
+                |slot, outcome| {
+                    let index = slot_index[slot];
+                    match outcome {
+                        Ok(Ok(v)) => results[index] = Some(v),
+                        Ok(Err(error)) => errors.push(GroupError::Failed { index, error }),
+                        Err(message) => errors.push(GroupError::Panicked { index, message }),
+                    }
+                    Next::Continue
+                },
+            );
+            if shared.pending().is_empty() || !errors.is_empty() || shared.is_cancelled() {
+                break;
+            }
+        }
+        shared.polling.store(false, Ordering::SeqCst);
+        if !errors.is_empty() || shared.is_cancelled() {
+            return Poll::Ready(());
+        }
+        // A spawn or a cancel from another thread that saw `polling` still
+        // set did not wake us: look again now that it is clear.
+        if !shared.pending().is_empty() {
+            cx.waker().wake_by_ref();
+        }
+        if body_out.is_some() && children.left() == 0 {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    })
+    .await;
+    // Cancel what is left now, before returning: children first, then
+    // the body (which may hold handles the children use).
+    drop(children);
+    body.set(None);
+    let cancelled = shared.is_cancelled();
+    if errors.is_empty() && !cancelled {
+        let values = results
+            .into_iter()
+            .map(|r| r.expect("TaskGroup: every child produced a value"))
+            .collect();
+        let out = body_out.expect("TaskGroup: the body finished");
+        Ok((out, values))
+    } else {
+        Err(ErrorGroup { errors, cancelled })
+    }
 }
 
-impl<T, E> ScopeShared<'_, T, E> {
+mod sealed {
+    /// How a scope keeps its children: the type they are boxed as.
+    pub trait Kind<'a, T, E>: 'static {
+        /// A boxed child's type.
+        type Child: ?Sized + std::future::Future<Output = super::Outcome<T, E>>;
+    }
+}
+use sealed::Kind;
+
+/// The kind of [`GroupScope`] that [`TaskGroup::scope`] gives: its children
+/// may be anything (`Rc`s, `RefCell` borrows), and its future is not `Send`.
+#[derive(Debug)]
+pub enum AnyChildren {}
+
+/// The kind of [`GroupScope`] that [`TaskGroup::scope_send`] gives: its
+/// children are `Send`, and so is its future (where the body's is).
+#[derive(Debug)]
+pub enum SendChildren {}
+
+impl<'a, T, E> Kind<'a, T, E> for AnyChildren {
+    type Child = dyn Future<Output = Outcome<T, E>> + 'a;
+}
+
+impl<'a, T, E> Kind<'a, T, E> for SendChildren {
+    type Child = dyn Future<Output = Outcome<T, E>> + Send + 'a;
+}
+
+/// What a [`TaskGroup::scope`] shares with its [`GroupScope`] handles.
+struct ScopeShared<'a, T, E, K: Kind<'a, T, E>> {
+    /// Children spawned and not started yet, with their spawn index.
+    #[allow(clippy::type_complexity)]
+    new: Mutex<Vec<(usize, Pin<Box<K::Child>>)>>,
+    /// How many children were spawned.
+    spawned: AtomicUsize,
+    cancelled: AtomicBool,
+    /// The scope has ended: spawning is refused.
+    finished: AtomicBool,
+    /// The scope's future is being polled (no need to wake it).
+    polling: AtomicBool,
+    /// The scope's future's waker, to start children spawned from outside
+    /// its poll.
+    waker: Mutex<Option<Waker>>,
+}
+
+impl<'a, T, E, K: Kind<'a, T, E>> ScopeShared<'a, T, E, K> {
+    #[allow(clippy::type_complexity)]
+    fn pending(&self) -> MutexGuard<'_, Vec<(usize, Pin<Box<K::Child>>)>> {
+        self.new.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn waker(&self) -> MutexGuard<'_, Option<Waker>> {
+        self.waker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
     fn wake(&self) {
-        if !self.polling.get() {
-            let waker = self.waker.borrow().clone();
+        if !self.polling.load(Ordering::SeqCst) {
+            let waker = self.waker().clone();
             if let Some(waker) = waker {
                 crate::task::wake_contained(waker);
             }
         }
+    }
+
+    fn push(&self, child: Pin<Box<K::Child>>) -> usize {
+        assert!(
+            !self.finished.load(Ordering::SeqCst),
+            "GroupScope::spawn: this TaskGroup scope has already ended; spawn inside its body or its children"
+        );
+        let index = self.spawned.fetch_add(1, Ordering::SeqCst);
+        self.pending().push((index, child));
+        self.wake();
+        index
     }
 }
 
@@ -418,12 +531,14 @@ impl<T, E> ScopeShared<'_, T, E> {
 /// a running [`TaskGroup::scope`], from its body or from its children.
 ///
 /// Cheap to clone (a reference count); clone it into a child to let that
-/// child spawn siblings. Not `Send`: the group runs on one task.
-pub struct GroupScope<'a, T, E> {
-    shared: Rc<ScopeShared<'a, T, E>>,
+/// child spawn siblings. The group runs on one task. The scope of
+/// [`TaskGroup::scope`] (kind [`AnyChildren`]) is not `Send`; that of
+/// [`TaskGroup::scope_send`] (kind [`SendChildren`]) is.
+pub struct GroupScope<'a, T, E, K: Kind<'a, T, E> = AnyChildren> {
+    shared: Arc<ScopeShared<'a, T, E, K>>,
 }
 
-impl<T, E> Clone for GroupScope<'_, T, E> {
+impl<'a, T, E, K: Kind<'a, T, E>> Clone for GroupScope<'a, T, E, K> {
     fn clone(&self) -> Self {
         GroupScope {
             shared: self.shared.clone(),
@@ -431,17 +546,34 @@ impl<T, E> Clone for GroupScope<'_, T, E> {
     }
 }
 
-impl<T, E> fmt::Debug for GroupScope<'_, T, E> {
+impl<'a, T, E, K: Kind<'a, T, E>> fmt::Debug for GroupScope<'a, T, E, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GroupScope")
-            .field("spawned", &self.shared.spawned.get())
-            .field("cancelled", &self.shared.cancelled.get())
-            .field("finished", &self.shared.finished.get())
+            .field("spawned", &self.shared.spawned.load(Ordering::SeqCst))
+            .field("cancelled", &self.shared.is_cancelled())
+            .field("finished", &self.shared.finished.load(Ordering::SeqCst))
             .finish()
     }
 }
 
-impl<'a, T, E> GroupScope<'a, T, E> {
+impl<'a, T, E> GroupScope<'a, T, E, SendChildren> {
+    /// Spawns a `Send` child (Python's `tg.create_task(coro)`), as
+    /// [`GroupScope::spawn`] does for the scope of [`TaskGroup::scope`].
+    ///
+    /// # Panics
+    ///
+    /// If the scope has already ended.
+    pub fn spawn<F>(&self, future: F) -> usize
+    where
+        F: Future<Output = Result<T, E>> + Send + 'a,
+    {
+        self.shared.push(Box::pin(Contained {
+            stage: Stage::Live { future },
+        }))
+    }
+}
+
+impl<'a, T, E> GroupScope<'a, T, E, AnyChildren> {
     /// Spawns a child (Python's `tg.create_task(coro)`): it starts as soon
     /// as the spawner yields. Returns its spawn index: its place among the
     /// values of a successful scope and in [`GroupError`]s.
@@ -454,40 +586,31 @@ impl<'a, T, E> GroupScope<'a, T, E> {
     where
         F: Future<Output = Result<T, E>> + 'a,
     {
-        assert!(
-            !self.shared.finished.get(),
-            "GroupScope::spawn: this TaskGroup scope has already ended; spawn inside its body or its children"
-        );
-        let index = self.shared.spawned.get();
-        self.shared.spawned.set(index + 1);
-        self.shared.new.borrow_mut().push((
-            index,
-            Box::pin(Contained {
-                stage: Stage::Live { future },
-            }),
-        ));
-        self.shared.wake();
-        index
+        self.shared.push(Box::pin(Contained {
+            stage: Stage::Live { future },
+        }))
     }
+}
 
+impl<'a, T, E, K: Kind<'a, T, E>> GroupScope<'a, T, E, K> {
     /// Cancels the group: its body and every child are dropped (their
     /// destructors run) the next time the scope's future is polled, and the
     /// scope returns an [`ErrorGroup`] that [`is_cancelled`](ErrorGroup::is_cancelled)
     /// (with the failures seen before, if any). Called from the body or a
     /// child, the caller goes on until its next `.await` that has to wait.
     pub fn cancel(&self) {
-        self.shared.cancelled.set(true);
+        self.shared.cancelled.store(true, Ordering::SeqCst);
         self.shared.wake();
     }
 
     /// Whether [`cancel`](GroupScope::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
-        self.shared.cancelled.get()
+        self.shared.is_cancelled()
     }
 
     /// How many children were spawned so far.
     pub fn spawned(&self) -> usize {
-        self.shared.spawned.get()
+        self.shared.spawned.load(Ordering::SeqCst)
     }
 }
 

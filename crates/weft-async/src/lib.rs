@@ -157,7 +157,7 @@ mod waker;
 
 pub use combine::{AsCompleted, Either, as_completed, join_all, race, select, try_join_all, wait};
 pub use error::{RuntimeError, TimedOut};
-pub use group::{ErrorGroup, GroupError, GroupScope, TaskGroup};
+pub use group::{AnyChildren, ErrorGroup, GroupError, GroupScope, SendChildren, TaskGroup};
 pub use local::{AccessError, LocalKey, TaskLocalFuture};
 pub use runner::{Handle, Runtime};
 pub use runtime::in_runtime;

@@ -17,7 +17,7 @@
 //! | [`spawn`](crate::spawn) -> [`Task`](crate::Task) | [`spawn`] -> [`Task`] (`Send + 'static` futures) |
 //! | [`Handle::spawn`](crate::Handle::spawn) -> `TaskHandle` | [`Handle::spawn`] -> `TaskHandle` |
 //! | [`TaskGroup`](crate::TaskGroup) (children polled in the awaiting task) | [`TaskGroup`] (children are tasks, run in parallel) |
-//! | [`TaskGroup::scope`](crate::TaskGroup::scope) (children may borrow) | the same `scope`, in [`block_on`](Runtime::block_on)'s future (its future is not `Send`, so not inside a [`spawn`]ed task; its children run concurrently on the `block_on` thread, not in parallel) |
+//! | [`TaskGroup::scope`](crate::TaskGroup::scope) (children may borrow) | [`TaskGroup::scope_send`](crate::TaskGroup::scope_send) for `Send` children, anywhere (its future is `Send`, so it runs inside a [`spawn`]ed task; its children run concurrently on the task that awaits it, not in parallel); `scope` itself, whose future is not `Send`, in [`block_on`](Runtime::block_on)'s future |
 //! | [`TaskSet`](crate::TaskSet) | [`TaskSet`] (tasks in parallel, results as they finish) |
 //! | [`shield`](crate::shield) | [`shield`] |
 //! | [`task_local!`](crate::task_local), [`LocalKey::scope`] | the same (re-exported here): a scoped value follows its future from worker to worker |

@@ -924,3 +924,59 @@ fn tasks_spawned_from_outside_use_every_worker() {
         assert_ne!(ids[0], ids[1]);
     });
 }
+
+/// `TaskGroup::scope_send` is `Send` where its contents are, so it runs
+/// inside a task of the multi flavour: borrowing children, a sibling
+/// spawned by a child from another worker's wake-up, and every failure.
+#[test]
+fn a_send_task_group_scope_runs_inside_a_spawned_task() {
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    within(|| {
+        let rt = mt(2);
+        let (ok, failed) = rt.block_on(async {
+            let ok = multi::spawn(assert_send(async {
+                let words = vec!["alpha".to_string(), "beta".to_string()];
+                let words = &words; // borrowed by the children
+                weft_async::TaskGroup::<usize, String>::scope_send(|tg| async move {
+                    for w in words {
+                        tg.spawn(async move { Ok(w.len()) });
+                    }
+                    let sibling = tg.clone();
+                    tg.spawn(async move {
+                        // Woken by a task on another worker first.
+                        multi::spawn(async { 1 }).await.unwrap();
+                        sibling.spawn(async { Ok(7) });
+                        Ok(0)
+                    });
+                    "body"
+                })
+                .await
+            }));
+            let failed = multi::spawn(async {
+                weft_async::TaskGroup::<(), String>::scope_send(|tg| async move {
+                    tg.spawn(async { Err("disk full".to_string()) });
+                    tg.spawn(async { Err("no route".to_string()) });
+                })
+                .await
+            });
+            (ok.await.unwrap(), failed.await.unwrap())
+        });
+        assert_eq!(ok, Ok(("body", vec![5, 4, 0, 7])));
+        let errors = failed.unwrap_err().into_errors();
+        assert_eq!(
+            errors,
+            vec![
+                GroupError::Failed {
+                    index: 0,
+                    error: "disk full".to_string()
+                },
+                GroupError::Failed {
+                    index: 1,
+                    error: "no route".to_string()
+                },
+            ]
+        );
+    });
+}
