@@ -23,7 +23,7 @@
 //! | The current task | [`current_task`] ([`CurrentTask`]: id, name, cancel), [`task_local!`] ([`LocalKey`]) |
 //! | Debugging | [`all_tasks`], [`TaskInfo`], [`TaskState`], [`current_task_id`], [`set_panic_hook`], [`PanicReport`], [`PanicPhase`] |
 //! | Combinators | [`gather!`], [`try_gather!`], [`join_all`], [`try_join_all`], [`select`] / [`Either`], [`race`], [`as_completed`], [`wait`] |
-//! | Structured concurrency | [`TaskGroup::scope`] ([`GroupScope`], [`ErrorGroup`]), [`TaskGroup`] ([`GroupError`]) |
+//! | Structured concurrency | [`TaskGroup::scope`] ([`GroupScope`], [`ErrorGroup`]; [`TaskGroup::scope_send`] for `Send` children, inside [`multi::spawn`]), [`TaskGroup`] ([`GroupError`]) |
 //! | Time | [`sleep`], [`sleep_until`], [`interval`] ([`MissedTickBehavior`]), [`timeout`], [`timeout_at`], [`TimedOut`], [`yield_now`] |
 //! | Network | [`net::TcpListener`], [`net::TcpStream`], [`net::UdpSocket`], [`net::UnixListener`], [`net::UnixStream`], [`net::UnixDatagram`] (the runtime's own reactor), [`net::lookup_host`] (host names resolved off the loop); `async-net` works too |
 //! | Processes and signals | [`process::Command`] ([`process::Child`] with async pipes), [`signal::Signals`], [`signal::ctrl_c`] (Unix; `async-process` and `async-signal`) |
