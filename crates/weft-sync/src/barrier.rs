@@ -278,6 +278,7 @@ impl Barrier {
     /// let alone = futures_lite::future::block_on(b.wait_async());
     /// assert_eq!(alone, Err(BrokenBarrierError));
     /// assert!(b.is_broken());
+    /// # assert!(weft_sync::Timer::wait_idle(Duration::from_secs(60)));
     /// ```
     pub async fn wait_async(&self) -> Result<usize, BrokenBarrierError> {
         let (index, round) = match self.arrive()? {

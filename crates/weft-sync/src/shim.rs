@@ -15,15 +15,15 @@ mod imp {
 
     use std::time::Instant;
 
-    /// Spawns a detached, named thread.
+    /// A spawned thread's handle.
+    pub(crate) type JoinHandle = std::thread::JoinHandle<()>;
+
+    /// Spawns a named thread.
     pub(crate) fn spawn_named(
         name: &str,
         f: impl FnOnce() + Send + 'static,
-    ) -> std::io::Result<()> {
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(f)
-            .map(drop)
+    ) -> std::io::Result<JoinHandle> {
+        std::thread::Builder::new().name(name.to_owned()).spawn(f)
     }
 
     /// A mutex with parking_lot's shape (`lock` cannot fail).
@@ -77,10 +77,15 @@ mod imp {
 
     use std::time::Instant;
 
-    /// Spawns a detached model thread (loom threads have no names).
-    pub(crate) fn spawn_named(_: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-        loom::thread::spawn(f);
-        Ok(())
+    /// A spawned model thread's handle.
+    pub(crate) type JoinHandle = loom::thread::JoinHandle<()>;
+
+    /// Spawns a model thread (loom threads have no names).
+    pub(crate) fn spawn_named(
+        _: &str,
+        f: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<JoinHandle> {
+        Ok(loom::thread::spawn(f))
     }
 
     #[derive(Debug, Default)]

@@ -15,11 +15,18 @@
 //! - `schedule` pushes an entry; if no thread is running it marks one
 //!   running and spawns it; else, if the entry is now the earliest, it
 //!   notifies the thread, so a sleeping thread re-reads the top.
-//! - the thread pops due entries (releasing the lock to run each), sleeps
-//!   until the top's deadline otherwise, and exits only after finding no
-//!   finite deadline, clearing `running` under the same lock, so a
-//!   concurrent `schedule` either sees it running (and its entry will be
-//!   seen) or not running (and spawns a new thread).
+//! - the thread pops due entries (releasing the lock to run each) and
+//!   cancelled ones, sleeps until the top's deadline otherwise, and exits
+//!   only after finding no finite deadline, clearing `running` under the
+//!   same lock, so a concurrent `schedule` either sees it running (and its
+//!   entry will be seen) or not running (and spawns a new thread).
+//! - a cancel that leaves a dead entry on top wakes the thread, so that a
+//!   cancelled far timer does not keep it up until its deadline.
+//! - [`Timer::wait_idle`] counts itself in `idle_waiters` (the thread then
+//!   exits without its idle wait), waits for `running` to clear, and joins
+//!   the thread whose handle `schedule` kept (`joining` makes a second
+//!   caller wait for that join), so that it returns only once no timer
+//!   thread is left.
 //!
 //! Cancel-versus-fire has one winner, decided by the timer's
 //! [`TaskHandle`]: the thread runs the callback through
@@ -38,7 +45,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::shim::{Arc, Condvar, Mutex};
+use crate::shim::{Arc, Condvar, JoinHandle, Mutex};
 use crate::task::{Completer, TaskError, TaskHandle, drop_quietly};
 use crate::waker::deadline_after;
 
@@ -98,6 +105,16 @@ struct State {
     next_seq: u64,
     /// Whether a timer thread is running (or about to).
     running: bool,
+    /// The last timer thread started, until a [`Timer::wait_idle`] joins
+    /// it (a new thread's start drops an old handle nobody joined: that
+    /// thread has cleared `running` and is on its way out).
+    thread: Option<JoinHandle>,
+    /// Whether a [`Timer::wait_idle`] is joining the last thread (with the
+    /// lock released): the other callers wait for that join to end.
+    joining: bool,
+    /// Callers in [`Timer::wait_idle`]: while there are any, the thread
+    /// exits as soon as nothing is due, without its idle wait.
+    idle_waiters: usize,
     /// Cancels since the last compaction (an over-estimate of the dead
     /// entries in the heap: a cancelled entry may have been popped since).
     cancelled: usize,
@@ -118,7 +135,12 @@ const COMPACT_MIN: usize = 64;
 
 struct Service {
     state: Mutex<State>,
+    /// Wakes the timer thread: an earlier timer, a dead earliest entry, or
+    /// a caller waiting for it to go idle.
     wake: Condvar,
+    /// Wakes the callers of [`Timer::wait_idle`]: the thread exited, or a
+    /// join ended.
+    exited: Condvar,
 }
 
 impl Service {
@@ -129,9 +151,13 @@ impl Service {
                     heap: BinaryHeap::new(),
                     next_seq: 0,
                     running: false,
+                    thread: None,
+                    joining: false,
+                    idle_waiters: 0,
                     cancelled: 0,
                 }),
                 wake: Condvar::new(),
+                exited: Condvar::new(),
             }
         }
     }
@@ -153,13 +179,18 @@ impl Service {
             let service = this;
             #[cfg(loom)]
             let service = this.clone();
-            if let Err(e) = crate::shim::spawn_named("weft-timer", move || service.run()) {
-                st.running = false;
-                drop(st);
-                panic!(
-                    "weft-sync could not start its timer thread: {e} (the timer stays \
-                     scheduled, and fires once a later Timer::start succeeds)"
-                );
+            match crate::shim::spawn_named("weft-timer", move || service.run()) {
+                // An old handle left here is a thread that has cleared
+                // `running` and is returning: dropping it detaches it.
+                Ok(handle) => st.thread = Some(handle),
+                Err(e) => {
+                    st.running = false;
+                    drop(st);
+                    panic!(
+                        "weft-sync could not start its timer thread: {e} (the timer stays \
+                         scheduled, and fires once a later Timer::start succeeds)"
+                    );
+                }
             }
         } else if earliest {
             this.wake.notify_all();
@@ -175,14 +206,29 @@ impl Service {
             st.heap.retain(|e| e.slot.is_live());
             st.cancelled = 0;
         }
+        // The thread sleeps until the earliest deadline: if that entry is
+        // dead now, wake it to drop the entry (and go idle if nothing else
+        // is pending), rather than stay up until a cancelled deadline.
+        if st.running
+            && st
+                .heap
+                .peek()
+                .is_some_and(|e| e.deadline.is_some() && !e.slot.is_live())
+        {
+            self.wake.notify_all();
+        }
     }
 
     /// The timer thread.
     fn run(&self) {
         let mut st = self.state.lock();
         loop {
-            match st.heap.peek().map(|e| e.deadline) {
-                Some(Some(deadline)) => {
+            match st.heap.peek().map(|e| (e.deadline, e.slot.is_live())) {
+                // Cancelled: nothing to wait for.
+                Some((Some(_), false)) => {
+                    st.heap.pop();
+                }
+                Some((Some(deadline), true)) => {
                     if Instant::now() >= deadline {
                         let entry = st.heap.pop().expect("peeked");
                         drop(st);
@@ -192,19 +238,77 @@ impl Service {
                         self.wake.wait_until(&mut st, deadline);
                     }
                 }
-                // Nothing that will ever be due: idle a while, then go.
+                // Nothing that will ever be due: idle a while (not at all
+                // while someone waits for the thread to go), then go.
                 _ => {
-                    let idle_over = IDLE.is_zero()
-                        || deadline_after(IDLE)
+                    let idle_over = if IDLE.is_zero() || st.idle_waiters > 0 {
+                        true
+                    } else {
+                        let timed_out = deadline_after(IDLE)
                             .is_none_or(|until| self.wake.wait_until(&mut st, until));
+                        // Woken early by a caller of `wait_idle`: go now.
+                        timed_out || st.idle_waiters > 0
+                    };
                     let due_some_day = st.heap.peek().is_some_and(|e| e.deadline.is_some());
                     if idle_over && !due_some_day {
                         st.running = false;
+                        self.exited.notify_all();
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// [`Timer::wait_idle`]: asks the thread to exit once nothing is due,
+    /// and joins it.
+    fn wait_idle(&self, deadline: Option<Instant>) -> bool {
+        let mut st = self.state.lock();
+        #[cfg(not(loom))]
+        if st.running
+            && st
+                .thread
+                .as_ref()
+                .is_some_and(|t| t.thread().id() == std::thread::current().id())
+        {
+            // Called from a timer's function: the thread cannot exit while
+            // it runs this call.
+            return false;
+        }
+        st.idle_waiters += 1;
+        if st.running {
+            self.wake.notify_all();
+        }
+        let mut timed_out = false;
+        let gone = loop {
+            if !st.running {
+                if let Some(thread) = st.thread.take() {
+                    // It cleared `running` on its way out: the join is short.
+                    st.joining = true;
+                    drop(st);
+                    let joined = thread.join();
+                    st = self.state.lock();
+                    st.joining = false;
+                    self.exited.notify_all();
+                    // Its body catches every callback's panic: a join
+                    // error would be a bug in this module.
+                    debug_assert!(joined.is_ok(), "the timer thread panicked");
+                    break true;
+                }
+                if !st.joining {
+                    break true;
+                }
+            }
+            if timed_out {
+                break false;
+            }
+            match deadline {
+                None => self.exited.wait(&mut st),
+                Some(deadline) => timed_out = self.exited.wait_until(&mut st, deadline),
+            }
+        };
+        st.idle_waiters -= 1;
+        gone
     }
 }
 
@@ -264,7 +368,8 @@ fn discard(slot: &JobSlot) {
 ///
 /// **One thread for all timers.** Python starts a thread per `Timer`; weft
 /// runs every timer's function on one shared timer thread (started on first
-/// use, gone after two seconds with nothing pending), which sleeps until the
+/// use, gone after two seconds with nothing pending, or at once while
+/// [`Timer::wait_idle`] waits for it), which sleeps until the
 /// earliest deadline. Ten thousand timers cost ten thousand small heap
 /// entries, not ten thousand threads. The price: functions run one after
 /// another, so one that takes long delays the timers due after it. Keep
@@ -290,6 +395,7 @@ fn discard(slot: &JobSlot) {
 ///
 /// let answer = Timer::start(Duration::from_millis(1), || 6 * 7);
 /// assert_eq!(answer.join(), Ok(42));
+/// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
 /// ```
 pub struct Timer<T = ()> {
     handle: TaskHandle<T>,
@@ -311,6 +417,7 @@ impl<T: Send + 'static> Timer<T> {
     /// use std::time::Duration;
     /// let t = weft_sync::Timer::start(Duration::ZERO, || "now");
     /// assert_eq!(t.join(), Ok("now"));
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn start<F>(delay: Duration, f: F) -> Timer<T>
     where
@@ -323,6 +430,41 @@ impl<T: Send + 'static> Timer<T> {
         let slot = Arc::new(JobSlot(Mutex::new(Some(job))));
         Service::schedule(service(), deadline_after(delay), slot.clone());
         Timer { handle, slot }
+    }
+}
+
+impl Timer {
+    /// Waits, at most `timeout`, until the shared timer thread has nothing
+    /// left to run and has exited; returns whether it has (or was never
+    /// started). Meanwhile the thread skips its idle wait: it goes as soon
+    /// as no timer is due, rather than two seconds later.
+    ///
+    /// For a program or test that must end with no thread of weft-sync's
+    /// left running: Miri's leak check, which fails a test binary whose
+    /// process exits with the idle thread still up, and tools that count
+    /// threads. Pending timers keep the thread (and this wait) going until
+    /// they fire or are cancelled; a timer that never fires
+    /// (`Duration::MAX`) does not. Async waits with a time limit (such as
+    /// [`Barrier::wait_async`](crate::Barrier::wait_async) with a default
+    /// timeout) use the same thread. A timer started afterwards starts the
+    /// thread again. Called from a timer's own function, it returns `false`
+    /// at once: the thread cannot exit while it runs that function.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_sync::Timer;
+    ///
+    /// let t = Timer::start(Duration::from_millis(1), || 42);
+    /// assert_eq!(t.join(), Ok(42));
+    /// assert!(Timer::wait_idle(Duration::from_secs(10))); // the thread is gone
+    ///
+    /// let far = Timer::start(Duration::from_secs(3600), || ());
+    /// assert!(!Timer::wait_idle(Duration::from_millis(10))); // it waits for `far`
+    /// far.cancel();
+    /// assert!(Timer::wait_idle(Duration::from_secs(10)));
+    /// ```
+    pub fn wait_idle(timeout: Duration) -> bool {
+        service().wait_idle(deadline_after(timeout))
     }
 }
 
@@ -344,6 +486,7 @@ impl<T> Timer<T> {
     /// let done = Timer::start(Duration::ZERO, || ());
     /// done.wait();
     /// assert!(!done.cancel()); // too late: it ran
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn cancel(&self) -> bool {
         if !self.handle.cancel() {
@@ -362,6 +505,7 @@ impl<T> Timer<T> {
     /// assert!(!t.is_finished());
     /// t.cancel();
     /// assert!(t.is_finished());
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn is_finished(&self) -> bool {
         self.handle.is_finished()
@@ -374,6 +518,7 @@ impl<T> Timer<T> {
     /// let t = weft_sync::Timer::start(Duration::from_secs(60), || ());
     /// t.cancel();
     /// assert!(t.is_cancelled());
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn is_cancelled(&self) -> bool {
         self.handle.is_cancelled()
@@ -387,6 +532,7 @@ impl<T> Timer<T> {
     /// let t = weft_sync::Timer::start(Duration::from_millis(1), || ());
     /// t.wait();
     /// assert!(t.is_finished());
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn wait(&self) {
         self.handle.wait();
@@ -400,6 +546,7 @@ impl<T> Timer<T> {
     /// let t = weft_sync::Timer::start(Duration::from_secs(60), || ());
     /// assert!(!t.wait_timeout(Duration::from_millis(1)));
     /// t.cancel();
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.handle.wait_timeout(timeout)
@@ -414,6 +561,7 @@ impl<T> Timer<T> {
     /// use weft_sync::{TaskError, Timer};
     /// let t = Timer::start(Duration::ZERO, || -> u8 { panic!("boom") });
     /// assert_eq!(t.join(), Err(TaskError::Panicked { message: "boom".into() }));
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn join(self) -> Result<T, TaskError> {
         self.into_handle().join()
@@ -428,6 +576,7 @@ impl<T> Timer<T> {
     /// let t = weft_sync::Timer::start(Duration::ZERO, || 1);
     /// t.handle().wait();
     /// assert!(t.handle().is_finished());
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn handle(&self) -> &TaskHandle<T> {
         &self.handle
@@ -440,6 +589,7 @@ impl<T> Timer<T> {
     /// use std::time::Duration;
     /// let h = weft_sync::Timer::start(Duration::ZERO, || 1).into_handle();
     /// assert_eq!(h.join(), Ok(1));
+    /// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
     /// ```
     pub fn into_handle(self) -> TaskHandle<T> {
         self.handle
@@ -453,6 +603,7 @@ impl<T> Timer<T> {
 /// use std::time::Duration;
 /// let t = weft_sync::Timer::start(Duration::from_millis(1), || "late");
 /// assert_eq!(futures_lite::future::block_on(t), Ok("late"));
+/// # assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(60)));
 /// ```
 impl<T> Future for Timer<T> {
     type Output = Result<T, TaskError>;

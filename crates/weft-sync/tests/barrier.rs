@@ -263,6 +263,7 @@ fn async_wait_default_timeout_breaks_the_barrier_for_everyone() {
         b.reset();
         assert!(!b.is_broken());
     });
+    timer_thread_gone();
 }
 
 #[test]
@@ -280,6 +281,7 @@ fn async_wait_that_trips_in_time_leaves_no_alarm_behind() {
         thread::sleep(Duration::from_millis(150));
         assert!(!b.is_broken());
     });
+    timer_thread_gone();
 }
 
 #[test]
@@ -299,4 +301,16 @@ fn dropped_async_wait_withdraws_and_its_alarm_does_nothing() {
         thread::sleep(2 * timeout);
         assert!(!b.is_broken());
     });
+    timer_thread_gone();
+}
+
+/// The async waits with a timeout run their alarms on the shared timer
+/// thread: a test that used one waits for the thread to go, so that the
+/// process does not end with it up (Miri's leak check fails a binary
+/// that does).
+fn timer_thread_gone() {
+    assert!(
+        weft_sync::Timer::wait_idle(Duration::from_secs(30)),
+        "an alarm kept the timer thread up"
+    );
 }

@@ -2,7 +2,8 @@
 //! completion/cancel/wake protocol, the semaphore's permit accounting,
 //! the event's generation protocol (a `set` is never lost to a `clear`),
 //! the locked store of `LifoQueue`/`PriorityQueue`, and the shared timer
-//! thread (cancel versus fire, a start racing the thread's idle exit).
+//! thread (cancel versus fire, a start racing the thread's idle exit, a
+//! wait for it to go racing both).
 //!
 //! Run with `cargo xtask loom weft-sync` (RUSTFLAGS="--cfg loom").
 #![cfg(loom)]
@@ -292,6 +293,23 @@ fn timer_started_while_the_thread_exits_still_fires() {
         let other =
             thread::spawn(|| weft_sync::Timer::start(std::time::Duration::ZERO, || 2).join());
         assert_eq!(first.join(), Ok(1));
+        assert_eq!(other.join().unwrap(), Ok(2));
+    });
+}
+
+/// `Timer::wait_idle` races the thread's exit and a start from another
+/// thread: it returns only with no timer thread running (having joined
+/// the one that ran), never hangs, and the racing timer still fires.
+#[test]
+fn wait_idle_racing_a_start_joins_the_thread_and_the_timer_fires() {
+    loom::model(|| {
+        let first = weft_sync::Timer::start(std::time::Duration::ZERO, || 1);
+        let other =
+            thread::spawn(|| weft_sync::Timer::start(std::time::Duration::ZERO, || 2).join());
+        assert!(weft_sync::Timer::wait_idle(std::time::Duration::from_secs(
+            60
+        )));
+        assert!(first.is_finished(), "the thread went before firing");
         assert_eq!(other.join().unwrap(), Ok(2));
     });
 }
