@@ -12,7 +12,7 @@
 //! |---|---|
 //! | `use rayon::prelude::*;` | `use weft_pool::iter::prelude::*;` |
 //! | `v.par_iter()`, `v.par_iter_mut()`, `v.into_par_iter()`, `(0..n).into_par_iter()` | the same ([`iter`]) |
-//! | `.map`, `.map_init`, `.map_with`, `.filter`, `.filter_map`, `.flat_map`, `.flat_map_iter`, `.flatten`, `.flatten_iter`, `.chain`, `.enumerate`, `.zip`, `.chunks`, `.step_by`, `.take`, `.skip`, `.with_min_len`, `.with_max_len`, `.fold`, `.copied`, `.cloned`, `.inspect` | the same (`.chain` is not indexed here: no `.enumerate`/`.zip` after it) |
+//! | `.map`, `.map_init`, `.map_with`, `.filter`, `.filter_map`, `.flat_map`, `.flat_map_iter`, `.flatten`, `.flatten_iter`, `.chain`, `.enumerate`, `.zip`, `.chunks`, `.rev`, `.step_by`, `.take`, `.skip`, `.with_min_len`, `.with_max_len`, `.fold`, `.copied`, `.cloned`, `.inspect` | the same (`.chain` is not indexed here: no `.enumerate`/`.zip` after it) |
 //! | `.for_each`, `.for_each_init`, `.for_each_with`, `.sum`, `.product`, `.reduce`, `.reduce_with`, `.min`/`.max` (`_by`, `_by_key`), `.count`, `.any`/`.all`, `.find_any`/`.find_first`, `.find_map_any`/`.find_map_first`, `.position_any`/`.position_first`, `.try_for_each`, `.try_reduce` (over `Result`/`Option`), `.unzip`, `.partition`, `.collect_into_vec(&mut v)`, `.collect()` into a `Vec` (in order), `HashMap`, `HashSet`, `BTreeMap`, `BTreeSet`, `String`; `c.par_extend(it)` | the same |
 //! | `s.par_chunks(n)`, `s.par_chunks_mut(n)`, `s.par_chunks_exact(n)`, `s.par_windows(n)`; `iter.par_bridge()` | the same |
 //! | `s.par_sort()`, `s.par_sort_unstable()` (and `_by`, `_by_key`) | the same |

@@ -1,4 +1,4 @@
-//! The rayon surface that ports reach for beyond the basics: `step_by`,
+//! The rayon surface that ports reach for beyond the basics: `rev`, `step_by`,
 //! `chain`, `flat_map`/`flatten`/`flatten_iter`, `unzip`, `partition`,
 //! `par_extend`, `try_for_each`/`try_reduce`, `par_bridge`,
 //! `with_max_len`, `par_windows`, `par_chunks_exact`. Each against its
@@ -67,6 +67,58 @@ fn step_by_matches_std() {
                 .sum();
             assert_eq!(got, (0..n as u64).step_by(7).sum::<u64>());
         }
+    });
+}
+
+#[test]
+fn rev_matches_std() {
+    in_pool(|| {
+        for &n in SIZES {
+            let v = input(n);
+            let want: Vec<u64> = v.iter().rev().map(|x| x * 3).collect();
+            let got: Vec<u64> = v.par_iter().rev().map(|x| x * 3).collect();
+            assert_eq!(got, want, "n = {n}");
+            let got: Vec<u64> = v.par_iter().map(|x| x * 3).rev().collect();
+            assert_eq!(got, want, "map then rev, n = {n}");
+            // By value, through the default (gathering) path.
+            let got: Vec<String> = v
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .rev()
+                .collect();
+            let want_s: Vec<String> = v.iter().rev().map(u64::to_string).collect();
+            assert_eq!(got, want_s, "Vec by value, n = {n}");
+            // Positions: enumerate before and after, zip, rev of rev.
+            let got: Vec<(usize, &u64)> = v.par_iter().enumerate().rev().collect();
+            let want: Vec<(usize, &u64)> = v.iter().enumerate().rev().collect();
+            assert_eq!(got, want, "n = {n}");
+            let got: Vec<(usize, &u64)> = v.par_iter().rev().enumerate().collect();
+            let want: Vec<(usize, &u64)> = v.iter().rev().enumerate().collect();
+            assert_eq!(got, want, "n = {n}");
+            let got: Vec<(&u64, &u64)> = v.par_iter().rev().zip(&v).collect();
+            let want: Vec<(&u64, &u64)> = v.iter().rev().zip(&v).collect();
+            assert_eq!(got, want, "n = {n}");
+            let got: Vec<&u64> = v.par_iter().rev().rev().with_max_len(5).collect();
+            assert_eq!(got, v.iter().collect::<Vec<_>>(), "n = {n}");
+            // The first match of the reversed order is the last one.
+            let got = v.par_iter().rev().position_first(|&x| x < 100);
+            assert_eq!(got, v.iter().rev().position(|&x| x < 100), "n = {n}");
+            // Mutable, ranges (up to the type's maximum).
+            let mut m = v.clone();
+            m.par_iter_mut()
+                .rev()
+                .enumerate()
+                .for_each(|(i, x)| *x = i as u64);
+            let want: Vec<u64> = (0..n as u64).rev().collect();
+            assert_eq!(m, want, "n = {n}");
+            let got: Vec<u64> = (0..n as u64).into_par_iter().rev().collect();
+            assert_eq!(got, want, "n = {n}");
+        }
+        let top = u8::MAX - 9;
+        let got: Vec<u8> = (top..=u8::MAX).into_par_iter().rev().collect();
+        assert_eq!(got, (top..=u8::MAX).rev().collect::<Vec<_>>());
     });
 }
 
@@ -382,6 +434,19 @@ fn panics_in_closures_reach_the_caller() {
     };
     type Case<'a> = Box<dyn Fn() + Sync + 'a>;
     let cases: Vec<(&str, Case)> = vec![
+        (
+            "rev",
+            Box::new(|| (0..n).into_par_iter().rev().for_each(boom)),
+        ),
+        (
+            "rev by value",
+            Box::new(|| {
+                let v: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+                v.into_par_iter()
+                    .rev()
+                    .for_each(|s| boom(s.parse().unwrap()))
+            }),
+        ),
         (
             "step_by",
             Box::new(|| (0..n).into_par_iter().step_by(1).for_each(boom)),

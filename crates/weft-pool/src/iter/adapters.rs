@@ -88,6 +88,14 @@ where
     fn into_iter(self) -> Self::IntoIter {
         self.base.into_iter().map(self.f)
     }
+    fn fold_rev<G: Folder<R>>(self, folder: G) -> G {
+        self.base
+            .fold_rev(MapFolder {
+                base: folder,
+                f: self.f,
+            })
+            .base
+    }
     fn min_len(&self) -> usize {
         self.base.min_len()
     }
@@ -1066,6 +1074,101 @@ impl<P: Producer> Producer for BoundsProducer<P> {
         )
     }
     fn fold_with<F: Folder<P::Item>>(self, folder: F) -> F {
+        self.base.fold_with(folder)
+    }
+    fn fold_rev<F: Folder<P::Item>>(self, folder: F) -> F {
+        self.base.fold_rev(folder)
+    }
+}
+
+// ---------------------------------------------------------------- rev
+
+/// [`IndexedParallelIterator::rev`]'s iterator: the items last first.
+#[derive(Clone, Debug)]
+#[must_use = "parallel iterators do nothing until consumed"]
+pub struct Rev<I> {
+    base: I,
+}
+
+impl<I> Rev<I> {
+    pub(super) fn new(base: I) -> Self {
+        Rev { base }
+    }
+}
+
+impl<I: IndexedParallelIterator> ParallelIterator for Rev<I> {
+    type Item = I::Item;
+    fn drive<C: Consumer<Self::Item>>(self, consumer: C) -> C::Result {
+        bridge(self, consumer)
+    }
+    fn opt_len(&self) -> Option<usize> {
+        Some(self.base.len())
+    }
+}
+
+impl<I: IndexedParallelIterator> IndexedParallelIterator for Rev<I> {
+    fn len(&self) -> usize {
+        self.base.len()
+    }
+    fn with_producer<CB: ProducerCallback<Self::Item>>(self, callback: CB) -> CB::Output {
+        struct Callback<CB> {
+            callback: CB,
+            len: usize,
+        }
+        impl<T, CB: ProducerCallback<T>> ProducerCallback<T> for Callback<CB> {
+            type Output = CB::Output;
+            fn callback<P: Producer<Item = T>>(self, base: P) -> CB::Output {
+                self.callback.callback(RevProducer {
+                    base,
+                    len: self.len,
+                })
+            }
+        }
+        let len = self.base.len();
+        self.base.with_producer(Callback { callback, len })
+    }
+}
+
+/// The base's `len` positions, last first: position `i` here is `len - 1
+/// - i` of the base.
+struct RevProducer<P> {
+    base: P,
+    len: usize,
+}
+
+impl<P: Producer> Producer for RevProducer<P> {
+    type Item = P::Item;
+    type IntoIter = std::iter::Rev<std::vec::IntoIter<P::Item>>;
+
+    /// Gathers the piece first (only `zip` and `chunks` after `rev` ask
+    /// for the iterator; folds go through [`fold_rev`](Producer::fold_rev)).
+    fn into_iter(self) -> Self::IntoIter {
+        let items: Vec<P::Item> = self.base.into_iter().collect();
+        items.into_iter().rev()
+    }
+    fn min_len(&self) -> usize {
+        self.base.min_len()
+    }
+    fn max_len(&self) -> usize {
+        self.base.max_len()
+    }
+    fn split_at(self, index: usize) -> (Self, Self) {
+        let (l, r) = self.base.split_at(self.len - index);
+        (
+            RevProducer {
+                base: r,
+                len: index,
+            },
+            RevProducer {
+                base: l,
+                len: self.len - index,
+            },
+        )
+    }
+    fn fold_with<F: Folder<P::Item>>(self, folder: F) -> F {
+        self.base.fold_rev(folder)
+    }
+    fn fold_rev<F: Folder<P::Item>>(self, folder: F) -> F {
         self.base.fold_with(folder)
     }
 }

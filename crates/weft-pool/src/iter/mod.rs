@@ -34,7 +34,7 @@
 //! | Kind | Items |
 //! |---|---|
 //! | sources | `par_iter()`, `par_iter_mut()`, `into_par_iter()` on slices, `Vec` and integer ranges; [`ParallelSlice::par_chunks`], [`ParallelSlice::par_chunks_exact`], [`ParallelSlice::par_windows`], [`ParallelSliceMut::par_chunks_mut`]; [`ParallelBridge::par_bridge`] on any `Iterator + Send` |
-//! | adapters | `map`, `map_init`, `map_with`, `filter`, `filter_map`, `flat_map`, `flat_map_iter`, `flatten`, `flatten_iter`, `chain`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `step_by`, `take`, `skip`, `with_min_len`, `with_max_len` |
+//! | adapters | `map`, `map_init`, `map_with`, `filter`, `filter_map`, `flat_map`, `flat_map_iter`, `flatten`, `flatten_iter`, `chain`, `copied`, `cloned`, `inspect`, `fold`; indexed only: `enumerate`, `zip`, `chunks`, `rev`, `step_by`, `take`, `skip`, `with_min_len`, `with_max_len` |
 //! | consumers | `for_each`, `for_each_init`, `for_each_with`, `sum`, `product`, `reduce`, `reduce_with`, `min`/`max` (`_by`, `_by_key`), `count`, `any`/`all`, `find_any`/`find_first`, `find_map_any`/`find_map_first`; indexed only: `position_any`/`position_first`, `collect_into_vec`; `try_for_each`, `try_reduce` (over `Result`/`Option`, see [`TryOutcome`]), `unzip`, `partition`, `collect`; [`ParallelExtend::par_extend`] |
 //! | sorting | [`ParallelSliceMut::par_sort`], `par_sort_by`, `par_sort_by_key`, `par_sort_unstable`, `par_sort_unstable_by`, `par_sort_unstable_by_key` |
 
@@ -48,7 +48,7 @@ mod sources;
 
 pub use adapters::{
     Chunks, Cloned, Copied, Enumerate, Filter, FilterMap, FlatMapIter, Fold, Inspect, Map, MapInit,
-    MaxLen, MinLen, Range, StepBy, Zip,
+    MaxLen, MinLen, Range, Rev, StepBy, Zip,
 };
 pub use extra::{Chain, FlatMap, IterBridge, ParallelBridge, ParallelExtend, TryOutcome};
 pub use sources::{
@@ -710,6 +710,17 @@ pub trait IndexedParallelIterator: ParallelIterator {
     /// ```
     fn with_max_len(self, max: usize) -> MaxLen<Self> {
         MaxLen::new(self, max)
+    }
+
+    /// The items in reverse order.
+    ///
+    /// ```
+    /// use weft_pool::iter::prelude::*;
+    /// let v: Vec<u32> = (0..5u32).into_par_iter().rev().map(|x| x * 10).collect();
+    /// assert_eq!(v, [40, 30, 20, 10, 0]);
+    /// ```
+    fn rev(self) -> Rev<Self> {
+        Rev::new(self)
     }
 
     /// Every `step`-th item, from the first (as `Iterator::step_by`).

@@ -68,6 +68,16 @@ pub trait Producer: Send + Sized {
     fn fold_with<F: Folder<Self::Item>>(self, folder: F) -> F {
         folder.consume_iter(self.into_iter())
     }
+
+    /// Feeds every item of this piece to `folder` last first (for
+    /// [`rev`](super::IndexedParallelIterator::rev)). By default the
+    /// piece's items are gathered in a `Vec` first; producers whose
+    /// sequential iterator runs backwards (slices, ranges, `map` over them)
+    /// override it.
+    fn fold_rev<F: Folder<Self::Item>>(self, folder: F) -> F {
+        let items: Vec<Self::Item> = self.into_iter().collect();
+        folder.consume_iter(items.into_iter().rev())
+    }
 }
 
 /// Where items go: split alongside a [`Producer`], folded piece by piece,

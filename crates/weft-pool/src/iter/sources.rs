@@ -3,7 +3,7 @@
 
 use std::ptr;
 
-use super::plumbing::{Consumer, Producer, ProducerCallback, bridge};
+use super::plumbing::{Consumer, Folder, Producer, ProducerCallback, bridge};
 use super::{IndexedParallelIterator, IntoParallelIterator, ParallelIterator};
 
 /// Implements `ParallelIterator` for an indexed iterator by bridging.
@@ -81,6 +81,9 @@ impl<'a, T: Sync> Producer for SliceProducer<'a, T> {
     fn into_iter(self) -> Self::IntoIter {
         self.slice.iter()
     }
+    fn fold_rev<F: Folder<&'a T>>(self, folder: F) -> F {
+        folder.consume_iter(self.slice.iter().rev())
+    }
     fn split_at(self, index: usize) -> (Self, Self) {
         let (l, r) = self.slice.split_at(index);
         (SliceProducer { slice: l }, SliceProducer { slice: r })
@@ -140,6 +143,9 @@ impl<'a, T: Send> Producer for SliceMutProducer<'a, T> {
     type IntoIter = std::slice::IterMut<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
         self.slice.iter_mut()
+    }
+    fn fold_rev<F: Folder<&'a mut T>>(self, folder: F) -> F {
+        folder.consume_iter(self.slice.iter_mut().rev())
     }
     fn split_at(self, index: usize) -> (Self, Self) {
         let (l, r) = self.slice.split_at_mut(index);
@@ -591,6 +597,12 @@ macro_rules! range_impls {
                 match last.checked_add(1) {
                     Some(end) => RangeSeq::Half(self.start..end),
                     None => RangeSeq::Closed(self.start..=last),
+                }
+            }
+            fn fold_rev<F: Folder<$t>>(self, folder: F) -> F {
+                match self.into_iter() {
+                    RangeSeq::Half(r) => folder.consume_iter(r.rev()),
+                    RangeSeq::Closed(r) => folder.consume_iter(r.rev()),
                 }
             }
             fn split_at(self, index: usize) -> (Self, Self) {
