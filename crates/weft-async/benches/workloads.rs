@@ -25,7 +25,8 @@
 //!   median over iterations). `foreign_wake_stream_per_item`: 100,000
 //!   messages sent back to back, per message. weft: `weft_sync::Queue`
 //!   (`put` / `get_async`); tokio: `tokio::sync::mpsc::unbounded_channel`
-//!   (`send` / `recv().await`).
+//!   (`send` / `recv().await`). The `weft+tokio-mpsc` rows run weft's
+//!   runtime with tokio's channel: the runtime's share of the wake-up.
 //! * `timeout_churn_100k`: `timeout(1 s, yield_now())` 100,000 times in one
 //!   task: every timer is armed (the future is pending once) and cancelled
 //!   long before it fires.
@@ -479,6 +480,31 @@ fn foreign_weft() -> Foreign {
     }
 }
 
+/// weft's runtime with tokio's channel: the `weft+tokio-mpsc` row, which
+/// splits the runtime's share of a foreign wake-up from the channel's.
+fn foreign_weft_tokio_chan() -> Foreign {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Msg>();
+    let (to, answers) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        weft_async::run(async move {
+            weft_async::spawn(async move {
+                while let Some(msg) = rx.recv().await {
+                    if !answer(msg, &to) {
+                        break;
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        })
+    });
+    Foreign {
+        send: Box::new(move |m| tx.send(m).unwrap()),
+        answers,
+        stop: Some(Box::new(move || thread.join().unwrap())),
+    }
+}
+
 fn foreign_tokio_current() -> Foreign {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Msg>();
     let (to, answers) = std::sync::mpsc::channel();
@@ -516,6 +542,28 @@ fn foreign_weft_multi() -> Foreign {
     });
     Foreign {
         send: Box::new(move |m| q.put(m).unwrap()),
+        answers,
+        stop: Some(Box::new(move || {
+            task.join().unwrap();
+            drop(rt);
+        })),
+    }
+}
+
+/// The multi flavour with tokio's channel (`weft+tokio-mpsc`).
+fn foreign_weft_multi_tokio_chan() -> Foreign {
+    let rt = weft_multi();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Msg>();
+    let (to, answers) = std::sync::mpsc::channel();
+    let task = rt.spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if !answer(msg, &to) {
+                break;
+            }
+        }
+    });
+    Foreign {
+        send: Box::new(move |m| tx.send(m).unwrap()),
         answers,
         stop: Some(Box::new(move || {
             task.join().unwrap();
@@ -607,12 +655,20 @@ fn foreign_wakes(c: &mut Criterion) {
     foreign_group(
         c,
         "",
-        &[("weft", foreign_weft), ("tokio", foreign_tokio_current)],
+        &[
+            ("weft", foreign_weft),
+            ("tokio", foreign_tokio_current),
+            ("weft+tokio-mpsc", foreign_weft_tokio_chan),
+        ],
     );
     foreign_group(
         c,
         "mt_",
-        &[("weft", foreign_weft_multi), ("tokio", foreign_tokio_multi)],
+        &[
+            ("weft", foreign_weft_multi),
+            ("tokio", foreign_tokio_multi),
+            ("weft+tokio-mpsc", foreign_weft_multi_tokio_chan),
+        ],
     );
 }
 
