@@ -205,7 +205,10 @@ def main():
     procs = os.cpu_count() or 1
     n_map = 1_000_000
     chunk = -(-n_map // (procs * 4))  # the chunk size weft and Pool.map pick
-    payload = b"\xa5" * (64 << 20)
+    # The 64 MiB payload exists only while its rows run: every pool here
+    # forks this process, and a fork copies the page tables of all it
+    # holds (64 MiB held for good would slow every later fork-based row).
+    payload = None
     rows = []
 
     def row(bench, impl, stats):
@@ -230,8 +233,10 @@ def main():
         with multiprocessing.Pool(1) as pool:
             row("round_trip_tiny_task", "python-mp-pool",
                 timed(lambda: pool.apply(square, (7,)), 2000 * scale, warmup=100))
+            payload = b"\xa5" * (64 << 20)
             row("bytes_64mib_round_trip", "python-mp-pool",
                 timed(lambda: pool.apply(echo, (payload,)), 3 * scale))
+            payload = None
         with multiprocessing.Pool(procs) as pool:
             row("submit_10k_tiny_tasks", "python-mp-pool",
                 timed(lambda: sum(r.get() for r in
@@ -244,8 +249,10 @@ def main():
         with concurrent.futures.ProcessPoolExecutor(1) as ex:
             row("round_trip_tiny_task", "python-process-pool-executor",
                 timed(lambda: ex.submit(square, 7).result(), 2000 * scale, warmup=100))
+            payload = b"\xa5" * (64 << 20)
             row("bytes_64mib_round_trip", "python-process-pool-executor",
                 timed(lambda: ex.submit(echo, payload).result(), 3 * scale))
+            payload = None
         with concurrent.futures.ProcessPoolExecutor(procs) as ex:
             row("submit_10k_tiny_tasks", "python-process-pool-executor",
                 timed(lambda: sum(f.result() for f in
@@ -277,8 +284,11 @@ def main():
                 p.start()
                 p.join()
 
+            # 40 starts (fork, about a second) or 10 (spawn, about 1-2 s)
+            # per scale: enough for the median's interval not to be all
+            # noise on a loaded machine.
             row("process_start_join", "python-process-" + method,
-                timed(start_join, 10 * scale))
+                timed(start_join, (40 if method == "fork" else 10) * scale))
 
     # queue_100k_items: a forked Process fills a multiprocessing.Queue with
     # 100,000 ints; this process gets them all.
