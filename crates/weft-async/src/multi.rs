@@ -46,8 +46,8 @@
 //! so with one executor for all workers every wake-up (a yield, a ready
 //! socket) is a push and a pop that the workers contend for. With one per
 //! worker, a task's wake-ups go to the queue of the worker that spawned it,
-//! which mostly only that worker touches (measured on 2 threads:
-//! `mt_yield_many` 1.7-2.4x tokio's time before, 1.1-1.2x after;
+//! which mostly only that worker touches (measured on 2 threads, loaded
+//! machine: `mt_yield_many` 1.2-2.4x tokio's time before, 1.07-1.8x after;
 //! `mt_tcp_echo` 1.23x before, 0.95x after). The cost: a worker blocked
 //! inside a task (a blocking call where an `.await` belongs) delays the
 //! tasks its executor had already moved to that worker's local queue (up to
