@@ -671,7 +671,6 @@ where
     cmd.env(ENV_PROCESS, BootEnv::encode(&server_name, &secret))
         .stdin(Stdio::null());
     crate::boot::apply_env(&mut cmd, &settings.env);
-    sys::inherit_only_stdio(&mut cmd);
     let child = cmd.spawn().map_err(|source| Error::Spawn {
         program: program.clone(),
         source,

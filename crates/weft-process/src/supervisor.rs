@@ -761,8 +761,6 @@ pub(crate) fn spawn_worker(
         let mut cmd = Command::new(&cfg.program);
         cmd.env(ENV_WORKER, BootEnv::encode(&name, &secret))
             .stdin(Stdio::null());
-        // The worker holds its stdio, nothing else of ours.
-        sys::inherit_only_stdio(&mut cmd);
         // Its own process group: a terminal's Ctrl-C (SIGINT to the
         // foreground group) reaches the parent only, which decides.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

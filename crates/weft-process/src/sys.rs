@@ -2,7 +2,7 @@
 //! the crate: the process-constructor hook, `PR_SET_PDEATHSIG`, ignoring
 //! `SIGPIPE`, removing the worker marker from the environment, sending a
 //! signal to a child by pid, waiting for a child without reaping it,
-//! marking inherited descriptors close-on-exec, and writing into a
+//! closing descriptors inherited across `exec`, and writing into a
 //! reusable ipc-channel shared-memory region.
 #![allow(unsafe_code)]
 
@@ -108,48 +108,34 @@ pub(crate) fn kill(pid: u32) {
     }
 }
 
-/// Makes the child that `cmd` starts hold only the descriptors it is
-/// given as stdin, stdout and stderr: every other descriptor it would
-/// inherit (one the program opened without close-on-exec: a `pipe()`, a
-/// file from C code) is made close-on-exec between `fork` and `exec`, so
-/// that the worker never keeps another child's pipe open. Marking rather
-/// than closing keeps the channel the standard library uses to report a
-/// failed `exec`.
-pub(crate) fn inherit_only_stdio(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the child between fork and exec, where
-    // only async-signal-safe calls are allowed: it makes raw system calls
-    // (close_range, open, getdents64, fcntl, close, getrlimit) on a stack
-    // buffer, and neither allocates nor takes a lock.
-    unsafe {
-        cmd.pre_exec(|| {
-            cloexec_from(3);
-            Ok(())
-        });
-    }
-}
-
-/// Sets close-on-exec on every descriptor from `first` up. Async-signal
-/// safe (see [`inherit_only_stdio`]).
-fn cloexec_from(first: libc::c_int) {
+/// Closes every descriptor from 3 up that this process inherited across
+/// `exec` without close-on-exec (a `pipe()` the parent made for another
+/// child, a file from C code), so that a worker or a `Process`'s child
+/// holds only its stdin, stdout and stderr and never keeps another
+/// child's pipe open. Called first thing in worker and child mode (from
+/// the init hook, or `main_hook` at the top of `main`), before any code of
+/// weft's or the user's opens a descriptor of its own.
+///
+/// The parent starts its children with `posix_spawn` (`vfork` semantics,
+/// no `pre_exec` code), whose cost does not grow with the parent's memory,
+/// where a `fork` copies the page tables of everything the parent maps
+/// (a parent holding 1 GiB took 50-100 ms per start, against 2 ms): so
+/// the descriptors are closed here, in the child, instead of being marked
+/// between `fork` and `exec`.
+pub(crate) fn close_inherited() {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // Linux 5.11 and later: one call.
-        // SAFETY: close_range takes no pointers.
-        let done = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        } == 0;
-        if done || cloexec_listed(first) {
-            return;
-        }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        // Listed first, closed after: the listing's own descriptor is
+        // close-on-exec, and gone once `dir` is dropped.
+        let fds: Vec<libc::c_int> = dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|&fd| fd >= 3)
+            .collect();
+        fds.into_iter().for_each(close_if_inherited);
+        return;
     }
     // Elsewhere, or without /proc: every number up to the limit.
-    // SAFETY: getrlimit writes into the struct it is given.
+    // SAFETY: an all-zero rlimit is valid for getrlimit to fill.
     let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
     // SAFETY: `limit` is a valid rlimit for the call to fill.
     let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
@@ -157,83 +143,22 @@ fn cloexec_from(first: libc::c_int) {
     } else {
         1024
     };
-    for fd in first..max {
-        set_cloexec(fd);
-    }
+    (3..max).for_each(close_if_inherited);
 }
 
-/// Sets close-on-exec on `fd` if it is open. Async-signal safe.
-fn set_cloexec(fd: libc::c_int) {
-    // SAFETY: fcntl on a descriptor number takes no pointers; a closed one
-    // is EBADF.
+/// Closes `fd` if it is open without close-on-exec.
+fn close_if_inherited(fd: libc::c_int) {
+    // SAFETY: fcntl on a descriptor number takes no pointers (a closed one
+    // is EBADF). Closing is sound because nothing in this process owns a
+    // descriptor without close-on-exec yet: this runs before weft's or the
+    // user's code opens any (and Rust's standard library opens every one
+    // close-on-exec), so such a descriptor can only have been inherited.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFD);
         if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            libc::close(fd);
         }
     }
-}
-
-/// [`cloexec_from`] for kernels before 5.11: the descriptors listed in
-/// `/proc/self/fd`, read with raw `getdents64` into a stack buffer (as
-/// CPython's `_posixsubprocess` does). `false` if it cannot be listed.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn cloexec_listed(first: libc::c_int) -> bool {
-    // SAFETY: a NUL-terminated path; the result is checked.
-    let dir = unsafe {
-        libc::open(
-            c"/proc/self/fd".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if dir < 0 {
-        return false;
-    }
-    let mut buf = [0u64; 512];
-    loop {
-        // SAFETY: `buf` is writable for its size in bytes.
-        let got = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dir,
-                buf.as_mut_ptr(),
-                std::mem::size_of_val(&buf),
-            )
-        };
-        if got <= 0 {
-            break;
-        }
-        let bytes = buf.as_ptr().cast::<u8>();
-        let mut at = 0usize;
-        while at + 19 < got as usize {
-            // linux_dirent64: d_ino (8), d_off (8), d_reclen (2),
-            // d_type (1), then the NUL-terminated name.
-            // SAFETY: the kernel wrote `got` bytes of whole records; each
-            // record's header and name lie within them.
-            let (reclen, fd) = unsafe {
-                let reclen = std::ptr::read_unaligned(bytes.add(at + 16).cast::<u16>()) as usize;
-                let mut fd: libc::c_int = 0;
-                let mut name = bytes.add(at + 19);
-                let mut digits = 0;
-                while (*name).is_ascii_digit() && digits < 10 {
-                    fd = fd * 10 + libc::c_int::from(*name - b'0');
-                    name = name.add(1);
-                    digits += 1;
-                }
-                (reclen, if digits > 0 && *name == 0 { fd } else { -1 })
-            };
-            if fd >= first && fd != dir {
-                set_cloexec(fd);
-            }
-            if reclen == 0 {
-                break;
-            }
-            at += reclen;
-        }
-    }
-    // SAFETY: `dir` was opened above.
-    unsafe { libc::close(dir) };
-    true
 }
 
 /// Blocks until the child `pid` has exited, without reaping it (the
@@ -391,32 +316,26 @@ mod tests {
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
     }
 
-    fn cloexec(fd: &OwnedFd) -> bool {
-        // SAFETY: F_GETFD takes no pointers.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) & libc::FD_CLOEXEC != 0 }
-    }
-
     #[test]
     #[cfg_attr(miri, ignore = "calls into the operating system")]
-    fn every_way_of_marking_inherited_descriptors_reaches_them() {
-        // Only descriptors from the pipe's up are touched (close-on-exec
-        // on this test process's own later descriptors is harmless).
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            // The /proc/self/fd listing (kernels before close_range).
-            let (a, b) = inheritable();
-            assert!(!cloexec(&a) && !cloexec(&b));
-            assert!(cloexec_listed(a.as_raw_fd().min(b.as_raw_fd())));
-            assert!(cloexec(&a) && cloexec(&b));
-        }
-        // Whatever the kernel offers.
-        let (a, b) = inheritable();
-        cloexec_from(a.as_raw_fd().min(b.as_raw_fd()));
-        assert!(cloexec(&a) && cloexec(&b));
-        // One descriptor at a time; a closed number is ignored.
-        let (a, _b) = inheritable();
-        set_cloexec(a.as_raw_fd());
-        assert!(cloexec(&a));
-        set_cloexec(-1);
+    fn inherited_descriptors_are_closed_and_close_on_exec_ones_kept() {
+        use std::io::{Read, Write};
+        use std::os::fd::IntoRawFd;
+        // A write end without close-on-exec is closed: its read end then
+        // reads end-of-file (whatever reuses the number afterwards).
+        let (read, write) = inheritable();
+        close_if_inherited(write.into_raw_fd());
+        let mut buf = [0u8; 1];
+        assert_eq!(std::fs::File::from(read).read(&mut buf).unwrap(), 0);
+        // A close-on-exec one is left alone: it still writes.
+        let (read, write) = inheritable();
+        // SAFETY: F_SETFD on a descriptor this test owns.
+        unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        close_if_inherited(write.as_raw_fd());
+        std::fs::File::from(write).write_all(b"x").unwrap();
+        std::fs::File::from(read).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"x");
+        // A number that is not open is ignored.
+        close_if_inherited(-1);
     }
 }

@@ -46,7 +46,9 @@ pub(crate) const EXIT_BOOTSTRAP: i32 = 78;
 /// ```
 pub fn main_hook() {
     if let Some(boot) = std::env::var_os(crate::process::ENV_PROCESS) {
-        // A `Process`'s child: runs its one function, then exits.
+        // A `Process`'s child: runs its one function, then exits. It holds
+        // its stdio and nothing else of its parent's.
+        sys::close_inherited();
         sys::remove_env(crate::process::ENV_PROCESS);
         // A panic must not unwind into the init hook, which would go on
         // into `main`: the child would run the program itself.
@@ -57,6 +59,8 @@ pub fn main_hook() {
     if std::env::var_os(ENV_WORKER).is_none() {
         return;
     }
+    // The worker holds its stdio and nothing else of its parent's.
+    sys::close_inherited();
     // As for a `Process`'s child: a panic in the worker's own code must not
     // unwind into the init hook and on into `main`.
     let code = catch_unwind(serve).unwrap_or(crate::process::EXIT_PANIC);
