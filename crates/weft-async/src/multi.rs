@@ -28,30 +28,29 @@
 //! # How it runs
 //!
 //! A [`Runtime`] owns N worker threads and one `async-executor`
-//! [`Executor`] per worker. Worker `i` runs
-//! `async_io::block_on(executors[i].run(..))`: a worker that runs out of
-//! tasks sleeps in `async-io`'s reactor (or drives it, for timers and
-//! sockets). A task spawned on a worker goes to that worker's executor (a
-//! spawn from outside the workers, in turn to each); beside its own
-//! executor's `run`, each worker polls the other executors' `tick`, so a
-//! busy worker runs one task of another's after each batch of (up to 200)
-//! of its own, and an idle one runs the others' tasks until it has work of
-//! its own again.
-//! [`block_on`](Runtime::block_on) drives its future on the calling thread
-//! (not one of the workers), as tokio's does; inside it and inside tasks,
-//! [`spawn`] spawns onto the runtime.
+//! [`Executor`] per worker. Worker `i` runs, inside `async_io::block_on`,
+//! batches of up to 200 tasks of `executors[i]` (`Executor::try_tick`),
+//! then one task of another worker's executor (a batch, when it has none of
+//! its own); with nothing to run anywhere it sleeps in `async-io`'s reactor
+//! (or drives it, for timers and sockets) as a ticker of every executor
+//! (`Executor::tick`) until one has work. A task spawned on a worker goes
+//! to that worker's executor (a spawn from outside the workers, in turn to
+//! each). [`block_on`](Runtime::block_on) drives its future on the calling
+//! thread (not one of the workers), as tokio's does; inside it and inside
+//! tasks, [`spawn`] spawns onto the runtime.
 //!
 //! Why an executor per worker: `async-executor` puts every woken task on
 //! its executor's global queue (tokio keeps it on the worker's own queue),
 //! so with one executor for all workers every wake-up (a yield, a ready
 //! socket) is a push and a pop that the workers contend for. With one per
 //! worker, a task's wake-ups go to the queue of the worker that spawned it,
-//! which mostly only that worker touches (measured on 2 threads, loaded
-//! machine: `mt_yield_many` 1.2-2.4x tokio's time before, 1.07-1.8x after;
-//! `mt_tcp_echo` 1.23x before, 0.95x after). The cost: a worker blocked
-//! inside a task (a blocking call where an `.await` belongs) delays the
-//! tasks its executor had already moved to that worker's local queue (up to
-//! 512) until it returns; other workers take only from its global queue.
+//! which mostly only that worker touches; and `try_tick` runs a task
+//! straight from that queue, where `Executor::run`'s runner first moves it
+//! to a local queue of its own. Measured on 2 threads on the loaded 2-core
+//! machine (alternating builds; wide spreads): `mt_yield_many` weft/tokio
+//! 1.2-2.4x with one executor, 1.1-1.6x now; spawning 1M tasks from
+//! `block_on` stays faster than tokio (0.3-0.5x before, 0.7-0.8x now: the
+//! spawner and the workers now share each executor's global queue).
 //!
 //! Every task's future is wrapped so that a panic (in `poll`, or in its
 //! destructor) fails that task's handle with
@@ -351,7 +350,7 @@ fn worker(inner: Arc<Inner>, index: usize) {
         // Task panics are caught in `Contained`; this only guards the
         // worker against anything else that might unwind out of `run`.
         let ran = catch_unwind(AssertUnwindSafe(|| {
-            async_io::block_on(inner.exs[index].run(Help::new(&inner, index)));
+            async_io::block_on(work(&inner, index));
         }));
         if let Err(payload) = ran {
             weft_sync::drop_quietly(payload);
@@ -362,68 +361,81 @@ fn worker(inner: Arc<Inner>, index: usize) {
     BLOCKING.set(0);
 }
 
-/// What a worker polls beside its own executor's `run`, and first: the
-/// runtime's stop event, and the other workers' executors, one task at a
-/// time (`Executor::tick`). `run` polls it after every batch of up to 200
-/// tasks of its own, and whenever it is woken: so a busy worker takes one
-/// task of another's per batch of its own, and an idle one runs the
-/// others' tasks one after the other until its own executor has work.
+/// How many tasks a worker runs from one executor before it looks at the
+/// others, the stop event and (by yielding to `async_io::block_on`) the
+/// reactor: `Executor::run`'s own batch.
+const BATCH: usize = 200;
+
+/// A worker's loop: batches of its own executor's tasks
+/// (`Executor::try_tick`), then one task of another worker's executor (a
+/// whole batch of them when it has none of its own), until the runtime
+/// stops; with nothing to run anywhere, it sleeps as one of the tickers of
+/// every executor (`Executor::tick`) until one of them has work.
 ///
 /// Why not one executor for all workers: `async-executor` pushes every
 /// woken task onto its executor's global queue, which all of that
 /// executor's runners pop, so with one executor each wake-up (a yield, a
-/// socket ready) is two contended atomic operations between the workers.
-/// With one executor per worker, a task's wake-ups go to the queue of the
-/// worker that spawned it, which mostly only that worker touches.
-struct Help<'a> {
-    stop: weft_sync::EventWaitFuture<'a>,
-    /// `tick()` of each other executor: runs one task of it when polled,
-    /// or waits (as one of its sleeping tickers) for one.
-    ticks: Vec<Pin<Box<dyn Future<Output = ()> + Send + 'a>>>,
-    others: Vec<&'a Executor<'static>>,
-    /// Which of `ticks` to poll first.
-    next: usize,
-}
-
-impl<'a> Help<'a> {
-    fn new(inner: &'a Inner, index: usize) -> Help<'a> {
-        let others: Vec<&Executor<'static>> = (1..inner.exs.len())
-            .map(|k| &inner.exs[(index + k) % inner.exs.len()])
-            .collect();
-        Help {
-            stop: inner.stop.wait_async(),
-            ticks: others.iter().map(|ex| tick(ex)).collect(),
-            others,
-            next: 0,
+/// socket ready) is a push and a pop that the workers contend for. With one
+/// executor per worker, a task's wake-ups go to the queue of the worker
+/// that spawned it, which mostly only that worker touches. And why
+/// `try_tick` rather than `Executor::run`: `run`'s runner moves tasks from
+/// the global queue into a local one before running them (a pop and a push
+/// more per wake-up), which only pays when several runners share the
+/// global queue.
+async fn work(inner: &Inner, index: usize) {
+    let n = inner.exs.len();
+    let own = &inner.exs[index];
+    let mut stop = std::pin::pin!(inner.stop.wait_async());
+    let mut next = 1;
+    loop {
+        let mut ran = 0;
+        while ran < BATCH && own.try_tick() {
+            ran += 1;
         }
-    }
-}
-
-fn tick<'a>(ex: &'a Executor<'static>) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-    Box::pin(ex.tick())
-}
-
-impl Future for Help<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        if Pin::new(&mut this.stop).poll(cx).is_ready() {
-            return Poll::Ready(());
+        if std::future::poll_fn(|cx| Poll::Ready(stop.as_mut().poll(cx).is_ready())).await {
+            return;
         }
-        let n = this.ticks.len();
-        for k in 0..n {
-            let j = (this.next + k) % n;
-            if this.ticks[j].as_mut().poll(cx).is_ready() {
-                // Ran one task of executor j: come back after a batch of
-                // our own (or at once, if there is none).
-                this.ticks[j] = tick(this.others[j]);
-                this.next = j + 1;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+        // Help the others: one task of one of them, or a batch when this
+        // worker has nothing of its own.
+        let quota = if ran == BATCH { 1 } else { BATCH };
+        let mut helped = 0;
+        for k in 0..n.saturating_sub(1) {
+            let other = &inner.exs[(index + next + k) % n];
+            while helped < quota && other.try_tick() {
+                helped += 1;
+            }
+            if helped > 0 {
+                next = (next + k) % (n - 1) + 1;
+                break;
             }
         }
-        Poll::Pending
+        if ran + helped > 0 {
+            // Let block_on poll the reactor (timers, sockets) between batches.
+            futures_lite::future::yield_now().await;
+            continue;
+        }
+        // Nothing to run: sleep until some executor has a task (and run
+        // it), or the runtime stops.
+        let mut ticks: Vec<Pin<Box<dyn Future<Output = ()> + '_>>> = (0..n)
+            .map(|k| {
+                Box::pin(inner.exs[(index + k) % n].tick()) as Pin<Box<dyn Future<Output = ()>>>
+            })
+            .collect();
+        let stopped = std::future::poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            for t in ticks.iter_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        if stopped {
+            return;
+        }
     }
 }
 
