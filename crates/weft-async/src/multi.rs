@@ -185,7 +185,7 @@ static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 struct Inner {
     /// One executor per worker thread: a task spawned by a worker stays on
     /// that worker's executor, whose queues the other workers touch only
-    /// when they help (see [`Help`]).
+    /// when they help (see `work`).
     exs: Box<[Executor<'static>]>,
     /// Round-robin over `exs` for spawns from outside the workers.
     next: AtomicUsize,
